@@ -1,0 +1,9 @@
+DROP TABLE rejections;
+DROP TABLE import_lines;
+DROP TABLE imports;
+DROP TABLE stock;
+DROP TABLE request_lines;
+DROP TABLE requests;
+DROP TABLE soap_sessions;
+DROP TABLE api_tokens;
+DROP TABLE api_users;

@@ -1,0 +1,223 @@
+//! Who may call wharf: API users (argon2id passwords) with SOAP login sessions, and storefront bearer
+//! tokens. Session ids and tokens are random 256-bit values; only their SHA-256 is stored, so a copy of
+//! the database does not let anyone in. (A fast hash is enough for values that carry their own
+//! entropy; argon2 is kept for human-chosen passwords.)
+
+use std::sync::OnceLock;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::db::schema::{api_tokens, api_users, soap_sessions};
+use crate::db::{self, DbConnection};
+
+/// Roles an API user can have.
+pub const ROLES: &[&str] = &["warehouse"];
+
+/// An authentication or user-management failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong user name or password.
+    #[error("Access denied.")]
+    AccessDenied,
+    /// Unknown, ended or idle session.
+    #[error("Session expired. Try to relogin.")]
+    SessionExpired,
+    /// A user or token name that is already taken.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// A role that wharf does not know.
+    #[error("unknown role {0:?}; known roles: {roles}", roles = ROLES.join(", "))]
+    UnknownRole(String),
+    /// A password that is too short to be safe.
+    #[error("the password must be at least 8 characters long")]
+    WeakPassword,
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Db(#[from] diesel::result::Error),
+    /// Hashing failed.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// A fresh random secret, hex encoded (64 characters).
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// SHA-256 of a secret, hex encoded: what is stored for session ids and tokens.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A hash to verify against when the user does not exist, so that the answer takes as long as for a
+/// wrong password and does not reveal which user names exist.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&random_secret()).expect("argon2 with default parameters"))
+}
+
+/// Creates an API user. Blocking (argon2): call off the async executor.
+pub fn add_user(
+    conn: &mut DbConnection,
+    username: &str,
+    password: &str,
+    role: &str,
+) -> Result<(), AuthError> {
+    if !ROLES.contains(&role) {
+        return Err(AuthError::UnknownRole(role.to_string()));
+    }
+    if password.chars().count() < 8 {
+        return Err(AuthError::WeakPassword);
+    }
+    let hash = hash_password(password)?;
+    let inserted = diesel::insert_into(api_users::table)
+        .values((
+            api_users::username.eq(username),
+            api_users::password_hash.eq(hash),
+            api_users::role.eq(role),
+            api_users::created_at.eq(db::now()),
+        ))
+        .execute(conn);
+    match inserted {
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Err(AuthError::Exists(format!("user {username:?}"))),
+        other => other.map(|_| ()).map_err(AuthError::from),
+    }
+}
+
+/// Checks a user name and password; returns the user id. Blocking (argon2).
+pub fn verify_user(
+    conn: &mut DbConnection,
+    username: &str,
+    password: &str,
+) -> Result<i64, AuthError> {
+    let found: Option<(i64, String)> = api_users::table
+        .filter(api_users::username.eq(username))
+        .select((api_users::id, api_users::password_hash))
+        .first(conn)
+        .optional()?;
+    match found {
+        Some((id, hash)) if verify_password(password, &hash) => Ok(id),
+        Some(_) => Err(AuthError::AccessDenied),
+        None => {
+            let _ = verify_password(password, dummy_hash());
+            Err(AuthError::AccessDenied)
+        }
+    }
+}
+
+/// Logs a user in and returns a new session id (given to the caller once, never stored).
+pub fn login(conn: &mut DbConnection, username: &str, password: &str) -> Result<String, AuthError> {
+    let user_id = verify_user(conn, username, password)?;
+    let session = random_secret();
+    let now = db::now();
+    diesel::insert_into(soap_sessions::table)
+        .values((
+            soap_sessions::id_hash.eq(secret_hash(&session)),
+            soap_sessions::user_id.eq(user_id),
+            soap_sessions::created_at.eq(now),
+            soap_sessions::last_seen_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(session)
+}
+
+/// Ends a session; ending an unknown one is not an error (the caller is logged out either way).
+pub fn end_session(conn: &mut DbConnection, session: &str) -> Result<(), AuthError> {
+    diesel::update(soap_sessions::table.find(secret_hash(session)))
+        .set(soap_sessions::ended_at.eq(db::now()))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Checks a session id and returns the user name behind it. A session idle for longer than
+/// `idle_timeout` has expired. `last_seen_at` is refreshed at most once a minute, so busy callers do
+/// not turn every message into an extra write.
+pub fn check_session(
+    conn: &mut DbConnection,
+    session: &str,
+    idle_timeout: TimeDelta,
+) -> Result<String, AuthError> {
+    let id_hash = secret_hash(session);
+    let found: Option<(String, NaiveDateTime, Option<NaiveDateTime>)> = soap_sessions::table
+        .inner_join(api_users::table)
+        .filter(soap_sessions::id_hash.eq(&id_hash))
+        .select((
+            api_users::username,
+            soap_sessions::last_seen_at,
+            soap_sessions::ended_at,
+        ))
+        .first(conn)
+        .optional()?;
+    let now = db::now();
+    match found {
+        Some((username, last_seen, None)) if now - last_seen <= idle_timeout => {
+            if now - last_seen > TimeDelta::seconds(60) {
+                diesel::update(soap_sessions::table.find(&id_hash))
+                    .set(soap_sessions::last_seen_at.eq(now))
+                    .execute(conn)?;
+            }
+            Ok(username)
+        }
+        _ => Err(AuthError::SessionExpired),
+    }
+}
+
+/// Creates a storefront API token and returns it; only its hash is stored.
+pub fn add_token(conn: &mut DbConnection, name: &str) -> Result<String, AuthError> {
+    let token = random_secret();
+    let inserted = diesel::insert_into(api_tokens::table)
+        .values((
+            api_tokens::name.eq(name),
+            api_tokens::token_hash.eq(secret_hash(&token)),
+            api_tokens::created_at.eq(db::now()),
+        ))
+        .execute(conn);
+    match inserted {
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Err(AuthError::Exists(format!("token {name:?}"))),
+        other => other.map(|_| token).map_err(AuthError::from),
+    }
+}
+
+/// Checks a bearer token; returns the token's name.
+pub fn check_token(conn: &mut DbConnection, token: &str) -> Result<String, AuthError> {
+    api_tokens::table
+        .filter(api_tokens::token_hash.eq(secret_hash(token)))
+        .select(api_tokens::name)
+        .first(conn)
+        .optional()?
+        .ok_or(AuthError::AccessDenied)
+}

@@ -1,0 +1,214 @@
+//! Typed settings: built-in defaults, overridden by an optional TOML file (`--config FILE`, default
+//! `wharf.toml` when it exists), overridden by the environment.
+//!
+//! Environment variables: `DATABASE_URL`, and `WHARF_<KEY>` for top-level keys (`WHARF_LISTEN`,
+//! `WHARF_PUBLIC_URL`, …) or `WHARF_<SECTION>__<KEY>` for nested ones (`WHARF_WORKER__BATCH_SIZE=50`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every setting wharf reads. `Debug` redacts secrets (the database password).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the data lives: `sqlite://path/to/wharf.db` (default `sqlite://wharf.db`, next to the config
+    /// file when one is given) or `postgres://user:pass@host/db`.
+    pub database_url: String,
+    /// Address the HTTP server binds to (`WHARF_LISTEN`, default `127.0.0.1:8080`). Port 0 picks a free one.
+    pub listen: String,
+    /// The URL the warehouse reaches wharf at, written into served WSDLs. Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Largest number of pooled database connections per process.
+    pub db_pool_size: u32,
+    /// Logs as JSON lines instead of human-readable text.
+    pub log_json: bool,
+    /// The SOAP receiver.
+    pub soap: SoapSettings,
+    /// The background worker that applies queued requests.
+    pub worker: WorkerSettings,
+    /// Inventory rules.
+    pub inventory: InventorySettings,
+}
+
+/// Settings of the SOAP receiver.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SoapSettings {
+    /// A `login` session that has not been used for this many seconds expires (fault 5).
+    pub session_idle_timeout_secs: u64,
+    /// Largest accepted request body in bytes; larger bodies are answered 413.
+    pub max_body: usize,
+    /// Largest number of lines (SKUs or shipment lines) in one message.
+    pub max_lines: usize,
+}
+
+/// Settings of the worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Run the worker inside `wharf serve` (a separate `wharf worker` process works either way).
+    pub in_serve: bool,
+    /// Number of applier threads in one process; each claims its own batches.
+    pub concurrency: usize,
+    /// Most requests claimed at once.
+    pub batch_size: i64,
+    /// How long an idle worker waits before looking for work again, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// How long a claim holds before another worker may take the request over, in seconds.
+    pub lease_secs: i64,
+    /// Attempts before a request that keeps failing is declared dead.
+    pub max_attempts: i32,
+    /// First retry delay after a transient failure, in seconds; doubles per attempt.
+    pub backoff_base_secs: i64,
+    /// Longest retry delay, in seconds.
+    pub backoff_ceiling_secs: i64,
+}
+
+/// Inventory rules.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InventorySettings {
+    /// Store negative quantities as they come; when off (default) a negative quantity is stored as 0.
+    pub allow_negative: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: "sqlite://wharf.db".into(),
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            db_pool_size: 16,
+            log_json: false,
+            soap: SoapSettings::default(),
+            worker: WorkerSettings::default(),
+            inventory: InventorySettings::default(),
+        }
+    }
+}
+
+impl Default for SoapSettings {
+    fn default() -> Self {
+        SoapSettings {
+            session_idle_timeout_secs: 3600,
+            max_body: 10 * 1024 * 1024,
+            max_lines: 10_000,
+        }
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            in_serve: true,
+            concurrency: 2,
+            batch_size: 100,
+            poll_interval_ms: 500,
+            lease_secs: 60,
+            max_attempts: 10,
+            backoff_base_secs: 5,
+            backoff_ceiling_secs: 3600,
+        }
+    }
+}
+
+impl Default for InventorySettings {
+    fn default() -> Self {
+        InventorySettings {
+            allow_negative: false,
+        }
+    }
+}
+
+/// A settings file or variable that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings: {0}")]
+pub struct SettingsError(#[from] Box<figment::Error>);
+
+impl Settings {
+    /// Loads defaults < `file` (or `wharf.toml` in the working directory when it exists) < environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let path: Option<PathBuf> = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("wharf.toml")).filter(|p| p.exists()),
+        };
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(p) = &path {
+            figment = figment.merge(Toml::file_exact(p));
+        }
+        figment = figment
+            .merge(Env::prefixed("WHARF_").split("__"))
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        // A relative SQLite path in a config file is read next to that file.
+        if let (Some(p), Some(rel)) = (&path, settings.database_url.strip_prefix("sqlite://"))
+            && !rel.starts_with('/')
+            && rel != ":memory:"
+            && std::env::var_os("DATABASE_URL").is_none()
+            && let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            settings.database_url = format!("sqlite://{}", dir.join(rel).display());
+        }
+        Ok(settings)
+    }
+
+    /// The base URL written into served WSDLs, without a trailing slash.
+    pub fn public_base_url(&self, bound: Option<std::net::SocketAddr>) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => match bound {
+                Some(addr) => format!("http://{addr}"),
+                None => format!("http://{}", self.listen),
+            },
+        }
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host/…` URL.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("log_json", &self.log_json)
+            .field("soap", &self.soap)
+            .field("worker", &self.worker)
+            .field("inventory", &self.inventory)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let s = Settings {
+            database_url: "postgres://wharf:s3cret@db/wharf".into(),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://wharf:***@db/wharf"), "{shown}");
+    }
+}

@@ -1,0 +1,133 @@
+//! The one diesel schema, in types both backends share (see `migrations/sqlite` and `migrations/postgres`).
+
+diesel::table! {
+    api_users (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        name -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    soap_sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    requests (id) {
+        id -> BigInt,
+        operation -> Text,
+        message_seq_id -> BigInt,
+        caller -> Text,
+        body -> Nullable<Text>,
+        body_hash -> Text,
+        line_count -> Integer,
+        state -> Text,
+        attempts -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        next_attempt_at -> Timestamp,
+        received_at -> Timestamp,
+        processed_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        receipts -> Integer,
+        conflict -> Bool,
+    }
+}
+
+diesel::table! {
+    request_lines (request_id, line_no) {
+        request_id -> BigInt,
+        line_no -> Integer,
+        sku -> Text,
+        source -> Text,
+        qty -> Integer,
+        seq -> Nullable<BigInt>,
+        last_order_exported -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    stock (sku, source) {
+        sku -> Text,
+        source -> Text,
+        qty -> Integer,
+        last_seq -> BigInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    imports (request_id) {
+        request_id -> BigInt,
+        operation -> Text,
+        message_seq_id -> BigInt,
+        successes -> Integer,
+        duplicates -> Integer,
+        superseded -> Integer,
+        failures -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    import_lines (request_id, line_no) {
+        request_id -> BigInt,
+        line_no -> Integer,
+        seq -> Nullable<BigInt>,
+        sku -> Text,
+        source -> Text,
+        units_received -> Integer,
+        units_adjusted_orders -> Integer,
+        units_adjusted_quotes -> Integer,
+        stored_qty -> Nullable<Integer>,
+        result -> Text,
+        message -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    rejections (id) {
+        id -> BigInt,
+        received_at -> Timestamp,
+        caller -> Nullable<Text>,
+        operation -> Nullable<Text>,
+        reason -> Text,
+        body_excerpt -> Text,
+    }
+}
+
+diesel::joinable!(soap_sessions -> api_users (user_id));
+diesel::joinable!(request_lines -> requests (request_id));
+diesel::joinable!(imports -> requests (request_id));
+diesel::joinable!(import_lines -> imports (request_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    api_users,
+    api_tokens,
+    soap_sessions,
+    requests,
+    request_lines,
+    stock,
+    imports,
+    import_lines,
+    rejections,
+);

@@ -1,0 +1,22 @@
+//! wharf: a SOAP-compatible gateway between a warehouse (OrderFlow's SOAP dialect) and an online store.
+//!
+//! Data flow, one module per step:
+//! - [`soap`] reads the warehouse's envelopes into typed calls (wire format only);
+//! - [`auth`] checks who is calling;
+//! - [`queue`] stores each accepted message whole and hands it out to workers under a lease;
+//! - [`worker`] applies queued messages with the business rules of [`inventory`];
+//! - [`http`] wires it all to actix-web; [`db`] is storage; [`cli`] the `wharf` command.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod inventory;
+pub mod queue;
+pub mod soap;
+pub mod telemetry;
+pub mod worker;
+
+pub use config::Settings;
+pub use http::Application;

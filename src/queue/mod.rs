@@ -1,0 +1,256 @@
+//! The durable queue of received messages: store a whole message in one transaction (receipt), claim
+//! due messages under a lease, finish them exactly once, retry with backoff, and declare dead the ones
+//! that keep failing.
+//!
+//! States: `queued` → `processing` (leased) → `processed`; a transient failure goes back to `queued`
+//! with a later `next_attempt_at`; after `max_attempts` a request is `dead` (kept, visible, replayable).
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::db::schema::{rejections, request_lines, requests};
+use crate::db::{self, DbConnection};
+use crate::inventory::InventoryMessage;
+
+/// Operation name of inventory multi-updates in the queue.
+pub const OP_INVENTORY: &str = "inventory.update";
+
+/// How a stored message was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    /// First time: queued.
+    Queued(i64),
+    /// A byte-identical re-send of a message already stored: counted, not queued again.
+    Repeat(i64),
+    /// A new body under a messageSeqId already used: queued and flagged for support.
+    Conflict(i64),
+}
+
+/// The SHA-256 of a message body, hex encoded.
+pub fn body_hash(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// Stores an inventory message whole — the request row and one line per SKU — in one transaction.
+/// Only when this returns `Ok` may the caller be told the message was received.
+pub fn receive_inventory(
+    conn: &mut DbConnection,
+    caller: &str,
+    body: &[u8],
+    msg: &InventoryMessage,
+) -> QueryResult<Receipt> {
+    let hash = body_hash(body);
+    let body_text = String::from_utf8_lossy(body);
+    db::write_tx(conn, |conn| {
+        let same_id: Vec<(i64, String)> = requests::table
+            .filter(requests::operation.eq(OP_INVENTORY))
+            .filter(requests::message_seq_id.eq(msg.message_seq_id))
+            .select((requests::id, requests::body_hash))
+            .load(conn)?;
+        if let Some((id, _)) = same_id.iter().find(|(_, h)| *h == hash) {
+            diesel::update(requests::table.find(id))
+                .set(requests::receipts.eq(requests::receipts + 1))
+                .execute(conn)?;
+            return Ok(Receipt::Repeat(*id));
+        }
+        let conflict = !same_id.is_empty();
+        let now = db::now();
+        let values = (
+            requests::operation.eq(OP_INVENTORY),
+            requests::message_seq_id.eq(msg.message_seq_id),
+            requests::caller.eq(caller),
+            requests::body.eq(Some(body_text.as_ref())),
+            requests::body_hash.eq(&hash),
+            requests::line_count.eq(msg.lines.len() as i32),
+            requests::state.eq("queued"),
+            requests::attempts.eq(0),
+            requests::next_attempt_at.eq(now),
+            requests::received_at.eq(now),
+            requests::receipts.eq(1),
+            requests::conflict.eq(conflict),
+        );
+        let id: i64 = crate::with_backend!(&mut *conn, |c| diesel::insert_into(requests::table)
+            .values(values)
+            .returning(requests::id)
+            .get_result(c))?;
+        let lines: Vec<_> = msg
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (
+                    request_lines::request_id.eq(id),
+                    request_lines::line_no.eq(i as i32 + 1),
+                    request_lines::sku.eq(&l.sku),
+                    request_lines::source.eq(&l.source),
+                    request_lines::qty.eq(l.qty),
+                    request_lines::seq.eq(Some(l.seq)),
+                    request_lines::last_order_exported.eq(l.last_order_exported),
+                )
+            })
+            .collect();
+        for chunk in lines.chunks(1000) {
+            crate::with_backend!(&mut *conn, |c| diesel::insert_into(request_lines::table)
+                .values(chunk)
+                .execute(c))?;
+        }
+        Ok(if conflict {
+            Receipt::Conflict(id)
+        } else {
+            Receipt::Queued(id)
+        })
+    })
+}
+
+/// Keeps the first 64 KiB of a refused body, cut on a character boundary.
+fn excerpt(body: &[u8]) -> String {
+    const MAX: usize = 64 * 1024;
+    let cut = &body[..body.len().min(MAX)];
+    match std::str::from_utf8(cut) {
+        Ok(s) => s.to_string(),
+        Err(e) if e.error_len().is_none() => {
+            String::from_utf8_lossy(&cut[..e.valid_up_to()]).into_owned()
+        }
+        Err(_) => String::from_utf8_lossy(cut).into_owned(),
+    }
+}
+
+/// Records a refused message so support can see it: when, who, which operation, why, and the start of
+/// the body.
+pub fn record_rejection(
+    conn: &mut DbConnection,
+    caller: Option<&str>,
+    operation: Option<&str>,
+    reason: &str,
+    body: &[u8],
+) -> QueryResult<()> {
+    diesel::insert_into(rejections::table)
+        .values((
+            rejections::received_at.eq(db::now()),
+            rejections::caller.eq(caller),
+            rejections::operation.eq(operation),
+            rejections::reason.eq(reason),
+            rejections::body_excerpt.eq(excerpt(body)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A refused message, as listed for support.
+#[derive(Debug, Clone, Queryable)]
+pub struct Rejection {
+    /// Id.
+    pub id: i64,
+    /// When it arrived.
+    pub received_at: NaiveDateTime,
+    /// The authenticated caller, if it got that far.
+    pub caller: Option<String>,
+    /// The operation, if recognised.
+    pub operation: Option<String>,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// The most recent rejections, newest first.
+pub fn recent_rejections(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<Rejection>> {
+    rejections::table
+        .order(rejections::id.desc())
+        .limit(limit)
+        .select((
+            rejections::id,
+            rejections::received_at,
+            rejections::caller,
+            rejections::operation,
+            rejections::reason,
+        ))
+        .load(conn)
+}
+
+/// Marks a claimed request processed if `owner` still holds it. Run inside the transaction that
+/// applies the request: the row stays locked until commit, and a worker whose lease was taken over
+/// gets `false` and must roll back, so a late finisher can never apply a request a second time.
+pub fn finish(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
+    let n = diesel::update(
+        requests::table
+            .filter(requests::id.eq(id))
+            .filter(requests::state.eq("processing"))
+            .filter(requests::lease_owner.eq(owner)),
+    )
+    .set((
+        requests::state.eq("processed"),
+        requests::processed_at.eq(Some(db::now())),
+        requests::lease_owner.eq(None::<String>),
+        requests::lease_expires_at.eq(None::<NaiveDateTime>),
+        requests::last_error.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// The retry delay after `attempts` failed attempts: `base · 2^(attempts−1)`, at most `ceiling`.
+pub fn backoff(attempts: i32, base_secs: i64, ceiling_secs: i64) -> TimeDelta {
+    let exp = attempts.clamp(1, 31) as u32 - 1;
+    let secs = base_secs
+        .saturating_mul(1i64 << exp)
+        .min(ceiling_secs)
+        .max(0);
+    TimeDelta::seconds(secs)
+}
+
+/// Records a transient failure of a claimed request: back to `queued` with a later retry time, or
+/// `dead` once `attempts` reached `max_attempts`. Does nothing if `owner` no longer holds the lease.
+/// Returns whether the request is now dead.
+pub fn fail(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    attempts: i32,
+    error: &str,
+    settings: &crate::config::WorkerSettings,
+) -> QueryResult<bool> {
+    let dead = attempts >= settings.max_attempts;
+    let next = db::now()
+        + backoff(
+            attempts,
+            settings.backoff_base_secs,
+            settings.backoff_ceiling_secs,
+        );
+    diesel::update(
+        requests::table
+            .filter(requests::id.eq(id))
+            .filter(requests::state.eq("processing"))
+            .filter(requests::lease_owner.eq(owner)),
+    )
+    .set((
+        requests::state.eq(if dead { "dead" } else { "queued" }),
+        requests::next_attempt_at.eq(next),
+        requests::lease_owner.eq(None::<String>),
+        requests::lease_expires_at.eq(None::<NaiveDateTime>),
+        requests::last_error.eq(Some(error)),
+    ))
+    .execute(conn)?;
+    Ok(dead)
+}
+
+/// Number of requests in each state.
+pub fn depth_by_state(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
+    use diesel::dsl::count_star;
+    requests::table
+        .group_by(requests::state)
+        .select((requests::state, count_star()))
+        .order(requests::state)
+        .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_ceiling() {
+        assert_eq!(backoff(1, 5, 3600), TimeDelta::seconds(5));
+        assert_eq!(backoff(3, 5, 3600), TimeDelta::seconds(20));
+        assert_eq!(backoff(30, 5, 3600), TimeDelta::seconds(3600));
+    }
+}

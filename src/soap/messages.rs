@@ -1,0 +1,391 @@
+//! Turns the operation element of a SOAP Body into typed calls, validating every field.
+//!
+//! Knows the Magento 1 rpc/encoded forms (`skusQty`/`skusSeqId` and the `skuQty`/`skuSeqId`
+//! spelling, key/value items), the WS-I `…RequestParam` forms (`complexObjectArray` items) and the
+//! Magento 2 forms (`productQtys`/`productSeqs` with `sku`/`qty`/`source`/`seq`). Array items may be
+//! named anything (`item`, `complexObjectArray`, or after their type). Quantities are paired with
+//! sequence ids **by SKU and source**, never by position.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+use super::envelope::Element;
+use crate::inventory::{DEFAULT_SOURCE, InventoryLine, InventoryMessage};
+
+/// Longest SKU accepted.
+pub const MAX_SKU_LEN: usize = 64;
+
+/// A call the warehouse made.
+#[derive(Debug)]
+pub enum Call {
+    /// `login(username, apiKey)`.
+    Login {
+        /// API user name.
+        username: String,
+        /// The user's password ("API key" in Magento terms).
+        api_key: String,
+    },
+    /// `endSession(sessionId)`.
+    EndSession {
+        /// The session to end.
+        session_id: String,
+    },
+    /// An inventory multi-update.
+    InventoryUpdate(InventoryMessage),
+}
+
+/// What kind of operation an element names, before its fields are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    /// Magento 1 `login` (or WS-I `loginParam`).
+    Login,
+    /// Magento 1 `endSession` (or WS-I `endSessionParam`).
+    EndSession,
+    /// Any inventory multi-update form.
+    InventoryUpdate,
+}
+
+impl OperationKind {
+    /// Recognises an operation element by its local name.
+    pub fn of(name: &str) -> Option<OperationKind> {
+        match name {
+            "login" | "loginParam" => Some(OperationKind::Login),
+            "endSession" | "endSessionParam" => Some(OperationKind::EndSession),
+            "orderflowInventoryMultiUpdate"
+            | "orderflowInventoryMultiUpdateRequestParam"
+            | "realtimeDespatchOrderFlowInventoryRequestManagementV1Update"
+            | "realtimeDespatchOrderFlowInventoryRequestManagementV1UpdateRequest" => {
+                Some(OperationKind::InventoryUpdate)
+            }
+            _ => None,
+        }
+    }
+
+    /// The operation name stored with queued requests.
+    pub fn queue_name(self) -> &'static str {
+        match self {
+            OperationKind::Login => "login",
+            OperationKind::EndSession => "endSession",
+            OperationKind::InventoryUpdate => crate::queue::OP_INVENTORY,
+        }
+    }
+}
+
+/// A field that is missing or invalid; shown to the caller as `Invalid <field>: <reason>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    /// Path of the field, e.g. `skusQty[2].value`.
+    pub field: String,
+    /// What is wrong and what was expected.
+    pub reason: String,
+}
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The session id a call carries, if any (Magento 1 passes it as the first field).
+pub fn session_id(op: &Element) -> Option<&str> {
+    op.child_text("sessionId").filter(|s| !s.is_empty())
+}
+
+/// Reads and validates a call. `max_lines` bounds the number of inventory lines.
+pub fn read(op: &Element, max_lines: usize) -> Result<Call, FieldError> {
+    match OperationKind::of(&op.name) {
+        Some(OperationKind::Login) => Ok(Call::Login {
+            username: required_text(op, "username")?.to_string(),
+            api_key: required_text(op, "apiKey")?.to_string(),
+        }),
+        Some(OperationKind::EndSession) => Ok(Call::EndSession {
+            session_id: required_text(op, "sessionId")?.to_string(),
+        }),
+        Some(OperationKind::InventoryUpdate) => {
+            read_inventory(op, max_lines).map(Call::InventoryUpdate)
+        }
+        None => Err(err("operation", format!("unknown operation {:?}", op.name))),
+    }
+}
+
+fn required_text<'a>(op: &'a Element, name: &str) -> Result<&'a str, FieldError> {
+    match op.child_text(name) {
+        Some(t) if !t.is_empty() => Ok(t),
+        Some(_) => Err(err(name, "is empty")),
+        None => Err(err(name, "is missing")),
+    }
+}
+
+/// Parses a sequence id: a whole number from 1 to 2^63−1.
+fn parse_seq(field: &str, text: &str) -> Result<i64, FieldError> {
+    match text.parse::<i64>() {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(err(
+            field,
+            format!("{text:?} is not a whole number between 1 and {}", i64::MAX),
+        )),
+    }
+}
+
+/// Parses a quantity: a whole number that fits a 32-bit signed integer.
+fn parse_qty(field: &str, text: &str) -> Result<i32, FieldError> {
+    text.parse::<i32>().map_err(|_| {
+        err(
+            field,
+            format!(
+                "{text:?} is not a whole number between {} and {}",
+                i32::MIN,
+                i32::MAX
+            ),
+        )
+    })
+}
+
+fn parse_sku(field: &str, text: &str) -> Result<String, FieldError> {
+    if text.is_empty() {
+        return Err(err(field, "the SKU is empty"));
+    }
+    if text.chars().count() > MAX_SKU_LEN {
+        return Err(err(
+            field,
+            format!("the SKU is longer than {MAX_SKU_LEN} characters"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// Accepts `2024-05-01T10:15:00`, `2024-05-01 10:15:00`, with fractions or a zone (converted to
+/// UTC), or a bare date. An empty value means "not given".
+fn parse_datetime(field: &str, text: &str) -> Result<Option<NaiveDateTime>, FieldError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(t.naive_utc()));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, fmt) {
+            return Ok(Some(t));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0));
+    }
+    Err(err(
+        field,
+        format!("{text:?} is not a date and time like 2024-05-01T10:15:00"),
+    ))
+}
+
+/// Field names of one inventory form.
+struct InventoryForm {
+    qty_array: &'static [&'static str],
+    seq_array: &'static [&'static str],
+    sku: &'static str,
+    qty: &'static str,
+    seq: &'static str,
+}
+
+const M1_FORM: InventoryForm = InventoryForm {
+    qty_array: &["skusQty", "skuQty"],
+    seq_array: &["skusSeqId", "skuSeqId"],
+    sku: "key",
+    qty: "value",
+    seq: "value",
+};
+
+const M2_FORM: InventoryForm = InventoryForm {
+    qty_array: &["productQtys"],
+    seq_array: &["productSeqs"],
+    sku: "sku",
+    qty: "qty",
+    seq: "seq",
+};
+
+fn read_inventory(op: &Element, max_lines: usize) -> Result<InventoryMessage, FieldError> {
+    let form = if op.child("productQtys").is_some() {
+        &M2_FORM
+    } else {
+        &M1_FORM
+    };
+    let qty_array = op
+        .child_any(form.qty_array)
+        .ok_or_else(|| err(form.qty_array[0], "is missing"))?;
+    let seq_array = op
+        .child_any(form.seq_array)
+        .ok_or_else(|| err(form.seq_array[0], "is missing"))?;
+    let message_seq_id = parse_seq("messageSeqId", required_text(op, "messageSeqId")?)?;
+    let (qty_name, seq_name) = (qty_array.name.as_str(), seq_array.name.as_str());
+
+    if qty_array.children.len() > max_lines {
+        return Err(err(
+            qty_name,
+            format!(
+                "{} lines is more than the limit of {max_lines} per message; split the update",
+                qty_array.children.len()
+            ),
+        ));
+    }
+    if qty_array.children.is_empty() {
+        return Err(err(qty_name, "has no items; send at least one SKU"));
+    }
+
+    // Sequence ids keyed by (SKU, source). Magento 2 names the source on the quantity item only, so a
+    // sequence item without a source applies to every source of that SKU.
+    let mut seqs: HashMap<(&str, Option<&str>), (i64, Option<NaiveDateTime>)> = HashMap::new();
+    for (i, item) in seq_array.children.iter().enumerate() {
+        let at = |f: &str| format!("{seq_name}[{}].{f}", i + 1);
+        let sku = item
+            .child_text(form.sku)
+            .ok_or_else(|| err(at(form.sku), "is missing"))?;
+        parse_sku(&at(form.sku), sku)?;
+        let seq_text = item
+            .child_text(form.seq)
+            .ok_or_else(|| err(at(form.seq), "is missing"))?;
+        let seq = parse_seq(&at(form.seq), seq_text)?;
+        let last_order_exported = match item.child_text("lastOrderExported") {
+            Some(t) => parse_datetime(&at("lastOrderExported"), t)?,
+            None => None,
+        };
+        let source = item.child_text("source").filter(|s| !s.is_empty());
+        seqs.insert((sku, source), (seq, last_order_exported));
+    }
+
+    let mut lines = Vec::with_capacity(qty_array.children.len());
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for (i, item) in qty_array.children.iter().enumerate() {
+        let at = |f: &str| format!("{qty_name}[{}].{f}", i + 1);
+        let sku_text = item
+            .child_text(form.sku)
+            .ok_or_else(|| err(at(form.sku), "is missing"))?;
+        let sku = parse_sku(&at(form.sku), sku_text)?;
+        let qty_text = item
+            .child_text(form.qty)
+            .ok_or_else(|| err(at(form.qty), "is missing"))?;
+        let qty = parse_qty(&at(form.qty), qty_text)?;
+        let source_given = item.child_text("source").filter(|s| !s.is_empty());
+        let source = source_given.unwrap_or(DEFAULT_SOURCE).to_string();
+        let (seq, last_order_exported) = seqs
+            .get(&(sku_text, source_given))
+            .or_else(|| seqs.get(&(sku_text, None)))
+            .copied()
+            .ok_or_else(|| {
+                err(
+                    seq_name,
+                    format!("SKU {sku:?} (in {qty_name}[{}]) has no sequence id", i + 1),
+                )
+            })?;
+        if let Some(first) = seen.insert((sku.clone(), source.clone()), i + 1) {
+            return Err(err(
+                at(form.sku),
+                format!("SKU {sku:?} (source {source:?}) is already listed at {qty_name}[{first}]"),
+            ));
+        }
+        lines.push(InventoryLine {
+            sku,
+            source,
+            qty,
+            seq,
+            last_order_exported,
+        });
+    }
+    Ok(InventoryMessage {
+        message_seq_id,
+        lines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(name: &str, children: Vec<Element>) -> Element {
+        Element {
+            name: name.into(),
+            children,
+            text: String::new(),
+        }
+    }
+    fn leaf(name: &str, text: &str) -> Element {
+        Element {
+            name: name.into(),
+            children: vec![],
+            text: text.into(),
+        }
+    }
+    fn kv(k: &str, v: &str) -> Element {
+        el("item", vec![leaf("key", k), leaf("value", v)])
+    }
+    fn m1(qtys: Vec<Element>, seqs: Vec<Element>, msg: &str) -> Element {
+        el(
+            "orderflowInventoryMultiUpdate",
+            vec![
+                leaf("sessionId", "s"),
+                el("skusQty", qtys),
+                el("skusSeqId", seqs),
+                leaf("messageSeqId", msg),
+            ],
+        )
+    }
+
+    #[test]
+    fn pairs_quantities_and_sequences_by_sku() {
+        let op = m1(
+            vec![kv("A", "40"), kv("B", "-2")],
+            vec![kv("B", "9000452"), kv("A", "9000451")],
+            "700042",
+        );
+        let Call::InventoryUpdate(msg) = read(&op, 100).unwrap() else {
+            panic!("not inventory")
+        };
+        assert_eq!(msg.message_seq_id, 700042);
+        assert_eq!(msg.lines[0].sku, "A");
+        assert_eq!(msg.lines[0].seq, 9000451);
+        assert_eq!(msg.lines[1].seq, 9000452);
+        assert_eq!(msg.lines[1].qty, -2);
+    }
+
+    #[test]
+    fn names_the_field_that_is_wrong() {
+        let cases = [
+            (
+                m1(vec![kv("A", "x")], vec![kv("A", "1")], "1"),
+                "skusQty[1].value",
+            ),
+            (
+                m1(vec![kv("A", "1")], vec![kv("A", "0")], "1"),
+                "skusSeqId[1].value",
+            ),
+            (m1(vec![kv("A", "1")], vec![kv("B", "1")], "1"), "skusSeqId"),
+            (
+                m1(vec![kv("A", "1")], vec![kv("A", "1")], "-3"),
+                "messageSeqId",
+            ),
+            (
+                m1(vec![kv("", "1")], vec![kv("A", "1")], "1"),
+                "skusQty[1].key",
+            ),
+            (
+                m1(vec![kv("A", "1"), kv("A", "2")], vec![kv("A", "1")], "1"),
+                "skusQty[2].key",
+            ),
+            (
+                m1(vec![kv("A", "3000000000")], vec![kv("A", "1")], "1"),
+                "skusQty[1].value",
+            ),
+        ];
+        for (op, field) in cases {
+            let e = read(&op, 100).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+        let too_many = m1(
+            vec![kv("A", "1"), kv("B", "1")],
+            vec![kv("A", "1"), kv("B", "1")],
+            "1",
+        );
+        assert_eq!(read(&too_many, 1).unwrap_err().field, "skusQty");
+    }
+}

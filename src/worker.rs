@@ -1,0 +1,254 @@
+//! The worker: claims batches of due requests under a lease and applies each one in a single
+//! transaction together with its import report.
+//!
+//! Runs inside `wharf serve` by default and alone as `wharf worker`; any number of workers may share
+//! one PostgreSQL database. A worker killed at any instant leaves either nothing (the transaction rolls
+//! back and the lease expires, so another worker takes the request over) or the whole effect.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::TimeDelta;
+use diesel::prelude::*;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::db::schema::imports;
+use crate::db::sql::Claimed;
+use crate::db::{self, DbConnection, Pool};
+use crate::inventory;
+use crate::queue;
+
+/// Operations this worker knows how to apply; others stay queued for a worker that does.
+pub const APPLIED_OPERATIONS: &[&str] = &[queue::OP_INVENTORY];
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Requests claimed.
+    pub claimed: usize,
+    /// Requests applied and marked processed.
+    pub processed: usize,
+    /// Requests that failed and were scheduled for retry or declared dead.
+    pub failed: usize,
+    /// Requests another worker had taken over before this one finished.
+    pub lost_lease: usize,
+}
+
+/// A worker bound to a pool and settings. Cheap to clone via `Arc`.
+pub struct Worker {
+    pool: Pool,
+    settings: Arc<Settings>,
+    name: String,
+    claims: AtomicU64,
+}
+
+/// The transaction was rolled back because the lease had been taken over.
+#[derive(Debug, thiserror::Error)]
+#[error("lease lost")]
+struct LeaseLost;
+
+impl Worker {
+    /// A worker named after this host and process (and a random suffix, so two workers in one process
+    /// never share a lease owner).
+    pub fn new(pool: Pool, settings: Arc<Settings>) -> Worker {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "wharf".into());
+        let suffix = &crate::auth::random_secret()[..8];
+        Worker {
+            pool,
+            settings,
+            name: format!("{host}:{}:{suffix}", std::process::id()),
+            claims: AtomicU64::new(0),
+        }
+    }
+
+    /// This worker's name (the prefix of its lease owners).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Claims one batch (every claim gets its own owner token) without applying it. Used by
+    /// [`Worker::run_batch`], and by tests that simulate a worker dying while it holds a lease.
+    pub fn claim(&self) -> anyhow::Result<(String, Vec<Claimed>)> {
+        let owner = format!(
+            "{}#{}",
+            self.name,
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut conn = self
+            .pool
+            .get()
+            .context("no database connection for the worker")?;
+        let now = db::now();
+        let lease_until = now + TimeDelta::seconds(self.settings.worker.lease_secs);
+        let claimed = db::sql::claim_due(
+            &mut conn,
+            APPLIED_OPERATIONS,
+            &owner,
+            self.settings.worker.batch_size,
+            now,
+            lease_until,
+        )
+        .context("claiming queued requests")?;
+        Ok((owner, claimed))
+    }
+
+    /// Claims and applies one batch.
+    pub fn run_batch(&self) -> anyhow::Result<BatchOutcome> {
+        let (owner, claimed) = self.claim()?;
+        self.apply_claimed(&owner, &claimed)
+    }
+
+    /// Applies requests claimed under `owner`.
+    pub fn apply_claimed(&self, owner: &str, claimed: &[Claimed]) -> anyhow::Result<BatchOutcome> {
+        let mut outcome = BatchOutcome {
+            claimed: claimed.len(),
+            ..BatchOutcome::default()
+        };
+        if claimed.is_empty() {
+            return Ok(outcome);
+        }
+        let mut conn = self
+            .pool
+            .get()
+            .context("no database connection for the worker")?;
+        for req in claimed {
+            let started = std::time::Instant::now();
+            match self.apply_one(&mut conn, owner, req) {
+                Ok(()) => {
+                    outcome.processed += 1;
+                    tracing::debug!(
+                        request = req.id,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "applied"
+                    );
+                }
+                Err(e) if e.is::<LeaseLost>() => {
+                    outcome.lost_lease += 1;
+                    tracing::warn!(
+                        request = req.id,
+                        "request was taken over by another worker after this worker's lease expired; \
+                         nothing applied here"
+                    );
+                }
+                Err(e) => {
+                    outcome.failed += 1;
+                    let dead = queue::fail(
+                        &mut conn,
+                        req.id,
+                        owner,
+                        req.attempts,
+                        &format!("{e:#}"),
+                        &self.settings.worker,
+                    )
+                    .context("recording a failed attempt")?;
+                    if dead {
+                        tracing::error!(request = req.id, attempts = req.attempts, error = %format!("{e:#}"),
+                            "request is dead after its last attempt; it is kept and can be requeued by hand");
+                    } else {
+                        tracing::warn!(request = req.id, attempts = req.attempts, error = %format!("{e:#}"),
+                            "applying a request failed; it will be retried");
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            processed = outcome.processed,
+            failed = outcome.failed,
+            lost_lease = outcome.lost_lease,
+            "worker batch done"
+        );
+        Ok(outcome)
+    }
+
+    fn apply_one(&self, conn: &mut DbConnection, owner: &str, req: &Claimed) -> anyhow::Result<()> {
+        if req.attempts > self.settings.worker.max_attempts {
+            anyhow::bail!(
+                "the request was claimed {} times without finishing (its workers stopped or timed out)",
+                req.attempts - 1
+            );
+        }
+        db::write_tx(conn, |conn| -> anyhow::Result<()> {
+            if !queue::finish(conn, req.id, owner)? {
+                return Err(LeaseLost.into());
+            }
+            let summary = match req.operation.as_str() {
+                queue::OP_INVENTORY => inventory::apply(conn, req.id, &self.settings.inventory)
+                    .context("applying inventory lines")?,
+                other => anyhow::bail!("this worker cannot apply {other:?} requests"),
+            };
+            diesel::insert_into(imports::table)
+                .values((
+                    imports::request_id.eq(req.id),
+                    imports::operation.eq(&req.operation),
+                    imports::message_seq_id.eq(req.message_seq_id),
+                    imports::successes.eq(summary.successes),
+                    imports::duplicates.eq(summary.duplicates),
+                    imports::superseded.eq(summary.superseded),
+                    imports::failures.eq(summary.failures),
+                    imports::created_at.eq(db::now()),
+                ))
+                .execute(conn)
+                .context("writing the import report")?;
+            Ok(())
+        })
+    }
+
+    /// Applies batches until nothing is due. Returns the number of requests processed.
+    pub fn drain(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let o = self.run_batch()?;
+            total += o.processed;
+            if o.claimed == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs until `stop` turns true, with `concurrency` applier loops. A batch in flight is finished
+    /// before returning, so shutdown never leaves a lease to expire.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let loops = self.settings.worker.concurrency.max(1);
+        let mut handles = Vec::with_capacity(loops);
+        for _ in 0..loops {
+            let worker = self.clone();
+            let stop = stop.clone();
+            handles.push(tokio::spawn(worker.run_loop(stop)));
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    async fn run_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let idle = Duration::from_millis(self.settings.worker.poll_interval_ms.max(10));
+        tracing::info!(worker = %self.name, "worker started");
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let worker = self.clone();
+            let busy = match tokio::task::spawn_blocking(move || worker.run_batch()).await {
+                Ok(Ok(o)) => o.claimed > 0,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "worker batch failed; retrying after a pause");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "worker batch panicked; retrying after a pause");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        tracing::info!(worker = %self.name, "worker stopped");
+    }
+}
