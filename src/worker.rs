@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::TimeDelta;
-use diesel::prelude::*;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::db::schema::imports;
 use crate::db::sql::Claimed;
 use crate::db::{self, DbConnection, Pool};
 use crate::inventory;
@@ -174,23 +172,12 @@ impl Worker {
             if !queue::finish(conn, req.id, owner)? {
                 return Err(LeaseLost.into());
             }
-            let summary = match req.operation.as_str() {
+            let report = match req.operation.as_str() {
                 queue::OP_INVENTORY => inventory::apply(conn, req.id, &self.settings.inventory)
                     .context("applying inventory lines")?,
                 other => anyhow::bail!("this worker cannot apply {other:?} requests"),
             };
-            diesel::insert_into(imports::table)
-                .values((
-                    imports::request_id.eq(req.id),
-                    imports::operation.eq(&req.operation),
-                    imports::message_seq_id.eq(req.message_seq_id),
-                    imports::successes.eq(summary.successes),
-                    imports::duplicates.eq(summary.duplicates),
-                    imports::superseded.eq(summary.superseded),
-                    imports::failures.eq(summary.failures),
-                    imports::created_at.eq(db::now()),
-                ))
-                .execute(conn)
+            queue::write_import(conn, req.id, &req.operation, req.message_seq_id, &report)
                 .context("writing the import report")?;
             Ok(())
         })

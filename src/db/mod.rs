@@ -108,12 +108,13 @@ impl r2d2::ManageConnection for Manager {
             )?)),
             Backend::Sqlite => {
                 let mut c = SqliteConnection::establish(self.sqlite_path())?;
-                // WAL lets readers run beside the one writer; FULL sync because an acknowledgement
+                // busy_timeout first: switching to WAL takes a lock that other new connections wait
+                // for. WAL lets readers run beside the one writer; FULL sync because an acknowledgement
                 // promises the message survives a power cut; busy_timeout makes writers queue
                 // instead of failing.
                 c.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(c))

@@ -77,7 +77,14 @@ pub fn classify(
     seq: i64,
     last_seq: i64,
 ) -> (LineResult, String) {
-    if applied {
+    if applied && stored != received {
+        (
+            LineResult::Success,
+            format!(
+                "Product Quantity Successfully Updated to {stored} (received {received}; negative quantities are stored as 0)"
+            ),
+        )
+    } else if applied {
         (
             LineResult::Success,
             format!("Product Quantity Successfully Updated to {stored}"),
@@ -110,14 +117,53 @@ pub struct Summary {
     pub failures: i32,
 }
 
-/// Applies the stored lines of inventory request `request_id` and writes its import lines. Must run
-/// inside the transaction that marks the request processed, so the effect and its report commit
-/// together or not at all.
+/// One line of an import report, as stored.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = import_lines)]
+pub struct ImportLine {
+    /// The request the line belongs to.
+    pub request_id: i64,
+    /// Position in the request (1-based).
+    pub line_no: i32,
+    /// The line's sequence id.
+    pub seq: Option<i64>,
+    /// SKU.
+    pub sku: String,
+    /// Stock source.
+    pub source: String,
+    /// Units the warehouse reported.
+    pub units_received: i32,
+    /// Units subtracted for orders the warehouse has not seen yet.
+    pub units_adjusted_orders: i32,
+    /// Units subtracted for active carts.
+    pub units_adjusted_quotes: i32,
+    /// The quantity stored after this line.
+    pub stored_qty: Option<i32>,
+    /// `Success`, `Duplicate`, `Superseded` or `Failure`.
+    pub result: String,
+    /// What happened, in words.
+    pub message: String,
+    /// When.
+    pub created_at: NaiveDateTime,
+}
+
+/// The import report of one request: counts and lines.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Counts for the header.
+    pub summary: Summary,
+    /// One line per request line.
+    pub lines: Vec<ImportLine>,
+}
+
+/// Applies the stored lines of inventory request `request_id` and returns its import report. Must
+/// run inside the transaction that marks the request processed and stores the report, so the effect
+/// and its report commit together or not at all.
 pub fn apply(
     conn: &mut DbConnection,
     request_id: i64,
     settings: &InventorySettings,
-) -> QueryResult<Summary> {
+) -> QueryResult<Report> {
     let now = db::now();
     let applied: std::collections::HashSet<(String, String)> =
         db::sql::upsert_stock_from_request(conn, request_id, settings.allow_negative, now)?
@@ -143,41 +189,35 @@ pub fn apply(
             stock::last_seq,
         ))
         .load(conn)?;
-    let mut summary = Summary::default();
-    let mut report = Vec::with_capacity(rows.len());
+    let mut report = Report {
+        summary: Summary::default(),
+        lines: Vec::with_capacity(rows.len()),
+    };
     for (line_no, sku, source, received, seq, stock_qty, last_seq) in rows {
         let seq = seq.unwrap_or_default();
         let was_applied = applied.contains(&(sku.clone(), source.clone()));
         let (result, message) = classify(was_applied, received, stock_qty, seq, last_seq);
         match result {
-            LineResult::Success => summary.successes += 1,
-            LineResult::Duplicate => summary.duplicates += 1,
-            LineResult::Superseded => summary.superseded += 1,
+            LineResult::Success => report.summary.successes += 1,
+            LineResult::Duplicate => report.summary.duplicates += 1,
+            LineResult::Superseded => report.summary.superseded += 1,
         }
-        report.push((
-            import_lines::request_id.eq(request_id),
-            import_lines::line_no.eq(line_no),
-            import_lines::seq.eq(Some(seq)),
-            import_lines::sku.eq(sku),
-            import_lines::source.eq(source),
-            import_lines::units_received.eq(received),
-            import_lines::units_adjusted_orders.eq(0),
-            import_lines::units_adjusted_quotes.eq(0),
-            import_lines::stored_qty.eq(Some(stock_qty)),
-            import_lines::result.eq(result.as_str()),
-            import_lines::message.eq(message),
-            import_lines::created_at.eq(now),
-        ));
+        report.lines.push(ImportLine {
+            request_id,
+            line_no,
+            seq: Some(seq),
+            sku,
+            source,
+            units_received: received,
+            units_adjusted_orders: 0,
+            units_adjusted_quotes: 0,
+            stored_qty: Some(stock_qty),
+            result: result.as_str().to_string(),
+            message,
+            created_at: now,
+        });
     }
-    Ok((summary, report)).and_then(|(summary, report)| {
-        // Bounded chunks keep every statement under both backends' bind-parameter limits.
-        for chunk in report.chunks(1000) {
-            crate::with_backend!(&mut *conn, |c| diesel::insert_into(import_lines::table)
-                .values(chunk)
-                .execute(c))?;
-        }
-        Ok(summary)
-    })
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::db::schema::{rejections, request_lines, requests};
+use crate::db::schema::{import_lines, imports, rejections, request_lines, requests};
 use crate::db::{self, DbConnection};
 use crate::inventory::InventoryMessage;
 
@@ -231,6 +231,36 @@ pub fn fail(
     ))
     .execute(conn)?;
     Ok(dead)
+}
+
+/// Stores the import report of a request: the header with its counts, then its lines (in bounded
+/// chunks, to stay under both backends' bind-parameter limits). Run in the applying transaction.
+pub fn write_import(
+    conn: &mut DbConnection,
+    request_id: i64,
+    operation: &str,
+    message_seq_id: i64,
+    report: &crate::inventory::Report,
+) -> QueryResult<()> {
+    let s = report.summary;
+    diesel::insert_into(imports::table)
+        .values((
+            imports::request_id.eq(request_id),
+            imports::operation.eq(operation),
+            imports::message_seq_id.eq(message_seq_id),
+            imports::successes.eq(s.successes),
+            imports::duplicates.eq(s.duplicates),
+            imports::superseded.eq(s.superseded),
+            imports::failures.eq(s.failures),
+            imports::created_at.eq(db::now()),
+        ))
+        .execute(conn)?;
+    for chunk in report.lines.chunks(1000) {
+        crate::with_backend!(&mut *conn, |c| diesel::insert_into(import_lines::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
 }
 
 /// Number of requests in each state.
