@@ -69,7 +69,7 @@ pub struct WorkerSettings {
 }
 
 /// Inventory rules.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InventorySettings {
     /// Store negative quantities as they come; when off (default) a negative quantity is stored as 0.
@@ -112,14 +112,6 @@ impl Default for WorkerSettings {
             max_attempts: 10,
             backoff_base_secs: 5,
             backoff_ceiling_secs: 3600,
-        }
-    }
-}
-
-impl Default for InventorySettings {
-    fn default() -> Self {
-        InventorySettings {
-            allow_negative: false,
         }
     }
 }

@@ -156,6 +156,10 @@ pub struct Report {
     pub lines: Vec<ImportLine>,
 }
 
+/// A request line beside the stock row it touched: line number, SKU, source, units received, sequence
+/// id, stored quantity and high-water mark.
+type LineState = (i32, String, String, i32, Option<i64>, i32, i64);
+
 /// Applies the stored lines of inventory request `request_id` and returns its import report. Must
 /// run inside the transaction that marks the request processed and stores the report, so the effect
 /// and its report commit together or not at all.
@@ -171,7 +175,7 @@ pub fn apply(
             .map(|k| (k.sku, k.source))
             .collect();
     // Every line has a stock row now; read the state each line left or found.
-    let rows: Vec<(i32, String, String, i32, Option<i64>, i32, i64)> = request_lines::table
+    let rows: Vec<LineState> = request_lines::table
         .inner_join(
             stock::table.on(stock::sku
                 .eq(request_lines::sku)

@@ -263,6 +263,55 @@ pub fn write_import(
     Ok(())
 }
 
+/// One line of an import report, as shown to support.
+#[derive(Debug, Clone, Queryable, PartialEq, Eq)]
+pub struct ImportLineView {
+    /// The request.
+    pub request_id: i64,
+    /// Position in the request.
+    pub line_no: i32,
+    /// Sequence id of the line.
+    pub seq: Option<i64>,
+    /// SKU.
+    pub sku: String,
+    /// Stock source.
+    pub source: String,
+    /// Units the warehouse reported.
+    pub units_received: i32,
+    /// Quantity stored after the line.
+    pub stored_qty: Option<i32>,
+    /// `Success`, `Duplicate`, `Superseded` or `Failure`.
+    pub result: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The import lines of every request that carried `message_seq_id` for `operation`, in request and
+/// line order.
+pub fn import_lines_for_message(
+    conn: &mut DbConnection,
+    operation: &str,
+    message_seq_id: i64,
+) -> QueryResult<Vec<ImportLineView>> {
+    import_lines::table
+        .inner_join(imports::table)
+        .filter(imports::operation.eq(operation))
+        .filter(imports::message_seq_id.eq(message_seq_id))
+        .order((import_lines::request_id, import_lines::line_no))
+        .select((
+            import_lines::request_id,
+            import_lines::line_no,
+            import_lines::seq,
+            import_lines::sku,
+            import_lines::source,
+            import_lines::units_received,
+            import_lines::stored_qty,
+            import_lines::result,
+            import_lines::message,
+        ))
+        .load(conn)
+}
+
 /// Number of requests in each state.
 pub fn depth_by_state(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
     use diesel::dsl::count_star;

@@ -205,6 +205,11 @@ const M2_FORM: InventoryForm = InventoryForm {
     seq: "seq",
 };
 
+/// (SKU, source if the item names one).
+type SeqKey<'a> = (&'a str, Option<&'a str>);
+/// (sequence id, lastOrderExported).
+type SeqValue = (i64, Option<NaiveDateTime>);
+
 fn read_inventory(op: &Element, max_lines: usize) -> Result<InventoryMessage, FieldError> {
     let form = if op.child("productQtys").is_some() {
         &M2_FORM
@@ -235,7 +240,7 @@ fn read_inventory(op: &Element, max_lines: usize) -> Result<InventoryMessage, Fi
 
     // Sequence ids keyed by (SKU, source). Magento 2 names the source on the quantity item only, so a
     // sequence item without a source applies to every source of that SKU.
-    let mut seqs: HashMap<(&str, Option<&str>), (i64, Option<NaiveDateTime>)> = HashMap::new();
+    let mut seqs: HashMap<SeqKey, SeqValue> = HashMap::new();
     for (i, item) in seq_array.children.iter().enumerate() {
         let at = |f: &str| format!("{seq_name}[{}].{f}", i + 1);
         let sku = item

@@ -1,0 +1,341 @@
+//! The test harness: a real wharf server on 127.0.0.1 port 0 over a fresh database per test (a SQLite
+//! file in a temp dir, or a new PostgreSQL database under `TEST_DATABASE_URL`), with one helper per
+//! endpoint and a way to run the worker until the queue is empty.
+
+use std::sync::Arc;
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use wharf::Settings;
+use wharf::db::{self, Pool};
+use wharf::worker::Worker;
+
+/// The API user every test app has.
+pub const USER: &str = "orderflow";
+/// Its password.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// The PostgreSQL server tests create their databases on. Defaults to the local one, so a run without
+/// `TEST_DATABASE_URL` fails loudly instead of silently skipping PostgreSQL.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A fresh, empty database for one test; dropped with it.
+pub struct TestDb {
+    pub url: String,
+    pg: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => TestDb {
+                url: format!("sqlite://{}", dir.path().join("wharf.db").display()),
+                pg: None,
+                _dir: dir,
+            },
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("wharf_test_{}", &wharf::auth::random_secret()[..16]);
+                let mut conn = PgConnection::establish(&admin).unwrap_or_else(|e| {
+                    panic!(
+                        "cannot reach PostgreSQL at {admin} ({e}); start it or set TEST_DATABASE_URL"
+                    )
+                });
+                conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
+                let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    pg: Some((admin, name)),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.pg
+            && let Ok(mut conn) = PgConnection::establish(admin)
+        {
+            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub pool: Pool,
+    pub settings: Arc<Settings>,
+    pub client: reqwest::Client,
+    /// A storefront API token.
+    pub token: String,
+    pub db: TestDb,
+}
+
+/// Settings for tests: port 0, worker not running inside the server (tests drive it), small pool.
+pub fn test_settings(url: &str) -> Settings {
+    let mut s = Settings {
+        database_url: url.to_string(),
+        listen: "127.0.0.1:0".into(),
+        db_pool_size: 6,
+        ..Settings::default()
+    };
+    s.worker.in_serve = false;
+    s
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let db = TestDb::new(backend);
+        let mut settings = test_settings(&db.url);
+        adjust(&mut settings);
+        let app = wharf::Application::build(settings.clone())
+            .await
+            .expect("build app");
+        let base = format!("http://{}", app.addr());
+        let pool = app.pool();
+        tokio::spawn(app.run_until_stopped());
+        let p = pool.clone();
+        let token = tokio::task::spawn_blocking(move || {
+            let mut conn = p.get().unwrap();
+            wharf::auth::add_user(&mut conn, USER, PASSWORD, "warehouse").unwrap();
+            wharf::auth::add_token(&mut conn, "storefront").unwrap()
+        })
+        .await
+        .unwrap();
+        TestApp {
+            base,
+            pool,
+            settings: Arc::new(settings),
+            client: reqwest::Client::new(),
+            token,
+            db,
+        }
+    }
+
+    /// POSTs a SOAP body to `path`; returns status, content type and body.
+    pub async fn post_soap_to(&self, path: &str, body: impl Into<String>) -> (u16, String, String) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header(
+                "SOAPAction",
+                "\"urn:Mage_Api_Model_Server_V2_HandlerAction\"",
+            )
+            .body(body.into())
+            .send()
+            .await
+            .expect("SOAP request");
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, ct, resp.text().await.unwrap())
+    }
+
+    /// POSTs a SOAP body to `/soap`.
+    pub async fn post_soap(&self, body: impl Into<String>) -> (u16, String) {
+        let (status, _, text) = self.post_soap_to("/soap", body).await;
+        (status, text)
+    }
+
+    /// Logs in with `login(username, apiKey)` and returns the session id.
+    pub async fn login_as(&self, user: &str, password: &str) -> Result<String, String> {
+        let (status, body) = self.post_soap(login_envelope(user, password)).await;
+        match element_text(&body, "loginReturn") {
+            Some(s) if status == 200 => Ok(s),
+            _ => Err(body),
+        }
+    }
+
+    /// Logs in as the test user.
+    pub async fn login(&self) -> String {
+        self.login_as(USER, PASSWORD).await.expect("login")
+    }
+
+    /// Sends an inventory multi-update built from `(sku, qty, seq)` lines; returns status and body.
+    pub async fn send_inventory(
+        &self,
+        session: &str,
+        message_seq_id: i64,
+        lines: &[(&str, i64, i64)],
+    ) -> (u16, String) {
+        self.post_soap(inventory_envelope(session, message_seq_id, lines))
+            .await
+    }
+
+    /// Runs a worker until nothing is due; returns the number of requests applied.
+    pub async fn drain(&self) -> usize {
+        let worker = Worker::new(self.pool.clone(), self.settings.clone());
+        tokio::task::spawn_blocking(move || worker.drain())
+            .await
+            .unwrap()
+            .expect("worker drain")
+    }
+
+    /// `GET /api/v1/stock/{sku}` with the test token: status and JSON body.
+    pub async fn stock(&self, sku: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .get(format!("{}/api/v1/stock/{sku}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The stored quantity and last sequence id of a SKU, or `None` when none is recorded.
+    pub async fn stock_of(&self, sku: &str) -> Option<(i64, i64)> {
+        match self.stock(sku).await {
+            (200, v) => Some((v["qty"].as_i64().unwrap(), v["last_seq"].as_i64().unwrap())),
+            (404, _) => None,
+            (status, v) => panic!("stock read for {sku} answered {status}: {v}"),
+        }
+    }
+
+    /// Runs `f` with a database connection, on the blocking pool.
+    pub async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut db::DbConnection) -> T + Send + 'static,
+    ) -> T {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || f(&mut pool.get().unwrap()))
+            .await
+            .unwrap()
+    }
+
+    /// Requests per state, e.g. `[("processed", 2)]`.
+    pub async fn queue_depth(&self) -> Vec<(String, i64)> {
+        self.with_conn(|c| wharf::queue::depth_by_state(c).unwrap())
+            .await
+    }
+
+    /// Import lines of a message, as `(sku, result, message)`.
+    pub async fn import_lines(&self, message_seq_id: i64) -> Vec<(String, String, String)> {
+        self.with_conn(move |c| {
+            wharf::queue::import_lines_for_message(c, wharf::queue::OP_INVENTORY, message_seq_id)
+                .unwrap()
+                .into_iter()
+                .map(|l| (l.sku, l.result, l.message))
+                .collect()
+        })
+        .await
+    }
+}
+
+/// A fixture from `tests/fixtures/`, with the session placeholder replaced.
+pub fn fixture(name: &str, session: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        .replace("[session_authentication_token]", session)
+}
+
+const ENVELOPE_OPEN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ns1="urn:Magento" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:SOAP-ENC="http://schemas.xmlsoap.org/soap/encoding/" SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><SOAP-ENV:Body>"#;
+const ENVELOPE_CLOSE: &str = "</SOAP-ENV:Body></SOAP-ENV:Envelope>";
+
+/// A Magento 1 `login` call.
+pub fn login_envelope(user: &str, password: &str) -> String {
+    format!(
+        "{ENVELOPE_OPEN}<ns1:login><username xsi:type=\"xsd:string\">{user}</username>\
+         <apiKey xsi:type=\"xsd:string\">{password}</apiKey></ns1:login>{ENVELOPE_CLOSE}"
+    )
+}
+
+/// A Magento 1 rpc/encoded `orderflowInventoryMultiUpdate` with `skusQty`/`skusSeqId`.
+pub fn inventory_envelope(
+    session: &str,
+    message_seq_id: i64,
+    lines: &[(&str, i64, i64)],
+) -> String {
+    let qtys: String = lines
+        .iter()
+        .map(|(sku, qty, _)| {
+            format!("<item xsi:type=\"ns1:skuQty\"><key xsi:type=\"xsd:string\">{sku}</key><value xsi:type=\"xsd:int\">{qty}</value></item>")
+        })
+        .collect();
+    let seqs: String = lines
+        .iter()
+        .map(|(sku, _, seq)| {
+            format!("<item xsi:type=\"ns1:skuSeq\"><key xsi:type=\"xsd:string\">{sku}</key><value xsi:type=\"xsd:long\">{seq}</value></item>")
+        })
+        .collect();
+    format!(
+        "{ENVELOPE_OPEN}<ns1:orderflowInventoryMultiUpdate><sessionId xsi:type=\"xsd:string\">{session}</sessionId>\
+         <skusQty SOAP-ENC:arrayType=\"ns1:skuQty[{n}]\" xsi:type=\"ns1:skuQtyArray\">{qtys}</skusQty>\
+         <skusSeqId SOAP-ENC:arrayType=\"ns1:skuSeq[{n}]\" xsi:type=\"ns1:skuSeqArray\">{seqs}</skusSeqId>\
+         <messageSeqId xsi:type=\"xsd:long\">{message_seq_id}</messageSeqId>\
+         </ns1:orderflowInventoryMultiUpdate>{ENVELOPE_CLOSE}",
+        n = lines.len()
+    )
+}
+
+/// The text of the first element with this local name (any prefix), unescaped.
+pub fn element_text(xml: &str, local: &str) -> Option<String> {
+    let mut reader = quick_xml::NsReader::from_str(xml);
+    let mut inside = false;
+    let mut out = String::new();
+    loop {
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(e) if e.local_name().as_ref() == local => inside = true,
+            quick_xml::events::Event::End(e) if inside && e.local_name().as_ref() == local => {
+                return Some(out);
+            }
+            quick_xml::events::Event::Text(t) if inside => out.push_str(&t.xml10_content()),
+            quick_xml::events::Event::GeneralRef(r) if inside => {
+                let name = r.xml10_content();
+                out.push_str(quick_xml::escape::resolve_xml_entity(&name).unwrap_or("?"));
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+/// The faultstring of a SOAP 1.1 fault.
+pub fn faultstring(xml: &str) -> String {
+    element_text(xml, "faultstring").unwrap_or_else(|| panic!("not a SOAP fault: {xml}"))
+}
