@@ -44,6 +44,8 @@ pub struct SoapSettings {
     pub max_body: usize,
     /// Largest number of lines (SKUs or shipment lines) in one message.
     pub max_lines: usize,
+    /// Lifetime of Magento 2 admin access tokens, in seconds (Magento's default is 4 hours).
+    pub token_lifetime_secs: u64,
 }
 
 /// Settings of the worker.
@@ -97,6 +99,7 @@ impl Default for SoapSettings {
             session_idle_timeout_secs: 3600,
             max_body: 10 * 1024 * 1024,
             max_lines: 10_000,
+            token_lifetime_secs: 4 * 3600,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod db;
 pub mod http;
 pub mod inventory;
 pub mod queue;
+pub mod shipments;
 pub mod soap;
 pub mod telemetry;
 pub mod worker;

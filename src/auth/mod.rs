@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::db::schema::{api_tokens, api_users, soap_sessions};
+use crate::db::schema::{access_tokens, api_tokens, api_users, soap_sessions};
 use crate::db::{self, DbConnection};
 
 /// Roles an API user can have.
@@ -27,6 +27,16 @@ pub enum AuthError {
     /// Unknown, ended or idle session.
     #[error("Session expired. Try to relogin.")]
     SessionExpired,
+    /// The call carries no credentials at all.
+    #[error(
+        "Authentication required: send the sessionId from login, an `Authorization: Bearer` token from integrationAdminTokenServiceV1CreateAdminAccessToken, or HTTP Basic credentials of an API user."
+    )]
+    NoCredentials,
+    /// Unknown or expired access token.
+    #[error(
+        "The access token is unknown or has expired; request a new one with integrationAdminTokenServiceV1CreateAdminAccessToken."
+    )]
+    TokenExpired,
     /// A user or token name that is already taken.
     #[error("{0} already exists")]
     Exists(String),
@@ -220,4 +230,74 @@ pub fn check_token(conn: &mut DbConnection, token: &str) -> Result<String, AuthE
         .first(conn)
         .optional()?
         .ok_or(AuthError::AccessDenied)
+}
+
+/// Creates a Magento 2 style admin access token for a user (after checking the password) and returns
+/// it with its expiry. Blocking (argon2).
+pub fn create_access_token(
+    conn: &mut DbConnection,
+    username: &str,
+    password: &str,
+    lifetime: TimeDelta,
+) -> Result<(String, NaiveDateTime), AuthError> {
+    let user_id = verify_user(conn, username, password)?;
+    let token = random_secret();
+    let now = db::now();
+    let expires = now + lifetime;
+    diesel::insert_into(access_tokens::table)
+        .values((
+            access_tokens::token_hash.eq(secret_hash(&token)),
+            access_tokens::user_id.eq(user_id),
+            access_tokens::created_at.eq(now),
+            access_tokens::expires_at.eq(expires),
+        ))
+        .execute(conn)?;
+    Ok((token, expires))
+}
+
+/// Checks an admin access token (`Authorization: Bearer …` on SOAP calls); returns the user name.
+pub fn check_access_token(conn: &mut DbConnection, token: &str) -> Result<String, AuthError> {
+    access_tokens::table
+        .inner_join(api_users::table)
+        .filter(access_tokens::token_hash.eq(secret_hash(token)))
+        .filter(access_tokens::expires_at.gt(db::now()))
+        .select(api_users::username)
+        .first(conn)
+        .optional()?
+        .ok_or(AuthError::TokenExpired)
+}
+
+/// Remembers recently verified HTTP Basic credentials for a few minutes, so a warehouse that sends
+/// them with every message does not pay an argon2 verification per message. Keyed by a SHA-256 of the
+/// credentials; holds at most a thousand entries.
+#[derive(Default)]
+pub struct CredentialCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+}
+
+impl CredentialCache {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(300);
+    const MAX: usize = 1000;
+
+    /// Checks `username`/`password`, from the cache when verified recently. Blocking (argon2).
+    pub fn verify(
+        &self,
+        conn: &mut DbConnection,
+        username: &str,
+        password: &str,
+    ) -> Result<String, AuthError> {
+        let key = secret_hash(&format!("{username}\0{password}"));
+        if let Some((user, at)) = self.entries.lock().expect("cache lock").get(&key)
+            && at.elapsed() < Self::TTL
+        {
+            return Ok(user.clone());
+        }
+        verify_user(conn, username, password)?;
+        let mut entries = self.entries.lock().expect("cache lock");
+        if entries.len() >= Self::MAX {
+            entries.clear();
+        }
+        entries.insert(key, (username.to_string(), std::time::Instant::now()));
+        Ok(username.to_string())
+    }
 }

@@ -130,4 +130,41 @@ diesel::allow_tables_to_appear_in_same_query!(
     imports,
     import_lines,
     rejections,
+    request_shipments,
+    request_tracking,
+    access_tokens,
 );
+
+diesel::table! {
+    request_shipments (request_id) {
+        request_id -> BigInt,
+        order_increment_id -> Text,
+        comment -> Nullable<Text>,
+        notify_customer -> Bool,
+        include_comment -> Bool,
+        courier_name -> Nullable<Text>,
+        service_name -> Nullable<Text>,
+        date_shipped -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    request_tracking (request_id, position) {
+        request_id -> BigInt,
+        position -> Integer,
+        tracking_number -> Text,
+    }
+}
+
+diesel::table! {
+    access_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(request_shipments -> requests (request_id));
+diesel::joinable!(request_tracking -> requests (request_id));
+diesel::joinable!(access_tokens -> api_users (user_id));

@@ -24,6 +24,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Base URL written into WSDLs (no trailing slash).
     pub public_url: String,
+    /// Recently verified HTTP Basic credentials.
+    pub credentials: crate::auth::CredentialCache,
 }
 
 /// A built server, bound to its port, not yet running.
@@ -55,6 +57,7 @@ impl Application {
             pool: pool.clone(),
             settings: settings.clone(),
             public_url: settings.public_base_url(Some(addr)),
+            credentials: crate::auth::CredentialCache::default(),
         });
         let max_body = settings.soap.max_body;
         let server = HttpServer::new(move || {

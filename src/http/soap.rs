@@ -16,6 +16,10 @@ use crate::soap::{self, Fault, Limits, SoapVersion, envelope};
 
 /// The Magento 1 rpc/encoded WSDL; `{{SOAP_URL}}` is replaced by the endpoint's public URL.
 const MAGENTO1_WSDL: &str = include_str!("../../wsdl/magento1.wsdl");
+/// The Magento 2 WSDL (token, inventory and shipment services, SOAP 1.2).
+const MAGENTO2_WSDL: &str = include_str!("../../wsdl/magento2.wsdl");
+/// wharf's own document/literal wrapped WSDL for new integrations.
+const WHARF_WSDL: &str = include_str!("../../wsdl/wharf.wsdl");
 
 /// Paths that accept SOAP posts and serve the Magento 1 WSDL on `GET ?wsdl`.
 const SOAP_PATHS: &[&str] = &[
@@ -37,6 +41,40 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(wsdl_get)),
         );
     }
+    // Magento 2: /soap/{store}?services=… (the store code is accepted and ignored).
+    cfg.service(
+        web::resource("/soap/{store}")
+            .route(web::post().to(soap_post))
+            .route(web::get().to(magento2_wsdl_get)),
+    );
+    cfg.route("/wsdl/wharf.wsdl", web::get().to(wharf_wsdl_get));
+}
+
+fn wsdl_response(template: &str, address: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(template.replace("{{SOAP_URL}}", &quick_xml::escape::escape(address)))
+}
+
+async fn magento2_wsdl_get(
+    req: HttpRequest,
+    query: web::Query<std::collections::HashMap<String, String>>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if !query.contains_key("wsdl") {
+        return HttpResponse::NotFound()
+            .content_type(ContentType::plaintext())
+            .body("This is wharf's Magento 2 style SOAP endpoint: POST SOAP messages here, or GET ?wsdl&services=… for the WSDL.\n");
+    }
+    let address = match query.get("services").filter(|s| !s.is_empty()) {
+        Some(services) => format!("{}{}?services={services}", state.public_url, req.path()),
+        None => format!("{}{}", state.public_url, req.path()),
+    };
+    wsdl_response(MAGENTO2_WSDL, &address)
+}
+
+async fn wharf_wsdl_get(state: web::Data<AppState>) -> HttpResponse {
+    wsdl_response(WHARF_WSDL, &format!("{}/soap", state.public_url))
 }
 
 async fn wsdl_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -49,10 +87,10 @@ async fn wsdl_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             .content_type(ContentType::plaintext())
             .body("This is wharf's SOAP endpoint: POST SOAP messages here, or GET ?wsdl for the WSDL.\n");
     }
-    let address = format!("{}{}", state.public_url, req.path());
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(MAGENTO1_WSDL.replace("{{SOAP_URL}}", &quick_xml::escape::escape(address.as_str())))
+    wsdl_response(
+        MAGENTO1_WSDL,
+        &format!("{}{}", state.public_url, req.path()),
+    )
 }
 
 /// An answer ready to send.
@@ -60,6 +98,8 @@ struct Reply {
     status: StatusCode,
     version: SoapVersion,
     xml: String,
+    /// When an issued admin token expires (RFC 3339), sent as `X-Wharf-Token-Expires`.
+    token_expires: Option<String>,
 }
 
 impl Reply {
@@ -68,6 +108,7 @@ impl Reply {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             version,
             xml: fault.to_xml(version),
+            token_expires: None,
         }
     }
 }
@@ -84,9 +125,17 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     } else {
         SoapVersion::V11
     };
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let span = tracing::Span::current();
     let state = state.into_inner();
-    let reply = web::block(move || span.in_scope(|| handle(&state, &body, declared))).await;
+    let reply = web::block(move || {
+        span.in_scope(|| handle(&state, &body, declared, authorization.as_deref()))
+    })
+    .await;
     let reply = reply.unwrap_or_else(|e| {
         tracing::error!(error = %e, "SOAP handler did not finish");
         Reply::fault(
@@ -100,13 +149,21 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         SoapVersion::V11 => "text/xml; charset=utf-8",
         SoapVersion::V12 => "application/soap+xml; charset=utf-8",
     };
-    HttpResponse::build(reply.status)
-        .content_type(content_type)
-        .body(reply.xml)
+    let mut resp = HttpResponse::build(reply.status);
+    resp.content_type(content_type);
+    if let Some(expires) = reply.token_expires {
+        resp.insert_header(("X-Wharf-Token-Expires", expires));
+    }
+    resp.body(reply.xml)
 }
 
 /// Parses, authenticates, validates and stores one SOAP call.
-fn handle(state: &AppState, body: &[u8], declared: SoapVersion) -> Reply {
+fn handle(
+    state: &AppState,
+    body: &[u8],
+    declared: SoapVersion,
+    authorization: Option<&str>,
+) -> Reply {
     let limits = Limits::for_lines(state.settings.soap.max_lines);
     let env = match envelope::parse(body, limits) {
         Ok(env) => env,
@@ -125,7 +182,11 @@ fn handle(state: &AppState, body: &[u8], declared: SoapVersion) -> Reply {
     let op = &env.operation;
     let Some(kind) = OperationKind::of(&op.name) else {
         let fault = Fault::client(format!(
-            "unknown operation {:?}; wharf accepts login, endSession and orderflowInventoryMultiUpdate",
+            "unknown operation {:?}; wharf accepts login, endSession, \
+             integrationAdminTokenServiceV1CreateAdminAccessToken, inventory updates \
+             (orderflowInventoryMultiUpdate, realtimeDespatchOrderFlowInventoryRequestManagementV1Update, \
+             inventoryUpdate) and shipments (orderflowShipmentCreate, \
+             realtimeDespatchOrderFlowShipmentRequestManagementV1Create, shipmentCreate)",
             op.name
         ));
         return reject(state, version, None, None, fault, body);
@@ -153,114 +214,186 @@ fn handle(state: &AppState, body: &[u8], declared: SoapVersion) -> Reply {
             xsd_type,
             value,
         ),
+        token_expires: None,
     };
-    // WS-I wrappers name every answer part `result`; rpc/encoded Magento uses `<op>Return`.
-    let wsi = op.name.ends_with("Param");
+    // Magento 1 rpc/encoded names its answer parts `<op>Return`; WS-I, Magento 2 and wharf's own WSDL
+    // use `result`.
+    let rpc = !op.name.ends_with("Param") && env.operation_ns != soap::WHARF_NS;
+    let op_name = kind.queue_name();
+    let invalid = |e: messages::FieldError| Fault::client(format!("Invalid {e}"));
 
-    match kind {
-        OperationKind::Login => {
-            let (username, api_key) = match messages::read(op, state.settings.soap.max_lines) {
-                Ok(Call::Login { username, api_key }) => (username, api_key),
-                Ok(_) => unreachable!("login element read as another call"),
-                Err(e) => {
-                    let fault = Fault::client(format!("Invalid {e}"));
-                    return reject(state, version, None, Some("login"), fault, body);
-                }
-            };
-            match auth::login(&mut conn, &username, &api_key) {
-                Ok(session) => answer(
-                    &session,
-                    if wsi { "result" } else { "loginReturn" },
-                    "string",
-                ),
+    let caller = if kind.needs_caller() {
+        match authenticate(state, &mut conn, op, authorization) {
+            Ok(user) => Some(user),
+            Err(AuthError::Db(e)) => return server_error(version, &e),
+            Err(e) => {
+                let fault = match e {
+                    AuthError::SessionExpired => Fault::session_expired(),
+                    // Magento 1 clients always send a sessionId; an empty one means "log in again".
+                    AuthError::NoCredentials if op.name.starts_with("orderflow") => {
+                        Fault::session_expired()
+                    }
+                    AuthError::AccessDenied => Fault::access_denied(),
+                    other => Fault {
+                        code: soap::FaultCode::Magento(2),
+                        message: other.to_string(),
+                    },
+                };
+                return reject_with(&mut conn, version, None, Some(op_name), fault, body);
+            }
+        }
+    } else {
+        None
+    };
+    let call = match messages::read(op, state.settings.soap.max_lines) {
+        Ok(call) => call,
+        Err(e) => {
+            return reject_with(
+                &mut conn,
+                version,
+                caller.as_deref(),
+                Some(op_name),
+                invalid(e),
+                body,
+            );
+        }
+    };
+
+    match call {
+        Call::Login { username, api_key } => match auth::login(&mut conn, &username, &api_key) {
+            Ok(session) => answer(
+                &session,
+                if rpc { "loginReturn" } else { "result" },
+                "string",
+            ),
+            Err(AuthError::AccessDenied) => {
+                tracing::warn!(user = %username, "SOAP login refused");
+                let fault = Fault::access_denied();
+                reject_with(
+                    &mut conn,
+                    version,
+                    Some(&username),
+                    Some(op_name),
+                    fault,
+                    body,
+                )
+            }
+            Err(e) => server_error(version, &e),
+        },
+        Call::EndSession { session_id } => match auth::end_session(&mut conn, &session_id) {
+            Ok(()) => answer(
+                "true",
+                if rpc { "endSessionReturn" } else { "result" },
+                "boolean",
+            ),
+            Err(e) => server_error(version, &e),
+        },
+        Call::AdminToken { username, password } => {
+            let lifetime = TimeDelta::seconds(state.settings.soap.token_lifetime_secs as i64);
+            match auth::create_access_token(&mut conn, &username, &password, lifetime) {
+                Ok((token, expires)) => Reply {
+                    token_expires: Some(expires.and_utc().to_rfc3339()),
+                    ..answer(&token, "result", "string")
+                },
                 Err(AuthError::AccessDenied) => {
-                    tracing::warn!(user = %username, "SOAP login refused");
+                    tracing::warn!(user = %username, "admin token refused");
+                    let fault = Fault {
+                        code: soap::FaultCode::Client,
+                        message: "The account sign-in was incorrect or your account is disabled \
+                                  temporarily. Please wait and try again later."
+                            .into(),
+                    };
                     reject_with(
                         &mut conn,
                         version,
                         Some(&username),
-                        Some("login"),
-                        Fault::access_denied(),
+                        Some(op_name),
+                        fault,
                         body,
                     )
                 }
                 Err(e) => server_error(version, &e),
             }
         }
-        OperationKind::EndSession => match messages::session_id(op) {
-            Some(session) => match auth::end_session(&mut conn, session) {
-                Ok(()) => answer(
-                    "true",
-                    if wsi { "result" } else { "endSessionReturn" },
-                    "boolean",
-                ),
-                Err(e) => server_error(version, &e),
-            },
-            None => reject_with(
-                &mut conn,
-                version,
-                None,
-                Some("endSession"),
-                Fault::client("Invalid sessionId: is missing"),
-                body,
-            ),
-        },
-        OperationKind::InventoryUpdate => {
-            let op_name = kind.queue_name();
-            let idle = TimeDelta::seconds(state.settings.soap.session_idle_timeout_secs as i64);
-            let caller =
-                match messages::session_id(op).map(|s| auth::check_session(&mut conn, s, idle)) {
-                    Some(Ok(user)) => user,
-                    Some(Err(AuthError::Db(e))) => return server_error(version, &e),
-                    Some(Err(_)) | None => {
-                        return reject_with(
-                            &mut conn,
-                            version,
-                            None,
-                            Some(op_name),
-                            Fault::session_expired(),
-                            body,
-                        );
-                    }
-                };
-            let msg = match messages::read(op, state.settings.soap.max_lines) {
-                Ok(Call::InventoryUpdate(msg)) => msg,
-                Ok(_) => unreachable!("inventory element read as another call"),
-                Err(e) => {
-                    let fault = Fault::client(format!("Invalid {e}"));
-                    return reject_with(
-                        &mut conn,
-                        version,
-                        Some(&caller),
-                        Some(op_name),
-                        fault,
-                        body,
-                    );
-                }
-            };
-            match queue::receive_inventory(&mut conn, &caller, body, &msg) {
-                Ok(receipt) => {
-                    match receipt {
-                        Receipt::Queued(id) => {
-                            tracing::info!(request = id, message_seq_id = msg.message_seq_id,
-                            lines = msg.lines.len(), caller = %caller, "inventory update queued")
-                        }
-                        Receipt::Repeat(id) => tracing::info!(
-                            request = id,
-                            message_seq_id = msg.message_seq_id,
-                            "identical re-send acknowledged, not queued again"
-                        ),
-                        Receipt::Conflict(id) => tracing::warn!(
-                            request = id,
-                            message_seq_id = msg.message_seq_id,
-                            "messageSeqId reused with a different body; queued and flagged as a conflict"
-                        ),
-                    }
-                    answer(&soap::received_text(msg.message_seq_id), "result", "string")
-                }
-                Err(e) => server_error(version, &e),
-            }
+        Call::InventoryUpdate(msg) => {
+            let caller = caller.as_deref().unwrap_or_default();
+            let stored = queue::receive_inventory(&mut conn, caller, body, &msg);
+            acknowledge(stored, op_name, msg.message_seq_id, msg.lines.len(), caller)
+                .map(|text| answer(&text, "result", "string"))
+                .unwrap_or_else(|e| server_error(version, &e))
         }
+        Call::ShipmentCreate(msg) => {
+            let caller = caller.as_deref().unwrap_or_default();
+            let stored = queue::receive_shipment(&mut conn, caller, body, &msg);
+            acknowledge(stored, op_name, msg.message_seq_id, msg.lines.len(), caller)
+                .map(|text| answer(&text, "result", "string"))
+                .unwrap_or_else(|e| server_error(version, &e))
+        }
+    }
+}
+
+/// Logs how a message was stored and gives the acknowledgement text.
+fn acknowledge(
+    stored: diesel::QueryResult<Receipt>,
+    operation: &str,
+    message_seq_id: i64,
+    lines: usize,
+    caller: &str,
+) -> diesel::QueryResult<String> {
+    match stored? {
+        Receipt::Queued(id) => tracing::info!(
+            request = id,
+            operation,
+            message_seq_id,
+            lines,
+            caller,
+            "message queued"
+        ),
+        Receipt::Repeat(id) => tracing::info!(
+            request = id,
+            operation,
+            message_seq_id,
+            "identical re-send acknowledged, not queued again"
+        ),
+        Receipt::Conflict(id) => tracing::warn!(
+            request = id,
+            operation,
+            message_seq_id,
+            "messageSeqId reused with a different body; queued and flagged as a conflict"
+        ),
+    }
+    Ok(soap::received_text(message_seq_id))
+}
+
+/// Who is calling: the `sessionId` in the body (Magento 1 login) when there is one, else the
+/// `Authorization` header — `Bearer` with a Magento 2 admin token, or `Basic` with an API user's
+/// name and password.
+fn authenticate(
+    state: &AppState,
+    conn: &mut crate::db::DbConnection,
+    op: &envelope::Element,
+    authorization: Option<&str>,
+) -> Result<String, AuthError> {
+    if let Some(session) = messages::session_id(op) {
+        let idle = TimeDelta::seconds(state.settings.soap.session_idle_timeout_secs as i64);
+        return auth::check_session(conn, session, idle);
+    }
+    let Some((scheme, value)) = authorization.and_then(|h| h.trim().split_once(' ')) else {
+        return Err(AuthError::NoCredentials);
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        auth::check_access_token(conn, value.trim())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or(AuthError::AccessDenied)?;
+        let (user, password) = decoded.split_once(':').ok_or(AuthError::AccessDenied)?;
+        state.credentials.verify(conn, user, password)
+    } else {
+        Err(AuthError::AccessDenied)
     }
 }
 

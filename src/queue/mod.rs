@@ -9,12 +9,17 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::db::schema::{import_lines, imports, rejections, request_lines, requests};
+use crate::db::schema::{
+    import_lines, imports, rejections, request_lines, request_shipments, request_tracking, requests,
+};
 use crate::db::{self, DbConnection};
 use crate::inventory::InventoryMessage;
+use crate::shipments::ShipmentMessage;
 
 /// Operation name of inventory multi-updates in the queue.
 pub const OP_INVENTORY: &str = "inventory.update";
+/// Operation name of shipments in the queue.
+pub const OP_SHIPMENT: &str = "shipment.create";
 
 /// How a stored message was received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +45,139 @@ pub fn receive_inventory(
     body: &[u8],
     msg: &InventoryMessage,
 ) -> QueryResult<Receipt> {
+    receive(
+        conn,
+        OP_INVENTORY,
+        msg.message_seq_id,
+        msg.lines.len(),
+        caller,
+        body,
+        |conn, id| {
+            let lines: Vec<_> = msg
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| NewLine {
+                    request_id: id,
+                    line_no: i as i32 + 1,
+                    sku: &l.sku,
+                    source: &l.source,
+                    qty: l.qty,
+                    seq: Some(l.seq),
+                    last_order_exported: l.last_order_exported,
+                })
+                .collect();
+            insert_chunked_lines(conn, &lines)
+        },
+    )
+}
+
+/// Stores a shipment message whole — the request row, its header, lines and tracking numbers — in one
+/// transaction. Only when this returns `Ok` may the caller be told the message was received.
+pub fn receive_shipment(
+    conn: &mut DbConnection,
+    caller: &str,
+    body: &[u8],
+    msg: &ShipmentMessage,
+) -> QueryResult<Receipt> {
+    receive(
+        conn,
+        OP_SHIPMENT,
+        msg.message_seq_id,
+        msg.lines.len(),
+        caller,
+        body,
+        |conn, id| {
+            diesel::insert_into(request_shipments::table)
+                .values((
+                    request_shipments::request_id.eq(id),
+                    request_shipments::order_increment_id.eq(&msg.order_increment_id),
+                    request_shipments::comment.eq(&msg.comment),
+                    request_shipments::notify_customer.eq(msg.notify_customer),
+                    request_shipments::include_comment.eq(msg.include_comment),
+                    request_shipments::courier_name.eq(&msg.courier_name),
+                    request_shipments::service_name.eq(&msg.service_name),
+                    request_shipments::date_shipped.eq(msg.date_shipped),
+                ))
+                .execute(conn)?;
+            let lines: Vec<_> = msg
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| NewLine {
+                    request_id: id,
+                    line_no: i as i32 + 1,
+                    sku: &l.sku,
+                    source: &l.source,
+                    qty: l.qty,
+                    seq: None,
+                    last_order_exported: None,
+                })
+                .collect();
+            insert_chunked_lines(conn, &lines)?;
+            let tracks: Vec<_> = msg
+                .tracking_numbers
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    (
+                        request_tracking::request_id.eq(id),
+                        request_tracking::position.eq(i as i32 + 1),
+                        request_tracking::tracking_number.eq(t),
+                    )
+                })
+                .collect();
+            if !tracks.is_empty() {
+                crate::with_backend!(&mut *conn, |c| diesel::insert_into(request_tracking::table)
+                    .values(&tracks)
+                    .execute(c))?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// A stored line of a received message (an inventory SKU, or a shipped SKU without `seq`).
+#[derive(Insertable)]
+#[diesel(table_name = request_lines)]
+struct NewLine<'a> {
+    request_id: i64,
+    line_no: i32,
+    sku: &'a str,
+    source: &'a str,
+    qty: i32,
+    seq: Option<i64>,
+    last_order_exported: Option<NaiveDateTime>,
+}
+
+/// Inserts request lines in chunks that stay under both backends' bind-parameter limits.
+fn insert_chunked_lines(conn: &mut DbConnection, lines: &[NewLine<'_>]) -> QueryResult<()> {
+    for chunk in lines.chunks(1000) {
+        crate::with_backend!(&mut *conn, |c| diesel::insert_into(request_lines::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// The receipt protocol shared by every operation, in one write transaction: a byte-identical re-send
+/// of a stored message is counted and not queued again; a new body under a used messageSeqId is queued
+/// and flagged as a conflict; otherwise the request row is inserted and `store_parts` writes the rest.
+fn receive(
+    conn: &mut DbConnection,
+    operation: &str,
+    message_seq_id: i64,
+    line_count: usize,
+    caller: &str,
+    body: &[u8],
+    store_parts: impl FnOnce(&mut DbConnection, i64) -> QueryResult<()>,
+) -> QueryResult<Receipt> {
     let hash = body_hash(body);
     let body_text = String::from_utf8_lossy(body);
     db::write_tx(conn, |conn| {
         let same_id: Vec<(i64, String)> = requests::table
-            .filter(requests::operation.eq(OP_INVENTORY))
-            .filter(requests::message_seq_id.eq(msg.message_seq_id))
+            .filter(requests::operation.eq(operation))
+            .filter(requests::message_seq_id.eq(message_seq_id))
             .select((requests::id, requests::body_hash))
             .load(conn)?;
         if let Some((id, _)) = same_id.iter().find(|(_, h)| *h == hash) {
@@ -57,12 +189,12 @@ pub fn receive_inventory(
         let conflict = !same_id.is_empty();
         let now = db::now();
         let values = (
-            requests::operation.eq(OP_INVENTORY),
-            requests::message_seq_id.eq(msg.message_seq_id),
+            requests::operation.eq(operation),
+            requests::message_seq_id.eq(message_seq_id),
             requests::caller.eq(caller),
             requests::body.eq(Some(body_text.as_ref())),
             requests::body_hash.eq(&hash),
-            requests::line_count.eq(msg.lines.len() as i32),
+            requests::line_count.eq(line_count as i32),
             requests::state.eq("queued"),
             requests::attempts.eq(0),
             requests::next_attempt_at.eq(now),
@@ -74,27 +206,7 @@ pub fn receive_inventory(
             .values(values)
             .returning(requests::id)
             .get_result(c))?;
-        let lines: Vec<_> = msg
-            .lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                (
-                    request_lines::request_id.eq(id),
-                    request_lines::line_no.eq(i as i32 + 1),
-                    request_lines::sku.eq(&l.sku),
-                    request_lines::source.eq(&l.source),
-                    request_lines::qty.eq(l.qty),
-                    request_lines::seq.eq(Some(l.seq)),
-                    request_lines::last_order_exported.eq(l.last_order_exported),
-                )
-            })
-            .collect();
-        for chunk in lines.chunks(1000) {
-            crate::with_backend!(&mut *conn, |c| diesel::insert_into(request_lines::table)
-                .values(chunk)
-                .execute(c))?;
-        }
+        store_parts(conn, id)?;
         Ok(if conflict {
             Receipt::Conflict(id)
         } else {

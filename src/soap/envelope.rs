@@ -129,9 +129,14 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
     let mut operation_ns = String::new();
 
     loop {
-        let (ns, event) = reader
-            .read_resolved_event()
-            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        let (ns, event) = reader.read_resolved_event().map_err(|e| match e {
+            quick_xml::Error::Namespace(quick_xml::name::NamespaceError::TooManyBindings(n)) => {
+                EnvelopeError::TooLarge(format!(
+                    "the message declares too many namespaces (more than {n} in scope)"
+                ))
+            }
+            e => EnvelopeError::Malformed(e.to_string()),
+        })?;
         let ns_is = |uri: &str| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == uri);
         match event {
             Event::DocType(_) => return Err(EnvelopeError::Doctype),

@@ -12,6 +12,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use super::envelope::Element;
 use crate::inventory::{DEFAULT_SOURCE, InventoryLine, InventoryMessage};
+use crate::shipments::{ShipmentLine, ShipmentMessage};
 
 /// Longest SKU accepted.
 pub const MAX_SKU_LEN: usize = 64;
@@ -31,8 +32,17 @@ pub enum Call {
         /// The session to end.
         session_id: String,
     },
+    /// Magento 2 `integrationAdminTokenServiceV1CreateAdminAccessToken(username, password)`.
+    AdminToken {
+        /// API user name.
+        username: String,
+        /// The user's password.
+        password: String,
+    },
     /// An inventory multi-update.
     InventoryUpdate(InventoryMessage),
+    /// A shipment.
+    ShipmentCreate(ShipmentMessage),
 }
 
 /// What kind of operation an element names, before its fields are read.
@@ -42,8 +52,12 @@ pub enum OperationKind {
     Login,
     /// Magento 1 `endSession` (or WS-I `endSessionParam`).
     EndSession,
+    /// Magento 2 admin token request.
+    AdminToken,
     /// Any inventory multi-update form.
     InventoryUpdate,
+    /// Any shipment create form.
+    ShipmentCreate,
 }
 
 impl OperationKind {
@@ -55,8 +69,16 @@ impl OperationKind {
             "orderflowInventoryMultiUpdate"
             | "orderflowInventoryMultiUpdateRequestParam"
             | "realtimeDespatchOrderFlowInventoryRequestManagementV1Update"
-            | "realtimeDespatchOrderFlowInventoryRequestManagementV1UpdateRequest" => {
-                Some(OperationKind::InventoryUpdate)
+            | "realtimeDespatchOrderFlowInventoryRequestManagementV1UpdateRequest"
+            | "inventoryUpdate" => Some(OperationKind::InventoryUpdate),
+            "orderflowShipmentCreate"
+            | "orderflowShipmentCreateRequestParam"
+            | "realtimeDespatchOrderFlowShipmentRequestManagementV1Create"
+            | "realtimeDespatchOrderFlowShipmentRequestManagementV1CreateRequest"
+            | "shipmentCreate" => Some(OperationKind::ShipmentCreate),
+            "integrationAdminTokenServiceV1CreateAdminAccessToken"
+            | "integrationAdminTokenServiceV1CreateAdminAccessTokenRequest" => {
+                Some(OperationKind::AdminToken)
             }
             _ => None,
         }
@@ -67,8 +89,18 @@ impl OperationKind {
         match self {
             OperationKind::Login => "login",
             OperationKind::EndSession => "endSession",
+            OperationKind::AdminToken => "adminToken",
             OperationKind::InventoryUpdate => crate::queue::OP_INVENTORY,
+            OperationKind::ShipmentCreate => crate::queue::OP_SHIPMENT,
         }
+    }
+
+    /// Whether the caller must be authenticated first (everything but logging in).
+    pub fn needs_caller(self) -> bool {
+        matches!(
+            self,
+            OperationKind::InventoryUpdate | OperationKind::ShipmentCreate
+        )
     }
 }
 
@@ -104,8 +136,15 @@ pub fn read(op: &Element, max_lines: usize) -> Result<Call, FieldError> {
         Some(OperationKind::EndSession) => Ok(Call::EndSession {
             session_id: required_text(op, "sessionId")?.to_string(),
         }),
+        Some(OperationKind::AdminToken) => Ok(Call::AdminToken {
+            username: required_text(op, "username")?.to_string(),
+            password: required_text(op, "password")?.to_string(),
+        }),
         Some(OperationKind::InventoryUpdate) => {
             read_inventory(op, max_lines).map(Call::InventoryUpdate)
+        }
+        Some(OperationKind::ShipmentCreate) => {
+            read_shipment(op, max_lines).map(Call::ShipmentCreate)
         }
         None => Err(err("operation", format!("unknown operation {:?}", op.name))),
     }
@@ -300,6 +339,141 @@ fn read_inventory(op: &Element, max_lines: usize) -> Result<InventoryMessage, Fi
     Ok(InventoryMessage {
         message_seq_id,
         lines,
+    })
+}
+
+/// Longest order number accepted.
+pub const MAX_ORDER_LEN: usize = 64;
+
+/// An optional text field: absent or blank is `None`.
+fn optional_text(op: &Element, name: &str) -> Option<String> {
+    op.child_text(name)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+}
+
+/// A yes/no flag: `1`/`0`, `true`/`false`, `yes`/`no`; absent or blank is no. Unlike PHP, the text
+/// "false" means no.
+fn parse_flag(op: &Element, name: &str) -> Result<bool, FieldError> {
+    match op.child_text(name).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
+        Some("1") | Some("true") | Some("yes") => Ok(true),
+        Some(other) => Err(err(
+            name,
+            format!("{other:?} is not a yes/no value (use 1 or 0, true or false)"),
+        )),
+    }
+}
+
+fn read_shipment(op: &Element, max_lines: usize) -> Result<ShipmentMessage, FieldError> {
+    let order = required_text(op, "orderIncrementId")?;
+    if order.chars().count() > MAX_ORDER_LEN {
+        return Err(err(
+            "orderIncrementId",
+            format!("the order number is longer than {MAX_ORDER_LEN} characters"),
+        ));
+    }
+    let message_seq_id = parse_seq("messageSeqId", required_text(op, "messageSeqId")?)?;
+    let items = op
+        .child("skuQty")
+        .ok_or_else(|| err("skuQty", "is missing"))?;
+    if items.children.is_empty() {
+        return Err(err(
+            "skuQty",
+            "has no items; a shipment ships at least one SKU",
+        ));
+    }
+    if items.children.len() > max_lines {
+        return Err(err(
+            "skuQty",
+            format!(
+                "{} lines is more than the limit of {max_lines} per message",
+                items.children.len()
+            ),
+        ));
+    }
+    let mut lines: Vec<ShipmentLine> = Vec::with_capacity(items.children.len());
+    for (i, item) in items.children.iter().enumerate() {
+        let at = |f: &str| format!("skuQty[{}].{f}", i + 1);
+        // Magento 1 items are key/value, Magento 2 items sku/qty.
+        let (sku_field, qty_field) = if item.child("sku").is_some() {
+            ("sku", "qty")
+        } else {
+            ("key", "value")
+        };
+        let sku_text = item
+            .child_text(sku_field)
+            .ok_or_else(|| err(at(sku_field), "is missing"))?;
+        let sku = parse_sku(&at(sku_field), sku_text)?;
+        let qty_text = item
+            .child_text(qty_field)
+            .ok_or_else(|| err(at(qty_field), "is missing"))?;
+        let qty = match qty_text.parse::<i32>() {
+            Ok(q) if q > 0 => q,
+            _ => {
+                return Err(err(
+                    at(qty_field),
+                    format!("{qty_text:?} is not a whole number of units above 0"),
+                ));
+            }
+        };
+        let source = item
+            .child_text("source")
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_SOURCE)
+            .to_string();
+        if let Some(first) = lines
+            .iter()
+            .position(|l| l.sku == sku && l.source == source)
+        {
+            return Err(err(
+                at(sku_field),
+                format!("SKU {sku:?} is already listed at skuQty[{}]", first + 1),
+            ));
+        }
+        lines.push(ShipmentLine { sku, source, qty });
+    }
+    let mut tracking_numbers: Vec<String> = Vec::new();
+    let tracks = op
+        .child("tracks")
+        .map(|t| t.children.as_slice())
+        .unwrap_or_default();
+    let from_tracks = tracks.iter().filter_map(|t| {
+        t.child_text("trackingNumber")
+            .or(Some(t.text.trim()))
+            .filter(|s| !s.is_empty())
+    });
+    for number in op
+        .child_text("trackingNumber")
+        .filter(|s| !s.is_empty())
+        .into_iter()
+        .chain(from_tracks)
+    {
+        if number.chars().count() > 255 {
+            return Err(err(
+                "trackingNumber",
+                "a tracking number is longer than 255 characters",
+            ));
+        }
+        if !tracking_numbers.iter().any(|n| n == number) {
+            tracking_numbers.push(number.to_string());
+        }
+    }
+    let date_shipped = match op.child_text("dateShipped") {
+        Some(t) => parse_datetime("dateShipped", t)?,
+        None => None,
+    };
+    Ok(ShipmentMessage {
+        message_seq_id,
+        order_increment_id: order.to_string(),
+        lines,
+        comment: optional_text(op, "comment"),
+        notify_customer: parse_flag(op, "email")?,
+        include_comment: parse_flag(op, "includeComment")?,
+        courier_name: optional_text(op, "courierName"),
+        service_name: optional_text(op, "serviceName"),
+        tracking_numbers,
+        date_shipped,
     })
 }
 

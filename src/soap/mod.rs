@@ -94,7 +94,12 @@ impl Fault {
     }
 }
 
+/// Namespace of wharf's own document/literal WSDL, whose answers are namespace-qualified throughout.
+pub const WHARF_NS: &str = "urn:wharf";
+
 /// A successful answer: `<{element} xmlns:ns1="{namespace}"><{part}>{value}</{part}></{element}>`.
+/// Magento's parts are unqualified; in wharf's own namespace (`elementFormDefault="qualified"`) the
+/// part is qualified too.
 pub fn response_xml(
     version: SoapVersion,
     namespace: &str,
@@ -103,6 +108,11 @@ pub fn response_xml(
     xsd_type: &str,
     value: &str,
 ) -> String {
+    let part = if namespace == WHARF_NS {
+        format!("ns1:{part}")
+    } else {
+        part.to_string()
+    };
     let env_ns = match version {
         SoapVersion::V11 => envelope::SOAP11_NS,
         SoapVersion::V12 => envelope::SOAP12_NS,
@@ -122,6 +132,10 @@ pub fn response_xml(
 /// The name of the response element for an operation element, following each dialect: Magento 1
 /// rpc `xResponse`, WS-I `xRequestParam` → `xResponseParam`, Magento 2 `xRequest` → `xResponse`.
 pub fn response_element(operation: &str) -> String {
+    // Magento 1's WS-I shipment answer really is named like this.
+    if operation == "orderflowShipmentCreateRequestParam" {
+        return "orderflowShipmentCreateRequestResponseParam".to_string();
+    }
     if let Some(base) = operation.strip_suffix("RequestParam") {
         format!("{base}ResponseParam")
     } else if let Some(base) = operation.strip_suffix("Param") {

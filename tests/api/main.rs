@@ -4,7 +4,9 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod hostile;
 mod inventory;
+mod soap_forms;
 mod stock_api;
 mod validation;
 mod worker;
