@@ -89,7 +89,14 @@ async fn every_fixture_is_accepted_and_stored_with_its_lines(backend: Backend) {
     let bearer = format!("Bearer {}", element_text(&bearer, "result").unwrap());
 
     // (fixture, path, content type, extra headers, response element, messageSeqId)
-    type Case<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str, i64);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        &'a str,
+        i64,
+    );
     let cases: [Case; 5] = [
         (
             "m1-inventory-ws-i.xml",
