@@ -71,11 +71,45 @@ pub struct WorkerSettings {
 }
 
 /// Inventory rules.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InventorySettings {
     /// Store negative quantities as they come; when off (default) a negative quantity is stored as 0.
     pub allow_negative: bool,
+    /// What to subtract from the quantity the warehouse reports: `none` (default), `unsent_orders`
+    /// (units of orders the warehouse has not seen yet), or `unsent_orders_and_quotes` (and units in
+    /// active carts).
+    pub adjust: Adjust,
+    /// Order statuses whose units count as unsent while the order is not exported.
+    pub unsent_statuses: Vec<String>,
+    /// Only orders changed within this many days count as unsent.
+    pub unsent_order_cutoff_days: i64,
+    /// Only carts changed within this many days count as active.
+    pub active_quote_cutoff_days: i64,
+}
+
+/// Inventory adjustment mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Adjust {
+    /// Store what the warehouse reports.
+    None,
+    /// Subtract units of orders not yet exported (or exported after the line's `lastOrderExported`).
+    UnsentOrders,
+    /// Also subtract units in active carts.
+    UnsentOrdersAndQuotes,
+}
+
+impl Default for InventorySettings {
+    fn default() -> Self {
+        InventorySettings {
+            allow_negative: false,
+            adjust: Adjust::None,
+            unsent_statuses: vec!["pending".into(), "processing".into()],
+            unsent_order_cutoff_days: 1,
+            active_quote_cutoff_days: 1,
+        }
+    }
 }
 
 impl Default for Settings {

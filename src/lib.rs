@@ -11,12 +11,17 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod feed;
 pub mod http;
 pub mod inventory;
+pub mod orders;
+pub mod products;
 pub mod queue;
+pub mod reservations;
 pub mod shipments;
 pub mod soap;
 pub mod telemetry;
+pub mod validate;
 pub mod worker;
 
 pub use config::Settings;

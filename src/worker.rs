@@ -16,11 +16,13 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::db::sql::Claimed;
 use crate::db::{self, DbConnection, Pool};
+use crate::feed;
 use crate::inventory;
 use crate::queue;
+use crate::shipments;
 
 /// Operations this worker knows how to apply; others stay queued for a worker that does.
-pub const APPLIED_OPERATIONS: &[&str] = &[queue::OP_INVENTORY];
+pub const APPLIED_OPERATIONS: &[&str] = &[queue::OP_INVENTORY, queue::OP_SHIPMENT];
 
 /// What one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -168,19 +170,27 @@ impl Worker {
                 req.attempts - 1
             );
         }
-        db::write_tx(conn, |conn| -> anyhow::Result<()> {
+        let events = db::write_tx(conn, |conn| -> anyhow::Result<usize> {
             if !queue::finish(conn, req.id, owner)? {
                 return Err(LeaseLost.into());
             }
             let report = match req.operation.as_str() {
                 queue::OP_INVENTORY => inventory::apply(conn, req.id, &self.settings.inventory)
                     .context("applying inventory lines")?,
+                queue::OP_SHIPMENT => shipments::apply(conn, req.id, req.message_seq_id)
+                    .context("applying the shipment")?,
                 other => anyhow::bail!("this worker cannot apply {other:?} requests"),
             };
             queue::write_import(conn, req.id, &req.operation, req.message_seq_id, &report)
                 .context("writing the import report")?;
-            Ok(())
-        })
+            // Last, so the feed counter's lock is held only for the commit.
+            feed::append(conn, &report.events).context("writing feed events")?;
+            Ok(report.events.len())
+        })?;
+        if events > 0 {
+            feed::notifier().notify_waiters();
+        }
+        Ok(())
     }
 
     /// Applies batches until nothing is due. Returns the number of requests processed.

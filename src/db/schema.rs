@@ -101,6 +101,7 @@ diesel::table! {
         result -> Text,
         message -> Text,
         created_at -> Timestamp,
+        reference -> Nullable<Text>,
     }
 }
 
@@ -133,6 +134,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     request_shipments,
     request_tracking,
     access_tokens,
+    orders,
+    order_lines,
+    products,
+    reservations,
+    reservation_lines,
+    shipments,
+    shipment_lines,
+    shipment_tracking,
+    feed_events,
+    feed_counter,
 );
 
 diesel::table! {
@@ -168,3 +179,111 @@ diesel::table! {
 diesel::joinable!(request_shipments -> requests (request_id));
 diesel::joinable!(request_tracking -> requests (request_id));
 diesel::joinable!(access_tokens -> api_users (user_id));
+
+diesel::table! {
+    orders (id) {
+        id -> BigInt,
+        increment_id -> Text,
+        status -> Text,
+        source -> Text,
+        is_virtual -> Bool,
+        document -> Text,
+        ordered_at -> Timestamp,
+        received_at -> Timestamp,
+        updated_at -> Timestamp,
+        exported_at -> Nullable<Timestamp>,
+        export_status -> Text,
+    }
+}
+
+diesel::table! {
+    order_lines (order_id, line_no) {
+        order_id -> BigInt,
+        line_no -> Integer,
+        sku -> Text,
+        name -> Text,
+        qty -> Integer,
+        qty_shipped -> Integer,
+    }
+}
+
+diesel::table! {
+    products (sku) {
+        sku -> Text,
+        name -> Text,
+        document -> Text,
+        updated_at -> Timestamp,
+        export_pending -> Bool,
+        exported_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    reservations (quote_id) {
+        quote_id -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reservation_lines (quote_id, sku) {
+        quote_id -> Text,
+        sku -> Text,
+        qty -> Integer,
+    }
+}
+
+diesel::table! {
+    shipments (id) {
+        id -> BigInt,
+        request_id -> BigInt,
+        order_id -> BigInt,
+        message_seq_id -> BigInt,
+        courier_name -> Nullable<Text>,
+        service_name -> Nullable<Text>,
+        comment -> Nullable<Text>,
+        notify_customer -> Bool,
+        include_comment -> Bool,
+        date_shipped -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    shipment_lines (shipment_id, line_no) {
+        shipment_id -> BigInt,
+        line_no -> Integer,
+        sku -> Text,
+        qty -> Integer,
+    }
+}
+
+diesel::table! {
+    shipment_tracking (shipment_id, position) {
+        shipment_id -> BigInt,
+        position -> Integer,
+        tracking_number -> Text,
+    }
+}
+
+diesel::table! {
+    feed_events (id) {
+        id -> BigInt,
+        kind -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    feed_counter (id) {
+        id -> Integer,
+        last_id -> BigInt,
+    }
+}
+
+diesel::joinable!(order_lines -> orders (order_id));
+diesel::joinable!(reservation_lines -> reservations (quote_id));
+diesel::joinable!(shipments -> orders (order_id));
+diesel::joinable!(shipment_lines -> shipments (shipment_id));
+diesel::joinable!(shipment_tracking -> shipments (shipment_id));

@@ -1,66 +1,13 @@
 //! The SQL that differs between PostgreSQL and SQLite, in one place.
 //!
-//! Everything else is written once with the diesel DSL over [`DbConnection`].
+//! Everything else is written once with the diesel DSL over [`DbConnection`] (or, where diesel needs
+//! the concrete connection type, once inside [`with_backend!`](crate::with_backend)).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Text, Timestamp};
 
 use super::DbConnection;
 use super::schema::requests;
-
-/// The key of a stock row.
-#[derive(Debug, QueryableByName, PartialEq, Eq, Hash)]
-pub struct StockKey {
-    /// SKU.
-    #[diesel(sql_type = Text)]
-    pub sku: String,
-    /// Stock source.
-    #[diesel(sql_type = Text)]
-    pub source: String,
-}
-
-/// Applies every inventory line of a request to `stock` in one statement: a line is written only if
-/// its sequence id is above the row's high-water mark (or the row is new). The check and the write are
-/// one conditional upsert, so concurrent workers applying messages out of order still leave the newest
-/// value. Rows are touched in (SKU, source) order so two workers never wait on each other in a cycle.
-/// Returns the keys that were written.
-pub fn upsert_stock_from_request(
-    conn: &mut DbConnection,
-    request_id: i64,
-    allow_negative: bool,
-    now: NaiveDateTime,
-) -> QueryResult<Vec<StockKey>> {
-    match conn {
-        DbConnection::Postgresql(c) => diesel::sql_query(
-            "INSERT INTO stock (sku, source, qty, last_seq, updated_at) \
-             SELECT sku, source, CASE WHEN qty < 0 AND NOT $2 THEN 0 ELSE qty END, seq, $3 \
-             FROM request_lines WHERE request_id = $1 AND seq IS NOT NULL ORDER BY sku, source \
-             ON CONFLICT (sku, source) DO UPDATE SET qty = EXCLUDED.qty, \
-               last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at \
-             WHERE stock.last_seq < EXCLUDED.last_seq \
-             RETURNING sku, source",
-        )
-        .bind::<BigInt, _>(request_id)
-        .bind::<Bool, _>(allow_negative)
-        .bind::<Timestamp, _>(now)
-        .load(c),
-        // SQLite needs a WHERE in the SELECT of an upsert (parsing ambiguity with ON); it has one.
-        DbConnection::Sqlite(c) => diesel::sql_query(
-            "INSERT INTO stock (sku, source, qty, last_seq, updated_at) \
-             SELECT sku, source, CASE WHEN qty < 0 AND NOT ? THEN 0 ELSE qty END, seq, ? \
-             FROM request_lines WHERE request_id = ? AND seq IS NOT NULL ORDER BY sku, source \
-             ON CONFLICT (sku, source) DO UPDATE SET qty = excluded.qty, \
-               last_seq = excluded.last_seq, updated_at = excluded.updated_at \
-             WHERE stock.last_seq < excluded.last_seq \
-             RETURNING sku, source",
-        )
-        .bind::<Bool, _>(allow_negative)
-        .bind::<Timestamp, _>(now)
-        .bind::<BigInt, _>(request_id)
-        .load(c),
-    }
-}
 
 /// A request taken by a worker.
 #[derive(Debug, Clone, Queryable)]

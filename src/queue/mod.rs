@@ -5,6 +5,8 @@
 //! States: `queued` → `processing` (leased) → `processed`; a transient failure goes back to `queued`
 //! with a later `next_attempt_at`; after `max_attempts` a request is `dead` (kept, visible, replayable).
 
+pub mod report;
+
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
@@ -352,7 +354,7 @@ pub fn write_import(
     request_id: i64,
     operation: &str,
     message_seq_id: i64,
-    report: &crate::inventory::Report,
+    report: &report::Report,
 ) -> QueryResult<()> {
     let s = report.summary;
     diesel::insert_into(imports::table)

@@ -58,7 +58,9 @@ async fn stale_sequence_is_superseded_and_equal_is_duplicate(backend: Backend) {
         vec![(
             "SKU-A".into(),
             "Success".into(),
-            "Product Quantity Successfully Updated to 5".into()
+            // The warehouse owns stock: a SKU the storefront never sent is applied, and noted.
+            "Product Quantity Successfully Updated to 5; the SKU is not in wharf's catalogue"
+                .into()
         )]
     );
     assert_eq!(

@@ -1,0 +1,11 @@
+DROP TABLE feed_counter;
+DROP TABLE feed_events;
+ALTER TABLE import_lines DROP COLUMN reference;
+DROP TABLE shipment_tracking;
+DROP TABLE shipment_lines;
+DROP TABLE shipments;
+DROP TABLE reservation_lines;
+DROP TABLE reservations;
+DROP TABLE products;
+DROP TABLE order_lines;
+DROP TABLE orders;

@@ -1,0 +1,117 @@
+//! The change feed the storefront polls: events in commit order with strictly increasing ids.
+//!
+//! Ids come from the one-row `feed_counter`, bumped inside the transaction that writes the events.
+//! Its row lock is held until that transaction commits, so no transaction can commit a lower id after a
+//! higher one is visible: a reader that stores the last id it saw never misses or re-reads an event.
+//! Writers take the counter as their last statement, so the lock is held only for the commit.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::db::schema::{feed_counter, feed_events};
+use crate::db::{self, DbConnection};
+
+/// Stock of a SKU changed.
+pub const STOCK_CHANGED: &str = "stock.changed";
+/// A shipment was applied to an order.
+pub const SHIPMENT_CREATED: &str = "shipment.created";
+/// Every line of an order has shipped.
+pub const ORDER_COMPLETED: &str = "order.completed";
+/// An order's export status changed.
+pub const ORDER_EXPORT_STATUS_CHANGED: &str = "order.export_status_changed";
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// One of the kinds above.
+    pub kind: &'static str,
+    /// Its data, as JSON.
+    pub payload: serde_json::Value,
+}
+
+/// An event as the storefront reads it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Queryable, utoipa::ToSchema)]
+pub struct Event {
+    /// Position in the feed; strictly increasing in commit order.
+    pub id: i64,
+    /// `stock.changed`, `shipment.created`, `order.completed` or `order.export_status_changed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The event's data.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// When it was written (UTC).
+    pub created_at: NaiveDateTime,
+}
+
+/// Wakes long-polling readers in this process when events are appended here (readers also poll, for
+/// events written by other processes).
+pub fn notifier() -> &'static Notify {
+    static NOTIFY: OnceLock<Notify> = OnceLock::new();
+    NOTIFY.get_or_init(Notify::new)
+}
+
+/// Appends events; call as the last statement of the writing transaction.
+pub fn append(conn: &mut DbConnection, events: &[NewEvent]) -> QueryResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = events.len() as i64;
+    let last: i64 =
+        crate::with_backend!(&mut *conn, |c| diesel::update(feed_counter::table.find(1))
+            .set(feed_counter::last_id.eq(feed_counter::last_id + n))
+            .returning(feed_counter::last_id)
+            .get_result(c))?;
+    let first = last - n + 1;
+    let now = db::now();
+    let rows: Vec<_> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            (
+                feed_events::id.eq(first + i as i64),
+                feed_events::kind.eq(e.kind),
+                feed_events::payload.eq(e.payload.to_string()),
+                feed_events::created_at.eq(now),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(1000) {
+        crate::with_backend!(&mut *conn, |c| diesel::insert_into(feed_events::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// Events with id above `after`, oldest first, at most `limit`.
+pub fn read(conn: &mut DbConnection, after: i64, limit: i64) -> QueryResult<Vec<Event>> {
+    let rows: Vec<(i64, String, String, NaiveDateTime)> = feed_events::table
+        .filter(feed_events::id.gt(after))
+        .order(feed_events::id)
+        .limit(limit)
+        .select((
+            feed_events::id,
+            feed_events::kind,
+            feed_events::payload,
+            feed_events::created_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, kind, payload, created_at)| Event {
+            id,
+            kind,
+            data: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+            created_at,
+        })
+        .collect())
+}
+
+/// How often a long-polling reader looks for events written by other processes.
+pub const POLL_EVERY: Duration = Duration::from_millis(200);
