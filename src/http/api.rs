@@ -188,18 +188,25 @@ impl From<diesel::result::Error> for ApiError {
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
+        let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::Malformed(inner.to_string())
-        } else {
-            let field = if field == "." {
-                "body".to_string()
-            } else {
-                field
-            };
-            ApiError::Invalid(Invalid::new(field, inner.to_string()))
+            return ApiError::Malformed(inner.to_string());
         }
+        // serde names a missing field only in its message ("missing field `currency`"); the path
+        // stops at the object that lacks it. (An unknown field is already the last path segment.)
+        let text = inner.to_string();
+        let reason = text.split(" at line ").next().unwrap_or(&text).to_string();
+        let named = reason
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), named) {
+            (".", Some(name)) => name.to_string(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            (".", None) => "body".to_string(),
+            _ => path,
+        };
+        ApiError::Invalid(Invalid::new(field, reason))
     })
 }
 

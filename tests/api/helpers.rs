@@ -235,6 +235,104 @@ impl TestApp {
         }
     }
 
+    /// Calls the storefront API with the test token: status and JSON body (Null when empty).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// `PUT /api/v1/orders/{id}` with a valid order of `lines` (sku, qty), status `processing`.
+    pub async fn put_order(&self, id: &str, lines: &[(&str, i64)]) -> (u16, serde_json::Value) {
+        self.api(
+            reqwest::Method::PUT,
+            &format!("/orders/{id}"),
+            Some(order_json(lines)),
+        )
+        .await
+    }
+
+    /// Sends a Magento 1 shipment (key/value lines, optional tracking number) and checks the answer.
+    pub async fn send_shipment(
+        &self,
+        session: &str,
+        order: &str,
+        message_seq_id: i64,
+        lines: &[(&str, i64)],
+        tracking: &str,
+    ) {
+        let items: String = lines
+            .iter()
+            .map(|(sku, qty)| format!("<item><key>{sku}</key><value>{qty}</value></item>"))
+            .collect();
+        let body = format!(
+            "{ENVELOPE_OPEN}<ns1:orderflowShipmentCreate><sessionId>{session}</sessionId>\
+             <orderIncrementId>{order}</orderIncrementId><skuQty>{items}</skuQty>\
+             <comment>Despatched</comment><email>1</email><includeComment>0</includeComment>\
+             <courierName>DPD</courierName><serviceName>Next Day</serviceName>\
+             <trackingNumber>{tracking}</trackingNumber><dateShipped>2024-05-01</dateShipped>\
+             <messageSeqId>{message_seq_id}</messageSeqId></ns1:orderflowShipmentCreate>{ENVELOPE_CLOSE}"
+        );
+        let (status, text) = self.post_soap(body).await;
+        assert_eq!(status, 200, "{text}");
+    }
+
+    /// Import lines of a shipment message: (sku, result, message).
+    pub async fn shipment_report(&self, message_seq_id: i64) -> Vec<(String, String, String)> {
+        self.with_conn(move |c| {
+            wharf::queue::import_lines_for_message(c, wharf::queue::OP_SHIPMENT, message_seq_id)
+                .unwrap()
+                .into_iter()
+                .map(|l| (l.sku, l.result, l.message))
+                .collect()
+        })
+        .await
+    }
+
+    /// Reads the whole feed from the start: (id, type, data).
+    pub async fn feed(&self) -> Vec<(i64, String, serde_json::Value)> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let (status, page) = self
+                .api(
+                    reqwest::Method::GET,
+                    &format!("/feed?after={after}&limit=1000"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{page}");
+            let events = page["events"].as_array().unwrap().clone();
+            if events.is_empty() {
+                return out;
+            }
+            for e in events {
+                out.push((
+                    e["id"].as_i64().unwrap(),
+                    e["type"].as_str().unwrap().to_string(),
+                    e["data"].clone(),
+                ));
+            }
+            after = page["last_id"].as_i64().unwrap();
+        }
+    }
+
     /// Runs `f` with a database connection, on the blocking pool.
     pub async fn with_conn<T: Send + 'static>(
         &self,
@@ -338,4 +436,28 @@ pub fn element_text(xml: &str, local: &str) -> Option<String> {
 /// The faultstring of a SOAP 1.1 fault.
 pub fn faultstring(xml: &str) -> String {
     element_text(xml, "faultstring").unwrap_or_else(|| panic!("not a SOAP fault: {xml}"))
+}
+
+/// A valid order document with these (sku, qty) lines, status `processing`.
+pub fn order_json(lines: &[(&str, i64)]) -> serde_json::Value {
+    let address = serde_json::json!({
+        "first_name": "Ada", "last_name": "Lovelace", "street": ["12 St James's Square"],
+        "city": "London", "postcode": "SW1Y 4JH", "country": "GB", "email": "ada@example.com"
+    });
+    serde_json::json!({
+        "status": "processing",
+        "source": "web",
+        "currency": "GBP",
+        "created_at": "2024-05-01T09:30:00Z",
+        "shipping_method": {"code": "flatrate_flatrate", "name": "Flat Rate"},
+        "payment_method": "checkmo",
+        "billing_address": address,
+        "delivery_address": address,
+        "totals": {"subtotal": "20.00", "shipping": "5.00", "discount": "0", "tax": "4.17", "grand_total": "25.00"},
+        "lines": lines.iter().map(|(sku, qty)| serde_json::json!({
+            "sku": sku, "name": format!("Product {sku}"), "qty": qty,
+            "unit_price_net": "8.33", "unit_price_gross": "10.00", "unit_tax": "1.67",
+            "row_total_net": "16.67", "row_total_gross": "20.00", "row_tax": "3.33"
+        })).collect::<Vec<_>>(),
+    })
 }
