@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod clients;
+mod crash;
 mod feed;
 mod hostile;
 mod inventory;
