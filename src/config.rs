@@ -32,6 +32,109 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Inventory rules.
     pub inventory: InventorySettings,
+    /// Exports to the warehouse's HTTP API.
+    pub warehouse: WarehouseSettings,
+}
+
+/// The warehouse's HTTP API and what is exported to it. `Debug` hides the password.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarehouseSettings {
+    /// Base URL of the OrderFlow API, ending with `/` (e.g. `https://wms.example.com/web/`).
+    pub endpoint: String,
+    /// HTTP Basic user.
+    pub username: String,
+    /// HTTP Basic password.
+    pub password: String,
+    /// OrderFlow organisation code.
+    pub organisation: String,
+    /// OrderFlow channel code.
+    pub channel: String,
+    /// Seconds before a call to the warehouse is abandoned.
+    pub timeout_secs: u64,
+    /// Order export.
+    pub orders: ExportSettings,
+    /// Product export.
+    pub products: ExportSettings,
+}
+
+impl std::fmt::Debug for WarehouseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarehouseSettings")
+            .field("endpoint", &self.endpoint)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() { "" } else { "***" },
+            )
+            .field("organisation", &self.organisation)
+            .field("channel", &self.channel)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("orders", &self.orders)
+            .field("products", &self.products)
+            .finish()
+    }
+}
+
+/// One kind of export (orders or products).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Export at all.
+    pub enabled: bool,
+    /// When to look for work: a cron expression (croner syntax; 5 or 6 fields, seconds optional).
+    pub schedule: String,
+    /// Most items per document.
+    pub batch_size: i64,
+    /// Order statuses that are ready to ship (invoiced). Unused for products.
+    pub exportable_statuses: Vec<String>,
+    /// Only orders placed on or after this date (YYYY-MM-DD) are exported. Unused for products.
+    pub min_order_date: Option<chrono::NaiveDate>,
+    /// Attempts before an item is declared lost.
+    pub max_attempts: i32,
+    /// First retry delay after a failure, in seconds; doubles per attempt.
+    pub backoff_base_secs: i64,
+    /// Longest retry delay, in seconds.
+    pub backoff_ceiling_secs: i64,
+    /// Consecutive failed batches (transport errors, HTTP errors, unreadable answers) that pause exports.
+    pub breaker_threshold: i32,
+    /// How long exports pause once the breaker opens, in seconds.
+    pub breaker_pause_secs: i64,
+    /// How long an exporter holds the items it is sending before another may take them, in seconds.
+    pub lease_secs: i64,
+}
+
+impl Default for WarehouseSettings {
+    fn default() -> Self {
+        WarehouseSettings {
+            endpoint: String::new(),
+            username: String::new(),
+            password: String::new(),
+            organisation: String::new(),
+            channel: String::new(),
+            timeout_secs: 30,
+            orders: ExportSettings::default(),
+            products: ExportSettings::default(),
+        }
+    }
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings {
+            enabled: false,
+            schedule: "* * * * *".into(),
+            batch_size: 100,
+            exportable_statuses: vec!["processing".into()],
+            min_order_date: None,
+            max_attempts: 4,
+            backoff_base_secs: 60,
+            backoff_ceiling_secs: 3600,
+            breaker_threshold: 5,
+            breaker_pause_secs: 300,
+            lease_secs: 300,
+        }
+    }
 }
 
 /// Settings of the SOAP receiver.
@@ -123,6 +226,7 @@ impl Default for Settings {
             soap: SoapSettings::default(),
             worker: WorkerSettings::default(),
             inventory: InventorySettings::default(),
+            warehouse: WarehouseSettings::default(),
         }
     }
 }
@@ -222,6 +326,7 @@ impl fmt::Debug for Settings {
             .field("soap", &self.soap)
             .field("worker", &self.worker)
             .field("inventory", &self.inventory)
+            .field("warehouse", &self.warehouse)
             .finish()
     }
 }

@@ -144,6 +144,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     shipment_tracking,
     feed_events,
     feed_counter,
+    exports,
+    export_lines,
+    export_breakers,
+    order_export_actions,
 );
 
 diesel::table! {
@@ -193,6 +197,15 @@ diesel::table! {
         updated_at -> Timestamp,
         exported_at -> Nullable<Timestamp>,
         export_status -> Text,
+        export_attempts -> Integer,
+        export_next_at -> Nullable<Timestamp>,
+        export_lease_owner -> Nullable<Text>,
+        export_lease_expires_at -> Nullable<Timestamp>,
+        export_error -> Nullable<Text>,
+        export_handled_by -> Nullable<Text>,
+        export_handled_at -> Nullable<Timestamp>,
+        export_note -> Nullable<Text>,
+        cancel_sent_at -> Nullable<Timestamp>,
     }
 }
 
@@ -215,6 +228,11 @@ diesel::table! {
         updated_at -> Timestamp,
         export_pending -> Bool,
         exported_at -> Nullable<Timestamp>,
+        export_attempts -> Integer,
+        export_next_at -> Nullable<Timestamp>,
+        export_lease_owner -> Nullable<Text>,
+        export_lease_expires_at -> Nullable<Timestamp>,
+        export_error -> Nullable<Text>,
     }
 }
 
@@ -287,3 +305,56 @@ diesel::joinable!(reservation_lines -> reservations (quote_id));
 diesel::joinable!(shipments -> orders (order_id));
 diesel::joinable!(shipment_lines -> shipments (shipment_id));
 diesel::joinable!(shipment_tracking -> shipments (shipment_id));
+
+diesel::table! {
+    exports (id) {
+        id -> BigInt,
+        message_id -> Text,
+        kind -> Text,
+        operation -> Text,
+        url -> Text,
+        started_at -> Timestamp,
+        finished_at -> Timestamp,
+        outcome -> Text,
+        error -> Nullable<Text>,
+        successes -> Integer,
+        duplicates -> Integer,
+        failures -> Integer,
+        request_xml -> Nullable<Text>,
+        response_body -> Nullable<Text>,
+        http_status -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
+    export_lines (export_id, line_no) {
+        export_id -> BigInt,
+        line_no -> Integer,
+        reference -> Text,
+        result -> Text,
+        message -> Text,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    export_breakers (kind) {
+        kind -> Text,
+        consecutive_failures -> Integer,
+        paused_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    order_export_actions (id) {
+        id -> BigInt,
+        order_id -> BigInt,
+        action -> Text,
+        actor -> Text,
+        reason -> Nullable<Text>,
+        at -> Timestamp,
+    }
+}
+
+diesel::joinable!(export_lines -> exports (export_id));
+diesel::joinable!(order_export_actions -> orders (order_id));

@@ -65,11 +65,14 @@ pub struct ShippingMethod {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Totals {
-    /// Sum of the lines before discount and shipping.
+    /// Sum of the lines without tax, before discount and shipping.
     pub subtotal: Decimal,
-    /// Shipping charged.
+    /// Shipping charged, without tax.
     #[serde(default)]
     pub shipping: Decimal,
+    /// Tax on shipping.
+    #[serde(default)]
+    pub shipping_tax: Decimal,
     /// Discount given (zero or negative).
     #[serde(default)]
     pub discount: Decimal,

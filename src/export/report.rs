@@ -1,0 +1,254 @@
+//! Reading the warehouse's answers: import reports, and the ways an answer can be an error instead
+//! (HTTP error, HTML error page, `<exception>` body, not XML at all).
+//!
+//! quick-xml rather than yaserde: the report's item element names are not fixed (only their
+//! containers are), and the same reader must also recognise HTML pages and exception bodies, which a
+//! typed mapping would reject before telling them apart.
+
+use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
+
+/// How the warehouse judged one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Imported.
+    Success,
+    /// Already there (counts as exported).
+    Duplicate,
+    /// Refused.
+    Failure,
+}
+
+impl Verdict {
+    /// The word stored in the export log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Success => "Success",
+            Verdict::Duplicate => "Duplicate",
+            Verdict::Failure => "Failure",
+        }
+    }
+}
+
+/// One line of an import report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportLine {
+    /// The item's externalReference.
+    pub reference: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The warehouse's message (or a success text).
+    pub message: String,
+    /// The warehouse's detail, if any.
+    pub detail: Option<String>,
+}
+
+/// Why an answer is not a usable import report. The whole batch is retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// The body is not XML.
+    #[error("the warehouse answered with something that is not XML: {0}")]
+    NotXml(String),
+    /// An HTML error page.
+    #[error("the warehouse answered with an error page: {0}")]
+    ErrorPage(String),
+    /// An `<exception>` element.
+    #[error("the warehouse reported an exception: {0}")]
+    Exception(String),
+}
+
+fn attr(e: &BytesStart, name: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref() == name)
+        .and_then(|a| {
+            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .ok()
+                .map(|v| v.into_owned())
+        })
+}
+
+/// Collapses whitespace and trims.
+fn tidy(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Parses an import report, or says why the answer is not one.
+pub fn parse_import_report(body: &str) -> Result<Vec<ReportLine>, AnswerError> {
+    let trimmed = body.trim_start();
+    if !trimmed.starts_with('<') {
+        return Err(AnswerError::NotXml(excerpt(body)));
+    }
+    let mut reader = Reader::from_str(body);
+    let mut path: Vec<String> = Vec::new();
+    let mut lines: Vec<ReportLine> = Vec::new();
+    let mut text = String::new();
+    let mut html = HtmlError::default();
+    let mut exception: Option<String> = None;
+    loop {
+        let event = reader.read_event().map_err(|e| {
+            if html.seen {
+                AnswerError::ErrorPage(html.describe())
+            } else {
+                AnswerError::NotXml(format!("{e}: {}", excerpt(body)))
+            }
+        })?;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let name = e.local_name().as_ref().to_string();
+                let empty = matches!(event, Event::Empty(_));
+                if path.is_empty() && name.eq_ignore_ascii_case("html") {
+                    html.seen = true;
+                }
+                if path.len() == 2 {
+                    let verdict = match path[1].as_str() {
+                        "importSuccesses" => Some(Verdict::Success),
+                        "importFailures" => Some(Verdict::Failure),
+                        "importDuplicates" => Some(Verdict::Duplicate),
+                        _ => None,
+                    };
+                    if let Some(verdict) = verdict {
+                        let reference = attr(e, "externalReference").unwrap_or_default();
+                        lines.push(ReportLine {
+                            message: format!("Successfully Exported {reference}"),
+                            reference,
+                            verdict,
+                            detail: None,
+                        });
+                    }
+                }
+                text.clear();
+                if !empty {
+                    path.push(name);
+                }
+            }
+            Event::Text(t) => text.push_str(&t.xml10_content()),
+            Event::CData(c) => text.push_str(&c.into_inner()),
+            Event::GeneralRef(r) => {
+                let name = r.xml10_content();
+                if let Some(s) = quick_xml::escape::resolve_xml_entity(&name) {
+                    text.push_str(s);
+                }
+            }
+            Event::End(_) => {
+                let name = path.pop().unwrap_or_default();
+                let value = tidy(&text);
+                if path.len() == 3
+                    && let Some(line) = lines.last_mut()
+                {
+                    match name.as_str() {
+                        "failureMessage" | "duplicateMessage" if !value.is_empty() => {
+                            line.message = value.clone()
+                        }
+                        "failureDetail" | "duplicateDetail" if !value.is_empty() => {
+                            line.detail = Some(value.clone())
+                        }
+                        _ => {}
+                    }
+                }
+                if name == "exception" && path.len() == 1 {
+                    exception = Some(value.clone());
+                }
+                if html.seen {
+                    match name.to_ascii_lowercase().as_str() {
+                        "title" => html.title = value.clone(),
+                        "h2" | "h1" => html.heading = value.clone(),
+                        "p" if html.paragraph.is_empty() => html.paragraph = value.clone(),
+                        _ => {}
+                    }
+                }
+                text.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if html.seen {
+        return Err(AnswerError::ErrorPage(html.describe()));
+    }
+    if let Some(e) = exception {
+        return Err(AnswerError::Exception(e));
+    }
+    Ok(lines)
+}
+
+#[derive(Default)]
+struct HtmlError {
+    seen: bool,
+    title: String,
+    heading: String,
+    paragraph: String,
+}
+
+impl HtmlError {
+    fn describe(&self) -> String {
+        [&self.heading, &self.paragraph, &self.title]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" — ")
+    }
+}
+
+/// The start of a body, for messages.
+pub fn excerpt(body: &str) -> String {
+    let t = tidy(body);
+    if t.chars().count() > 200 {
+        format!("{}…", t.chars().take(200).collect::<String>())
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fixture_report() {
+        let lines = parse_import_report(include_str!(
+            "../../tests/fixtures/orderflow/import-report.xml"
+        ))
+        .unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            ReportLine {
+                reference: "100000123".into(),
+                verdict: Verdict::Success,
+                message: "Successfully Exported 100000123".into(),
+                detail: None
+            }
+        );
+        assert_eq!(lines[1].verdict, Verdict::Failure);
+        assert_eq!(lines[1].message, "Product ZZZ999 not found");
+        assert_eq!(
+            lines[1].detail.as_deref(),
+            Some("orderLine.1.product.externalReference=ZZZ999 could not be resolved")
+        );
+        assert_eq!(lines[2].verdict, Verdict::Duplicate);
+        assert_eq!(lines[2].message, "Order already exists");
+    }
+
+    #[test]
+    fn recognises_error_answers() {
+        let page = "<html><head><title>Apache Tomcat - Error report</title></head><body><h2>HTTP Status 500 - ERROR</h2><p>Database down</p></body></html>";
+        assert!(
+            matches!(parse_import_report(page), Err(AnswerError::ErrorPage(m)) if m.contains("ERROR") && m.contains("Database down"))
+        );
+        let exc = "<response><exception>Malformed import document</exception></response>";
+        assert_eq!(
+            parse_import_report(exc),
+            Err(AnswerError::Exception("Malformed import document".into()))
+        );
+        assert!(matches!(
+            parse_import_report("Service Unavailable"),
+            Err(AnswerError::NotXml(_))
+        ));
+        assert!(matches!(
+            parse_import_report("<importReport><x></importReport>"),
+            Err(AnswerError::NotXml(_))
+        ));
+    }
+}
