@@ -1,5 +1,6 @@
 //! The `wharf` command line: one binary, one subcommand per job.
 
+mod exports;
 mod users;
 
 use std::path::PathBuf;
@@ -49,6 +50,14 @@ pub enum Command {
     /// Inspect received requests.
     #[command(subcommand)]
     Requests(users::RequestsCommand),
+    /// Lost orders: list, resend, dismiss.
+    #[command(subcommand)]
+    Orders(exports::OrdersCommand),
+    /// The log of exports to the warehouse.
+    #[command(subcommand)]
+    Exports(exports::ExportsCommand),
+    /// Export to the warehouse now (orders, products, cancellations), without waiting for the schedule.
+    Export,
 }
 
 /// Runs the command and turns errors into a message and exit code 1.
@@ -86,7 +95,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Worker { once } => {
             let pool = open(&settings)?;
-            let worker = Arc::new(Worker::new(pool, Arc::new(settings)));
+            let settings = Arc::new(settings);
+            let worker = Arc::new(Worker::new(pool.clone(), settings.clone()));
             if once {
                 let n = worker.drain()?;
                 println!("applied {n} request(s); nothing else is due");
@@ -94,11 +104,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             runtime()?.block_on(async move {
                 let (tx, rx) = tokio::sync::watch::channel(false);
+                let exporter = crate::export::spawn_if_enabled(&pool, &settings, tx.subscribe());
                 let run = tokio::spawn(worker.run(rx));
                 shutdown_signal().await;
                 tracing::info!("stopping: finishing the batch in hand");
                 let _ = tx.send(true);
                 let _ = run.await;
+                if let Some(e) = exporter {
+                    let _ = e.await;
+                }
                 Ok(())
             })
         }
@@ -117,6 +131,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users(cmd) => users::users(&settings, cmd),
         Command::Tokens(cmd) => users::tokens(&settings, cmd),
         Command::Requests(cmd) => users::requests(&settings, cmd),
+        Command::Orders(cmd) => exports::orders(&settings, cmd),
+        Command::Exports(cmd) => exports::exports(&settings, cmd),
+        Command::Export => {
+            let pool = open(&settings)?;
+            let settings = Arc::new(settings);
+            runtime()?.block_on(async move {
+                let exporter = crate::export::Exporter::new(pool, settings.clone())?;
+                let w = &settings.warehouse;
+                let o = exporter.export_orders().await?;
+                println!(
+                    "orders: {} sent, {} exported, {} failed, {} lost{}",
+                    o.items,
+                    o.exported,
+                    o.failed,
+                    o.lost,
+                    if o.paused {
+                        " (paused by the breaker)"
+                    } else {
+                        ""
+                    }
+                );
+                let c = exporter.send_cancellations().await?;
+                println!("cancellations sent: {c}");
+                if w.products.enabled {
+                    let p = exporter.export_products().await?;
+                    println!(
+                        "products: {} sent, {} exported, {} failed",
+                        p.items, p.exported, p.failed
+                    );
+                }
+                Ok(())
+            })
+        }
     }
 }
 

@@ -499,6 +499,25 @@ impl Exporter {
     }
 }
 
+/// Starts the exporter on its schedule when order or product export is enabled.
+pub fn spawn_if_enabled(
+    pool: &Pool,
+    settings: &Arc<Settings>,
+    stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let w = &settings.warehouse;
+    if !(w.orders.enabled || w.products.enabled) {
+        return None;
+    }
+    match Exporter::new(pool.clone(), settings.clone()) {
+        Ok(e) => Some(tokio::spawn(Arc::new(e).run(stop))),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the exporter cannot start; exports are off");
+            None
+        }
+    }
+}
+
 /// Orders or products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {

@@ -99,11 +99,16 @@ impl Application {
             let w = Arc::new(Worker::new(self.pool.clone(), self.settings.clone()));
             tokio::spawn(w.run(stop_rx))
         });
+        let exporter =
+            crate::export::spawn_if_enabled(&self.pool, &self.settings, stop_tx.subscribe());
         tracing::info!(address = %self.addr, "wharf is listening");
         let result = self.server.await;
         let _ = stop_tx.send(true);
         if let Some(w) = worker {
             let _ = w.await;
+        }
+        if let Some(e) = exporter {
+            let _ = e.await;
         }
         result
     }
