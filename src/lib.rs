@@ -22,6 +22,7 @@ pub mod reservations;
 pub mod shipments;
 pub mod soap;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 pub mod worker;
 

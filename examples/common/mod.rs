@@ -166,6 +166,7 @@ fn unescape(s: &str) -> String {
 
 /// An HTTP client for loopback benchmarking: no proxy, keep-alive, no Nagle delay.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    wharf::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)

@@ -62,6 +62,7 @@ pub enum Command {
 
 /// Runs the command and turns errors into a message and exit code 1.
 pub fn main(cli: Cli) -> ExitCode {
+    crate::tls::install_crypto_provider();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -201,6 +201,14 @@ pub fn write_tx<T, E>(
 where
     E: From<diesel::result::Error>,
 {
+    // SQLite has one writer at a time. Writers of this process queue on a mutex (woken in turn)
+    // rather than on busy_timeout's sleep-and-retry, which makes waits long and unfair under load;
+    // busy_timeout still covers writers in other processes.
+    static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = match conn {
+        DbConnection::Sqlite(_) => Some(SQLITE_WRITER.lock().unwrap_or_else(|p| p.into_inner())),
+        DbConnection::Postgresql(_) => None,
+    };
     match conn {
         DbConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?

@@ -80,8 +80,7 @@ pub struct Exporter {
 impl Exporter {
     /// An exporter with an HTTP client using the configured timeout (rustls with the ring provider).
     pub fn new(pool: Pool, settings: Arc<Settings>) -> anyhow::Result<Exporter> {
-        // One crypto provider for every TLS client in the process; a second install is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.warehouse.timeout_secs.max(1)))
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))

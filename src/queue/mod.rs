@@ -177,6 +177,17 @@ fn receive(
     let hash = body_hash(body);
     let body_text = String::from_utf8_lossy(body);
     db::write_tx(conn, |conn| {
+        // Two copies of one message arriving together must not both miss each other: on PostgreSQL
+        // receipts of the same (operation, messageSeqId) take turns on an advisory lock held until
+        // commit (SQLite's BEGIN IMMEDIATE already makes every writer take turns).
+        if let DbConnection::Postgresql(c) = conn {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind::<diesel::sql_types::Integer, _>(operation_lock_key(operation))
+                .bind::<diesel::sql_types::Integer, _>(
+                    message_seq_id as i32 ^ (message_seq_id >> 32) as i32,
+                )
+                .execute(c)?;
+        }
         let same_id: Vec<(i64, String)> = requests::table
             .filter(requests::operation.eq(operation))
             .filter(requests::message_seq_id.eq(message_seq_id))
@@ -215,6 +226,13 @@ fn receive(
             Receipt::Queued(id)
         })
     })
+}
+
+/// A stable 32-bit key per operation for the receipt advisory lock.
+fn operation_lock_key(operation: &str) -> i32 {
+    operation
+        .bytes()
+        .fold(0x5f3759dfu32, |h, b| h.rotate_left(5) ^ u32::from(b)) as i32
 }
 
 /// Keeps the first 64 KiB of a refused body, cut on a character boundary.

@@ -123,6 +123,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        wharf::tls::install_crypto_provider();
         let db = TestDb::new(backend);
         let mut settings = test_settings(&db.url);
         adjust(&mut settings);

@@ -12,6 +12,7 @@ both_backends!(
     any_envelope_prefix_and_soap_action_works,
     magento2_token_bearer_and_basic_auth,
     shipments_are_validated_and_resends_deduplicated,
+    copies_arriving_together_are_stored_once,
 );
 
 /// POSTs with explicit headers; returns status, content type and body.
@@ -461,4 +462,50 @@ fn remove_between(s: &str, start: &str, end: &str) -> String {
     let a = s.find(start).unwrap();
     let b = s.find(end).unwrap() + end.len();
     format!("{}{}", &s[..a], &s[b..])
+}
+
+async fn copies_arriving_together_are_stored_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = app.login().await;
+    let same = crate::helpers::inventory_envelope(&s, 77, &[("RACE", 1, 1)]);
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let req = app
+            .client
+            .post(format!("{}/soap", app.base))
+            .header("Content-Type", "text/xml")
+            .body(same.clone());
+        sends.spawn(async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        });
+    }
+    for (status, body) in sends.join_all().await {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            element_text(&body, "result").as_deref(),
+            Some("Success - Message 77 Received")
+        );
+    }
+    // Two different bodies under one messageSeqId at once: both stored, exactly one flagged.
+    let a = crate::helpers::inventory_envelope(&s, 78, &[("RACE", 2, 2)]);
+    let b = crate::helpers::inventory_envelope(&s, 78, &[("RACE", 3, 3)]);
+    let (ra, rb) = tokio::join!(app.post_soap(a), app.post_soap(b));
+    assert_eq!((ra.0, rb.0), (200, 200));
+    let rows = app
+        .with_conn(|c| {
+            requests::table
+                .order(requests::id)
+                .select((
+                    requests::message_seq_id,
+                    requests::receipts,
+                    requests::conflict,
+                ))
+                .load::<(i64, i32, bool)>(c)
+                .unwrap()
+        })
+        .await;
+    assert_eq!(rows[0], (77, 8, false), "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[1..].iter().filter(|r| r.2).count(), 1, "{rows:?}");
 }
