@@ -170,9 +170,12 @@ impl Exporter {
 
     /// Exports batches of due orders until none is due (or the breaker opens). Returns the totals.
     pub async fn export_orders(&self) -> anyhow::Result<BatchOutcome> {
+        // Only what was due when the run started: an order that fails in this run waits for its
+        // backoff even when that is zero.
+        let run_started = db::now();
         let mut total = BatchOutcome::default();
         loop {
-            let o = self.export_order_batch().await?;
+            let o = self.order_batch(run_started).await?;
             total.items += o.items;
             total.exported += o.exported;
             total.failed += o.failed;
@@ -187,12 +190,16 @@ impl Exporter {
 
     /// Claims and sends one batch of due orders.
     pub async fn export_order_batch(&self) -> anyhow::Result<BatchOutcome> {
+        self.order_batch(db::now()).await
+    }
+
+    async fn order_batch(&self, due_at: NaiveDateTime) -> anyhow::Result<BatchOutcome> {
         let cfg = self.settings.warehouse.orders.clone();
         let owner = self.owner();
         let claim_owner = owner.clone();
         let claim_cfg = cfg.clone();
         let claimed = self
-            .blocking(move |conn| claim_orders(conn, &claim_owner, &claim_cfg))
+            .blocking(move |conn| claim_orders(conn, &claim_owner, &claim_cfg, due_at))
             .await?;
         let batch = match claimed {
             Claim::Paused => {
@@ -230,6 +237,7 @@ impl Exporter {
 
     /// Exports batches of changed products until none is due.
     pub async fn export_products(&self) -> anyhow::Result<BatchOutcome> {
+        let run_started = db::now();
         let mut total = BatchOutcome::default();
         loop {
             let cfg = self.settings.warehouse.products.clone();
@@ -237,7 +245,7 @@ impl Exporter {
             let claim_owner = owner.clone();
             let claim_cfg = cfg.clone();
             let claimed = self
-                .blocking(move |conn| claim_products(conn, &claim_owner, &claim_cfg))
+                .blocking(move |conn| claim_products(conn, &claim_owner, &claim_cfg, run_started))
                 .await?;
             let batch = match claimed {
                 Claim::Paused => {
@@ -368,7 +376,10 @@ impl Exporter {
                     "the warehouse did not cancel order {reference}: {}",
                     report::excerpt(body)
                 )),
-                Ok(_) => None,
+                // An error page, an exception or a non-XML body is not a cancellation either.
+                Ok(body) => report::parse_import_report(body)
+                    .err()
+                    .map(|e| e.to_string()),
                 Err(e) => Some(e.message.clone()),
             };
             let (body, http_status) = match &answer {
@@ -560,6 +571,7 @@ fn claim_orders(
     conn: &mut DbConnection,
     owner: &str,
     cfg: &ExportSettings,
+    due_at: NaiveDateTime,
 ) -> anyhow::Result<Claim> {
     let now = db::now();
     db::write_tx(conn, |conn| {
@@ -569,7 +581,8 @@ fn claim_orders(
         let min_date = cfg
             .min_order_date
             .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .unwrap_or(NaiveDateTime::MIN);
+            // No setting: any date both backends can store.
+            .unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc());
         let due = orders::status
             .eq_any(&cfg.exportable_statuses)
             .and(orders::is_virtual.eq(false))
@@ -577,7 +590,7 @@ fn claim_orders(
             .and(
                 orders::export_next_at
                     .is_null()
-                    .or(orders::export_next_at.le(now)),
+                    .or(orders::export_next_at.le(due_at)),
             )
             .and(
                 orders::export_lease_expires_at
@@ -641,6 +654,7 @@ fn claim_products(
     conn: &mut DbConnection,
     owner: &str,
     cfg: &ExportSettings,
+    due_at: NaiveDateTime,
 ) -> anyhow::Result<Claim> {
     let now = db::now();
     db::write_tx(conn, |conn| {
@@ -653,7 +667,7 @@ fn claim_products(
             .and(
                 products::export_next_at
                     .is_null()
-                    .or(products::export_next_at.le(now)),
+                    .or(products::export_next_at.le(due_at)),
             )
             .and(
                 products::export_lease_expires_at

@@ -1,11 +1,15 @@
 //! End-to-end tests: the real server over loopback HTTP, on SQLite and on PostgreSQL.
 
 mod helpers;
+/// The OrderFlow simulator (also used by the examples).
+#[path = "../../examples/warehouse_api/mod.rs"]
+mod warehouse_api;
 
 mod auth;
 mod cli;
 mod clients;
 mod crash;
+mod export;
 mod feed;
 mod hostile;
 mod inventory;
