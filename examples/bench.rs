@@ -14,6 +14,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "warehouse_api/mod.rs"]
+mod warehouse_api;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -75,6 +77,12 @@ struct Args {
     /// `log_min_duration_statement=5` to log slow statements. Repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     pg_setting: Vec<String>,
+    /// Invoiced orders exported to the warehouse simulator (0 skips the export benchmark).
+    #[arg(long, default_value_t = 10_000)]
+    export_orders: usize,
+    /// Orders per export document.
+    #[arg(long, default_value_t = 100)]
+    export_batch: i64,
     /// Keep the databases (the SQLite directory and the PostgreSQL database) for inspection.
     #[arg(long)]
     keep: bool,
@@ -413,7 +421,88 @@ async fn bench_backend(
             value,
         });
     }
+
+    // e. Export invoiced orders to the warehouse simulator over loopback HTTP.
+    if args.export_orders > 0 {
+        let value = bench_export(&pool, &settings, args.export_orders, args.export_batch).await?;
+        let metric = format!(
+            "export {} orders, batch {}",
+            args.export_orders, args.export_batch
+        );
+        eprintln!("{backend} {metric}: {value}");
+        rows.push(Row {
+            backend,
+            metric,
+            value,
+        });
+    }
     Ok(())
+}
+
+/// Creates `n` invoiced orders, exports them all to a simulator, and checks the warehouse got each once.
+async fn bench_export(
+    pool: &Pool,
+    settings: &Settings,
+    n: usize,
+    batch: i64,
+) -> anyhow::Result<String> {
+    let sim = warehouse_api::WarehouseSim::start("bench", "bench-wms").await;
+    let mut s = settings.clone();
+    s.warehouse.endpoint = sim.endpoint();
+    s.warehouse.username = "bench".into();
+    s.warehouse.password = "bench-wms".into();
+    s.warehouse.organisation = "BENCH".into();
+    s.warehouse.channel = "web".into();
+    s.warehouse.orders.enabled = true;
+    s.warehouse.orders.batch_size = batch;
+    let order: wharf::orders::OrderInput = serde_json::from_value(serde_json::json!({
+        "status": "processing", "currency": "GBP", "payment_method": "card",
+        "shipping_method": {"code": "flatrate_flatrate", "name": "Flat Rate"},
+        "billing_address": {"first_name": "Ada", "last_name": "Lovelace", "street": ["12 St James's Square"],
+            "city": "London", "postcode": "SW1Y 4JH", "country": "GB"},
+        "delivery_address": {"first_name": "Ada", "last_name": "Lovelace", "street": ["12 St James's Square"],
+            "city": "London", "postcode": "SW1Y 4JH", "country": "GB"},
+        "totals": {"subtotal": "20", "shipping": "5", "tax": "4", "grand_total": "29"},
+        "lines": [
+            {"sku": "EXP-A", "name": "A", "qty": 1, "unit_price_net": "10", "unit_price_gross": "12",
+             "row_total_net": "10", "row_total_gross": "12", "row_tax": "2"},
+            {"sku": "EXP-B", "name": "B", "qty": 1, "unit_price_net": "10", "unit_price_gross": "12",
+             "row_total_net": "10", "row_total_gross": "12", "row_tax": "2"}]
+    }))?;
+    let p = pool.clone();
+    let prefix = format!("BX{}-", &wharf::auth::random_secret()[..6]);
+    let created = prefix.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut conn = p.get()?;
+        for i in 0..n {
+            wharf::orders::upsert(&mut conn, &format!("{created}{i}"), &order)?;
+        }
+        Ok(())
+    })
+    .await??;
+    let exporter = wharf::export::Exporter::new(pool.clone(), Arc::new(s))?;
+    let started = Instant::now();
+    let outcome = exporter.export_orders().await?;
+    let elapsed = started.elapsed();
+    let received = sim
+        .orders()
+        .iter()
+        .filter(|o| o.external_reference.starts_with(&prefix))
+        .count();
+    sim.stop().await;
+    let check = if outcome.exported == n && received == n {
+        "ok: every order exported once".to_string()
+    } else {
+        format!(
+            "MISMATCH: exported {} of {n}, warehouse received {received}",
+            outcome.exported
+        )
+    };
+    Ok(format!(
+        "{:.0} orders/s  ({n} orders in {:.1} s; {check})",
+        n as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    ))
 }
 
 fn receipt_batch(
