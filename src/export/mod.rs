@@ -333,7 +333,8 @@ impl Exporter {
         })
     }
 
-    /// Sends the cancellation of every cancelled order the warehouse already has.
+    /// Sends the cancellation of every cancelled order the warehouse already has. Returns how many the
+    /// warehouse confirmed.
     pub async fn send_cancellations(&self) -> anyhow::Result<usize> {
         let due: Vec<(i64, String)> = self
             .blocking(|conn| {
@@ -341,6 +342,11 @@ impl Exporter {
                     .filter(orders::status.eq_any(["canceled", "cancelled"]))
                     .filter(orders::export_status.eq(status::EXPORTED))
                     .filter(orders::cancel_sent_at.is_null())
+                    .filter(
+                        orders::export_lease_expires_at
+                            .is_null()
+                            .or(orders::export_lease_expires_at.lt(db::now())),
+                    )
                     .order(orders::id)
                     .limit(100)
                     .select((orders::id, orders::increment_id))
@@ -349,15 +355,28 @@ impl Exporter {
             .await?;
         let mut sent = 0;
         for (id, reference) in due {
-            // Take the order by marking it sent; another exporter that got here first wins.
+            // Take the order under a lease; another exporter that got here first wins, and if this
+            // process dies before recording the answer the lease expires and the cancel is sent again.
+            let owner = self.owner();
+            let lease = TimeDelta::seconds(self.settings.warehouse.orders.lease_secs);
+            let claim_owner = owner.clone();
             let took = self
                 .blocking(move |conn| {
+                    let now = db::now();
                     Ok(diesel::update(
                         orders::table
                             .find(id)
-                            .filter(orders::cancel_sent_at.is_null()),
+                            .filter(orders::cancel_sent_at.is_null())
+                            .filter(
+                                orders::export_lease_expires_at
+                                    .is_null()
+                                    .or(orders::export_lease_expires_at.lt(now)),
+                            ),
                     )
-                    .set(orders::cancel_sent_at.eq(Some(db::now())))
+                    .set((
+                        orders::export_lease_owner.eq(Some(&claim_owner)),
+                        orders::export_lease_expires_at.eq(Some(now + lease)),
+                    ))
                     .execute(conn)?
                         == 1)
                 })
@@ -387,6 +406,7 @@ impl Exporter {
                 Err(e) => (e.body.clone(), e.http_status),
             };
             let reference2 = reference.clone();
+            let succeeded = failure.is_none();
             self.blocking(move |conn| {
                 db::write_tx(conn, |conn| -> anyhow::Result<()> {
                     let export_id = insert_export(
@@ -423,20 +443,24 @@ impl Exporter {
                                 .unwrap_or_else(|| format!("Order {reference2} cancelled"))),
                         ))
                         .execute(conn)?;
-                    if let Some(f) = &failure {
-                        // Try again on the next run.
-                        diesel::update(orders::table.find(id))
-                            .set((
-                                orders::cancel_sent_at.eq(None::<NaiveDateTime>),
-                                orders::export_error.eq(Some(f)),
-                            ))
-                            .execute(conn)?;
-                    }
+                    // Done, or released for the next run to try again.
+                    diesel::update(
+                        orders::table
+                            .find(id)
+                            .filter(orders::export_lease_owner.eq(&owner)),
+                    )
+                    .set((
+                        orders::cancel_sent_at.eq(failure.is_none().then(db::now)),
+                        orders::export_error.eq(failure.as_deref()),
+                        orders::export_lease_owner.eq(None::<String>),
+                        orders::export_lease_expires_at.eq(None::<NaiveDateTime>),
+                    ))
+                    .execute(conn)?;
                     Ok(())
                 })
             })
             .await?;
-            if answer.is_ok() {
+            if succeeded {
                 sent += 1;
             }
         }

@@ -440,5 +440,18 @@ async fn products_and_cancellations_are_sent(backend: Backend) {
             .unwrap()
             .contains("No cancel operation performed")
     );
+
+    // An unreadable answer is not a cancellation either: kept, and sent again on the next run.
+    app.put_order("C-3", &[("A", 1)]).await;
+    ex.export_orders().await.unwrap();
+    app.api(Method::POST, "/orders/C-3/cancel", None).await;
+    sim.set_behaviour(Behaviour {
+        garbage: true,
+        ..Behaviour::default()
+    });
+    assert_eq!(ex.send_cancellations().await.unwrap(), 0);
+    sim.set_behaviour(Behaviour::default());
+    assert_eq!(ex.send_cancellations().await.unwrap(), 1);
+    assert!(sim.cancelled().contains(&"C-3".to_string()));
     sim.stop().await;
 }
