@@ -179,31 +179,23 @@ fn receive(
     db::write_tx(conn, |conn| {
         // Two copies of one message arriving together must not both miss each other: on PostgreSQL
         // receipts of the same (operation, messageSeqId) take turns on an advisory lock held until
-        // commit (SQLite's BEGIN IMMEDIATE already makes every writer take turns).
-        // The lock and the look-up are one statement (one round trip); the lock is the outer side of
-        // the join, so it is taken even when nothing matches.
-        let same_id: Vec<(i64, String)> = match conn {
-            DbConnection::Postgresql(c) => diesel::sql_query(
-                "WITH turn AS (SELECT pg_advisory_xact_lock($1, $2)) \
-                 SELECT r.id, r.body_hash FROM turn \
-                 LEFT JOIN requests r ON r.operation = $3 AND r.message_seq_id = $4",
-            )
-            .bind::<diesel::sql_types::Integer, _>(operation_lock_key(operation))
-            .bind::<diesel::sql_types::Integer, _>(
-                message_seq_id as i32 ^ (message_seq_id >> 32) as i32,
-            )
-            .bind::<diesel::sql_types::Text, _>(operation)
-            .bind::<diesel::sql_types::BigInt, _>(message_seq_id)
-            .load::<SameId>(c)?
-            .into_iter()
-            .filter_map(|r| r.id.zip(r.body_hash))
-            .collect(),
-            DbConnection::Sqlite(_) => requests::table
-                .filter(requests::operation.eq(operation))
-                .filter(requests::message_seq_id.eq(message_seq_id))
-                .select((requests::id, requests::body_hash))
-                .load(conn)?,
-        };
+        // commit (SQLite's BEGIN IMMEDIATE already makes every writer take turns). The look-up must be
+        // a separate, later statement: under READ COMMITTED a statement reads the snapshot taken when
+        // it started, so a look-up in the statement that waited for the lock would miss the row the
+        // previous holder just committed.
+        if let DbConnection::Postgresql(c) = conn {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind::<diesel::sql_types::Integer, _>(operation_lock_key(operation))
+                .bind::<diesel::sql_types::Integer, _>(
+                    message_seq_id as i32 ^ (message_seq_id >> 32) as i32,
+                )
+                .execute(c)?;
+        }
+        let same_id: Vec<(i64, String)> = requests::table
+            .filter(requests::operation.eq(operation))
+            .filter(requests::message_seq_id.eq(message_seq_id))
+            .select((requests::id, requests::body_hash))
+            .load(conn)?;
         if let Some((id, _)) = same_id.iter().find(|(_, h)| *h == hash) {
             diesel::update(requests::table.find(id))
                 .set(requests::receipts.eq(requests::receipts + 1))
@@ -237,15 +229,6 @@ fn receive(
             Receipt::Queued(id)
         })
     })
-}
-
-/// A stored request with the same (operation, messageSeqId), if any (PostgreSQL receipt look-up).
-#[derive(QueryableByName)]
-struct SameId {
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
-    id: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    body_hash: Option<String>,
 }
 
 /// A stable 32-bit key per operation for the receipt advisory lock.
