@@ -65,6 +65,19 @@ macro_rules! with_backend {
     };
 }
 
+/// Loads the rows of a claim query. On PostgreSQL the rows are locked and rows another transaction is
+/// claiming are skipped (`FOR UPDATE SKIP LOCKED`), so concurrent claimers take different rows; on
+/// SQLite the caller's `BEGIN IMMEDIATE` transaction already excludes every other writer.
+#[macro_export]
+macro_rules! load_skip_locked {
+    ($conn:expr, $query:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Postgresql(c) => $query.for_update().skip_locked().load(c),
+            $crate::db::DbConnection::Sqlite(c) => $query.load(c),
+        }
+    };
+}
+
 /// Opens connections of the backend the URL names, with the per-connection settings SQLite needs.
 #[derive(Debug)]
 pub struct Manager {

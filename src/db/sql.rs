@@ -40,22 +40,14 @@ pub fn claim_due(
             (r::state.eq("queued").and(r::next_attempt_at.le(now)))
                 .or(r::state.eq("processing").and(r::lease_expires_at.lt(now))),
         );
-        let ids: Vec<i64> = match conn {
-            DbConnection::Postgresql(c) => requests::table
+        let ids: Vec<i64> = crate::load_skip_locked!(
+            conn,
+            requests::table
                 .filter(due)
                 .order(r::id)
                 .limit(limit)
                 .select(r::id)
-                .for_update()
-                .skip_locked()
-                .load(c)?,
-            DbConnection::Sqlite(c) => requests::table
-                .filter(due)
-                .order(r::id)
-                .limit(limit)
-                .select(r::id)
-                .load(c)?,
-        };
+        )?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }

@@ -622,22 +622,14 @@ fn claim_orders(
                     .or(orders::export_lease_expires_at.lt(now)),
             )
             .and(orders::ordered_at.ge(min_date));
-        let ids: Vec<i64> = match conn {
-            DbConnection::Postgresql(c) => orders::table
+        let ids: Vec<i64> = crate::load_skip_locked!(
+            conn,
+            orders::table
                 .filter(due)
                 .order(orders::id)
                 .limit(cfg.batch_size)
                 .select(orders::id)
-                .for_update()
-                .skip_locked()
-                .load(c)?,
-            DbConnection::Sqlite(c) => orders::table
-                .filter(due)
-                .order(orders::id)
-                .limit(cfg.batch_size)
-                .select(orders::id)
-                .load(c)?,
-        };
+        )?;
         if ids.is_empty() {
             return Ok(Claim::Items(Vec::new()));
         }
@@ -698,22 +690,14 @@ fn claim_products(
                     .is_null()
                     .or(products::export_lease_expires_at.lt(now)),
             );
-        let skus: Vec<String> = match conn {
-            DbConnection::Postgresql(c) => products::table
+        let skus: Vec<String> = crate::load_skip_locked!(
+            conn,
+            products::table
                 .filter(due)
                 .order(products::updated_at)
                 .limit(cfg.batch_size)
                 .select(products::sku)
-                .for_update()
-                .skip_locked()
-                .load(c)?,
-            DbConnection::Sqlite(c) => products::table
-                .filter(due)
-                .order(products::updated_at)
-                .limit(cfg.batch_size)
-                .select(products::sku)
-                .load(c)?,
-        };
+        )?;
         if skus.is_empty() {
             return Ok(Claim::Items(Vec::new()));
         }

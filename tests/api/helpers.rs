@@ -462,3 +462,10 @@ pub fn order_json(lines: &[(&str, i64)]) -> serde_json::Value {
         })).collect::<Vec<_>>(),
     })
 }
+
+/// `s` without the first span from `start` to the end of `end` (to drop an element from a fixture).
+pub fn remove_between(s: &str, start: &str, end: &str) -> String {
+    let a = s.find(start).unwrap();
+    let b = s.find(end).unwrap() + end.len();
+    format!("{}{}", &s[..a], &s[b..])
+}

@@ -5,7 +5,9 @@ use diesel::prelude::*;
 use wharf::db::schema::{request_lines, request_shipments, request_tracking, requests};
 
 use crate::both_backends;
-use crate::helpers::{Backend, PASSWORD, TestApp, USER, element_text, faultstring, fixture};
+use crate::helpers::{
+    Backend, PASSWORD, TestApp, USER, element_text, faultstring, fixture, remove_between,
+};
 
 both_backends!(
     every_fixture_is_accepted_and_stored_with_its_lines,
@@ -456,12 +458,6 @@ async fn shipments_are_validated_and_resends_deduplicated(backend: Backend) {
         })
         .await;
     assert_eq!(conflicts, vec![false, true]);
-}
-
-fn remove_between(s: &str, start: &str, end: &str) -> String {
-    let a = s.find(start).unwrap();
-    let b = s.find(end).unwrap() + end.len();
-    format!("{}{}", &s[..a], &s[b..])
 }
 
 async fn copies_arriving_together_are_stored_once(backend: Backend) {

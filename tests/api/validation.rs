@@ -2,7 +2,7 @@
 //! stored (only the rejection itself, for support).
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, faultstring, inventory_envelope};
+use crate::helpers::{Backend, TestApp, faultstring, inventory_envelope, remove_between};
 
 both_backends!(invalid_messages_get_a_fault_and_store_nothing);
 
@@ -123,10 +123,4 @@ async fn invalid_messages_get_a_fault_and_store_nothing(backend: Backend) {
             .any(|r| r.caller.as_deref() == Some("orderflow")
                 && r.reason.contains("skusQty[2].value"))
     );
-}
-
-fn remove_between(s: &str, start: &str, end: &str) -> String {
-    let a = s.find(start).unwrap();
-    let b = s.find(end).unwrap() + end.len();
-    format!("{}{}", &s[..a], &s[b..])
 }
