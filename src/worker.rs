@@ -19,6 +19,7 @@ use crate::db::{self, DbConnection, Pool};
 use crate::feed;
 use crate::inventory;
 use crate::queue;
+use crate::queue::report::Report;
 use crate::shipments;
 
 /// Operations this worker knows how to apply; others stay queued for a worker that does.
@@ -101,7 +102,10 @@ impl Worker {
         self.apply_claimed(&owner, &claimed)
     }
 
-    /// Applies requests claimed under `owner`.
+    /// Applies requests claimed under `owner`, in order. Consecutive inventory requests are applied
+    /// together in one transaction (up to `worker.transaction_lines` lines), each with its own import
+    /// report; if that transaction fails for any reason, its requests are applied again one by one, so
+    /// a request that cannot be applied never holds back the others.
     pub fn apply_claimed(&self, owner: &str, claimed: &[Claimed]) -> anyhow::Result<BatchOutcome> {
         let mut outcome = BatchOutcome {
             claimed: claimed.len(),
@@ -114,44 +118,32 @@ impl Worker {
             .pool
             .get()
             .context("no database connection for the worker")?;
-        for req in claimed {
-            let started = std::time::Instant::now();
-            match self.apply_one(&mut conn, owner, req) {
-                Ok(()) => {
-                    outcome.processed += 1;
-                    tracing::debug!(
-                        request = req.id,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "applied"
-                    );
-                }
-                Err(e) if e.is::<LeaseLost>() => {
-                    outcome.lost_lease += 1;
-                    tracing::warn!(
-                        request = req.id,
-                        "request was taken over by another worker after this worker's lease expired; \
-                         nothing applied here"
-                    );
-                }
-                Err(e) => {
-                    outcome.failed += 1;
-                    let dead = queue::fail(
-                        &mut conn,
-                        req.id,
-                        owner,
-                        req.attempts,
-                        &format!("{e:#}"),
-                        &self.settings.worker,
-                    )
-                    .context("recording a failed attempt")?;
-                    if dead {
-                        tracing::error!(request = req.id, attempts = req.attempts, error = %format!("{e:#}"),
-                            "request is dead after its last attempt; it is kept and can be requeued by hand");
-                    } else {
-                        tracing::warn!(request = req.id, attempts = req.attempts, error = %format!("{e:#}"),
-                            "applying a request failed; it will be retried");
+        let mut rest = claimed;
+        while !rest.is_empty() {
+            let group = self.group_len(rest);
+            let (now, later) = rest.split_at(group);
+            rest = later;
+            if group > 1 {
+                let started = std::time::Instant::now();
+                match self.apply_together(&mut conn, owner, now) {
+                    Ok(()) => {
+                        outcome.processed += group;
+                        tracing::debug!(
+                            requests = group,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "applied together"
+                        );
+                        continue;
                     }
+                    Err(e) => tracing::info!(
+                        requests = group,
+                        error = %format!("{e:#}"),
+                        "applying requests together failed; applying them one by one"
+                    ),
                 }
+            }
+            for req in now {
+                self.apply_alone(&mut conn, owner, req, &mut outcome)?;
             }
         }
         tracing::info!(
@@ -163,6 +155,114 @@ impl Worker {
         Ok(outcome)
     }
 
+    /// How many of the leading requests go into one transaction: a run of inventory requests within
+    /// their attempt limit, up to `transaction_lines` lines (at least one request).
+    fn group_len(&self, claimed: &[Claimed]) -> usize {
+        let groupable = |r: &Claimed| {
+            r.operation == queue::OP_INVENTORY && r.attempts <= self.settings.worker.max_attempts
+        };
+        let mut lines = 0i64;
+        let mut n = 0;
+        for req in claimed {
+            lines += i64::from(req.line_count);
+            if n > 0 && (!groupable(req) || lines > self.settings.worker.transaction_lines) {
+                break;
+            }
+            n += 1;
+            if !groupable(req) {
+                break;
+            }
+        }
+        n.max(1)
+    }
+
+    /// Applies a run of inventory requests in one transaction.
+    fn apply_together(
+        &self,
+        conn: &mut DbConnection,
+        owner: &str,
+        reqs: &[Claimed],
+    ) -> anyhow::Result<()> {
+        let ids: Vec<i64> = reqs.iter().map(|r| r.id).collect();
+        let events = db::write_tx(conn, |conn| -> anyhow::Result<usize> {
+            if queue::finish(conn, &ids, owner)? != ids.len() {
+                return Err(LeaseLost.into());
+            }
+            let reports = inventory::apply(conn, &ids, &self.settings.inventory)
+                .context("applying inventory lines")?;
+            self.record(conn, reqs.iter().zip(reports).collect())
+        })?;
+        if events > 0 {
+            feed::notifier().notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Stores import reports and appends their feed events (last, so the feed counter's lock is held
+    /// only for the commit). Returns the number of events.
+    fn record(
+        &self,
+        conn: &mut DbConnection,
+        mut applied: Vec<(&Claimed, Report)>,
+    ) -> anyhow::Result<usize> {
+        let events: Vec<feed::NewEvent> = applied
+            .iter_mut()
+            .flat_map(|(_, r)| std::mem::take(&mut r.events))
+            .collect();
+        queue::write_imports(conn, &applied).context("writing the import report")?;
+        feed::append(conn, &events).context("writing feed events")?;
+        Ok(events.len())
+    }
+
+    /// Applies one request in its own transaction, recording a failure for retry.
+    fn apply_alone(
+        &self,
+        conn: &mut DbConnection,
+        owner: &str,
+        req: &Claimed,
+        outcome: &mut BatchOutcome,
+    ) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        match self.apply_one(conn, owner, req) {
+            Ok(()) => {
+                outcome.processed += 1;
+                tracing::debug!(
+                    request = req.id,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "applied"
+                );
+            }
+            Err(e) if e.is::<LeaseLost>() => {
+                outcome.lost_lease += 1;
+                tracing::warn!(
+                    request = req.id,
+                    "request was taken over by another worker after this worker's lease expired; \
+                     nothing applied here"
+                );
+            }
+            Err(e) => {
+                outcome.failed += 1;
+                let dead = queue::fail(
+                    conn,
+                    req.id,
+                    owner,
+                    req.attempts,
+                    &format!("{e:#}"),
+                    &self.settings.worker,
+                )
+                .context("recording a failed attempt")?;
+                if dead {
+                    tracing::error!(request = req.id, attempts = req.attempts, error = %format!("{e:#}"),
+                        "request is dead after its last attempt; it is kept and can be requeued by hand");
+                } else {
+                    tracing::warn!(request = req.id, attempts = req.attempts, error = %format!("{e:#}"),
+                        "applying a request failed; it will be retried");
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn apply_one(&self, conn: &mut DbConnection, owner: &str, req: &Claimed) -> anyhow::Result<()> {
         if req.attempts > self.settings.worker.max_attempts {
             anyhow::bail!(
@@ -171,21 +271,19 @@ impl Worker {
             );
         }
         let events = db::write_tx(conn, |conn| -> anyhow::Result<usize> {
-            if !queue::finish(conn, req.id, owner)? {
+            if queue::finish(conn, &[req.id], owner)? != 1 {
                 return Err(LeaseLost.into());
             }
             let report = match req.operation.as_str() {
-                queue::OP_INVENTORY => inventory::apply(conn, req.id, &self.settings.inventory)
-                    .context("applying inventory lines")?,
+                queue::OP_INVENTORY => inventory::apply(conn, &[req.id], &self.settings.inventory)
+                    .context("applying inventory lines")?
+                    .pop()
+                    .unwrap_or_default(),
                 queue::OP_SHIPMENT => shipments::apply(conn, req.id, req.message_seq_id)
                     .context("applying the shipment")?,
                 other => anyhow::bail!("this worker cannot apply {other:?} requests"),
             };
-            queue::write_import(conn, req.id, &req.operation, req.message_seq_id, &report)
-                .context("writing the import report")?;
-            // Last, so the feed counter's lock is held only for the commit.
-            feed::append(conn, &report.events).context("writing feed events")?;
-            Ok(report.events.len())
+            self.record(conn, vec![(req, report)])
         })?;
         if events > 0 {
             feed::notifier().notify_waiters();

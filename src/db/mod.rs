@@ -1,6 +1,7 @@
 //! Storage: one diesel connection type over SQLite and PostgreSQL, a pool, the embedded migrations,
 //! and the few places where SQL must differ per backend (`sql.rs`).
 
+pub mod copy;
 pub mod schema;
 pub mod sql;
 

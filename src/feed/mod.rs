@@ -67,26 +67,11 @@ pub fn append(conn: &mut DbConnection, events: &[NewEvent]) -> QueryResult<()> {
             .set(feed_counter::last_id.eq(feed_counter::last_id + n))
             .returning(feed_counter::last_id)
             .get_result(c))?;
-    let first = last - n + 1;
-    let now = db::now();
-    let rows: Vec<_> = events
+    let rows: Vec<(&str, String)> = events
         .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            (
-                feed_events::id.eq(first + i as i64),
-                feed_events::kind.eq(e.kind),
-                feed_events::payload.eq(e.payload.to_string()),
-                feed_events::created_at.eq(now),
-            )
-        })
+        .map(|e| (e.kind, e.payload.to_string()))
         .collect();
-    for chunk in rows.chunks(1000) {
-        crate::with_backend!(&mut *conn, |c| diesel::insert_into(feed_events::table)
-            .values(chunk)
-            .execute(c))?;
-    }
-    Ok(())
+    db::sql::insert_feed_events(conn, last - n + 1, &rows, db::now())
 }
 
 /// Events with id above `after`, oldest first, at most `limit`.

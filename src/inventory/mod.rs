@@ -3,16 +3,16 @@
 //! A line is applied only when its sequence id is above the highest one applied for that SKU and
 //! source; an equal id is a duplicate, a lower one is superseded. Sequence ids are compared as numbers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 
 use crate::config::{Adjust, InventorySettings};
 use crate::db::schema::{
-    order_lines, orders, products, request_lines, reservation_lines, reservations, stock,
+    order_lines, orders, products, request_lines, reservation_lines, reservations,
 };
+use crate::db::sql::StockWrite;
 use crate::db::{self, DbConnection};
 use crate::feed::{self, NewEvent};
 use crate::queue::report::{ImportLine, Report};
@@ -111,59 +111,6 @@ pub fn classify(
     }
 }
 
-/// A stock row to write.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = stock)]
-struct NewStock<'a> {
-    sku: &'a str,
-    source: &'a str,
-    qty: i32,
-    last_seq: i64,
-    updated_at: NaiveDateTime,
-}
-
-/// Writes stock rows where their sequence id is above the stored high-water mark (or the row is
-/// new), in one conditional upsert per row set; returns the (SKU, source) keys written. PostgreSQL
-/// takes the rows in batches; diesel has no batch form of an SQLite upsert, and SQLite runs in
-/// process, so there each row is its own (prepared, cached) statement.
-fn upsert_stock(
-    conn: &mut DbConnection,
-    rows: &[NewStock],
-) -> QueryResult<HashSet<(String, String)>> {
-    // `filter` on an upsert is the WHERE of its DO UPDATE (not QueryDsl's).
-    use diesel::query_dsl::methods::FilterDsl;
-    let mut applied = HashSet::new();
-    macro_rules! upsert {
-        ($values:expr, $c:expr) => {
-            diesel::insert_into(stock::table)
-                .values($values)
-                .on_conflict((stock::sku, stock::source))
-                .do_update()
-                .set((
-                    stock::qty.eq(excluded(stock::qty)),
-                    stock::last_seq.eq(excluded(stock::last_seq)),
-                    stock::updated_at.eq(excluded(stock::updated_at)),
-                ))
-                .filter(stock::last_seq.lt(excluded(stock::last_seq)))
-                .returning((stock::sku, stock::source))
-                .get_results::<(String, String)>($c)?
-        };
-    }
-    match conn {
-        DbConnection::Postgresql(c) => {
-            for chunk in rows.chunks(1000) {
-                applied.extend(upsert!(chunk, c));
-            }
-        }
-        DbConnection::Sqlite(c) => {
-            for row in rows {
-                applied.extend(upsert!(row, c));
-            }
-        }
-    }
-    Ok(applied)
-}
-
 /// A stored request line.
 type StoredLine = (i32, String, String, i32, Option<i64>, Option<NaiveDateTime>);
 
@@ -230,32 +177,95 @@ fn adjustments(
         .collect())
 }
 
-/// Applies the stored lines of inventory request `request_id` and returns its import report and feed
-/// events. Must run inside the transaction that marks the request processed and stores the report, so
-/// the effect and its report commit together or not at all.
+/// Where a line left its (SKU, source): whether it was applied, and the stock and high-water mark
+/// after it.
+#[derive(Debug, Clone, Copy, Default)]
+struct After {
+    applied: bool,
+    qty: i32,
+    last_seq: i64,
+}
+
+/// Plays one key's lines, in order, against the stock row as read (`None`: no row yet). Fills in
+/// each line's outcome and returns the row to write, if any line was applied.
+fn play(
+    line_ids: &[usize],
+    seqs: &[i64],
+    stored: &[i32],
+    row: Option<(i32, i64)>,
+    after: &mut [After],
+) -> Option<(i32, i64)> {
+    let mut state = row;
+    let mut changed = false;
+    for &i in line_ids {
+        match state {
+            Some((qty, last_seq)) if seqs[i] <= last_seq => {
+                after[i] = After {
+                    applied: false,
+                    qty,
+                    last_seq,
+                };
+            }
+            _ => {
+                state = Some((stored[i], seqs[i]));
+                changed = true;
+                after[i] = After {
+                    applied: true,
+                    qty: stored[i],
+                    last_seq: seqs[i],
+                };
+            }
+        }
+    }
+    state.filter(|_| changed)
+}
+
+/// Applies the stored lines of inventory requests `request_ids` (in that order, as if one after the
+/// other) and returns each one's import report and feed events. Must run inside the transaction that
+/// marks the requests processed and stores their reports, so each effect and its report commit
+/// together or not at all.
+///
+/// The stock rows the lines touch are created if missing, locked and read once; every line is decided
+/// in memory, in order; then each (SKU, source) is written once with its newest value by a statement
+/// that still checks the high-water mark.
 pub fn apply(
     conn: &mut DbConnection,
-    request_id: i64,
+    request_ids: &[i64],
     settings: &InventorySettings,
-) -> QueryResult<Report> {
+) -> anyhow::Result<Vec<Report>> {
     let now = db::now();
-    let lines: Vec<StoredLine> = request_lines::table
-        .filter(request_lines::request_id.eq(request_id))
-        .order(request_lines::line_no)
-        .select((
-            request_lines::line_no,
-            request_lines::sku,
-            request_lines::source,
-            request_lines::qty,
-            request_lines::seq,
-            request_lines::last_order_exported,
-        ))
-        .load(conn)?;
-    let adjust = adjustments(conn, &lines, settings, now)?;
+    let mut lines: Vec<(i64, StoredLine)> = Vec::new();
+    for chunk in request_ids.chunks(500) {
+        let loaded: Vec<(i64, StoredLine)> = request_lines::table
+            .filter(request_lines::request_id.eq_any(chunk))
+            .order((request_lines::request_id, request_lines::line_no))
+            .select((
+                request_lines::request_id,
+                (
+                    request_lines::line_no,
+                    request_lines::sku,
+                    request_lines::source,
+                    request_lines::qty,
+                    request_lines::seq,
+                    request_lines::last_order_exported,
+                ),
+            ))
+            .load(conn)?;
+        lines.extend(loaded);
+    }
+    // Requests in the order given, lines in their order.
+    let position: HashMap<i64, usize> = request_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .collect();
+    lines.sort_by_key(|(request_id, l)| (position[request_id], l.0));
+    let stored_lines: Vec<StoredLine> = lines.iter().map(|(_, l)| l.clone()).collect();
+    let adjust = adjustments(conn, &stored_lines, settings, now)?;
     let stored: Vec<i32> = lines
         .iter()
         .zip(&adjust)
-        .map(|(l, (o, q))| {
+        .map(|((_, l), (o, q))| {
             let calculated = i64::from(l.3) - i64::from(*o) - i64::from(*q);
             stored_qty(
                 calculated.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
@@ -263,39 +273,47 @@ pub fn apply(
             )
         })
         .collect();
+    let seqs: Vec<i64> = lines.iter().map(|(_, l)| l.4.unwrap_or_default()).collect();
 
-    // One conditional upsert per chunk: written only where the sequence id is above the high-water
-    // mark. Rows go in (SKU, source) order so concurrent workers lock them in the same order.
-    let mut rows: Vec<NewStock> = lines
-        .iter()
-        .zip(&stored)
-        .map(|(l, qty)| NewStock {
-            sku: &l.1,
-            source: &l.2,
-            qty: *qty,
-            last_seq: l.4.unwrap_or_default(),
-            updated_at: now,
-        })
-        .collect();
-    rows.sort_by(|a, b| (a.sku, a.source).cmp(&(b.sku, b.source)));
-    let applied = upsert_stock(conn, &rows)?;
-
-    // What the lines that were not written found.
-    let not_applied: Vec<&str> = lines
-        .iter()
-        .filter(|l| !applied.contains(&(l.1.clone(), l.2.clone())))
-        .map(|l| l.1.as_str())
-        .collect();
-    let mut current: HashMap<(String, String), (i32, i64)> = HashMap::new();
-    for chunk in not_applied.chunks(1000) {
-        let found: Vec<(String, String, i32, i64)> = stock::table
-            .filter(stock::sku.eq_any(chunk))
-            .select((stock::sku, stock::source, stock::qty, stock::last_seq))
-            .load(conn)?;
-        current.extend(found.into_iter().map(|(s, src, q, l)| ((s, src), (q, l))));
+    // Each key's lines in order; keys sorted, so rows are locked and written in one order everywhere.
+    let mut by_key: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, (_, l)) in lines.iter().enumerate() {
+        by_key.entry((&l.1, &l.2)).or_default().push(i);
     }
+    let keys: Vec<(&str, &str)> = by_key.keys().copied().collect();
+    db::sql::ensure_stock_rows(conn, &keys, now)?;
+    let rows: HashMap<(String, String), (i32, i64)> = db::sql::lock_stock(conn, &keys)?
+        .into_iter()
+        .map(|(sku, source, qty, last_seq)| ((sku, source), (qty, last_seq)))
+        .collect();
+
+    let mut after = vec![After::default(); lines.len()];
+    let mut writes = Vec::new();
+    for (&(sku, source), ids) in &by_key {
+        let row = rows.get(&(sku.to_string(), source.to_string())).copied();
+        if let Some((qty, last_seq)) = play(ids, &seqs, &stored, row, &mut after) {
+            writes.push(StockWrite {
+                sku,
+                source,
+                qty,
+                last_seq,
+                updated_at: now,
+            });
+        }
+    }
+    // The rows are locked (or, on SQLite, the transaction is exclusive): every write must take.
+    let written = db::sql::write_stock(conn, &writes)?;
+    if written != writes.len() {
+        anyhow::bail!(
+            "{} of {} stock rows refused a newer sequence id although they were locked",
+            writes.len() - written,
+            writes.len()
+        );
+    }
+
+    let mut skus: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    skus.dedup();
     let mut known: HashSet<String> = HashSet::new();
-    let skus: Vec<&str> = lines.iter().map(|l| l.1.as_str()).collect();
     for chunk in skus.chunks(1000) {
         let found: Vec<String> = products::table
             .filter(products::sku.eq_any(chunk))
@@ -304,21 +322,14 @@ pub fn apply(
         known.extend(found);
     }
 
-    let mut report = Report::default();
-    for (((line_no, sku, source, received, seq, _), (adj_o, adj_q)), stored) in
-        lines.into_iter().zip(adjust).zip(stored)
+    let mut reports: Vec<Report> = request_ids.iter().map(|_| Report::default()).collect();
+    for ((((request_id, (line_no, sku, source, received, _, _)), (adj_o, adj_q)), after), seq) in
+        lines.into_iter().zip(adjust).zip(after).zip(seqs)
     {
-        let seq = seq.unwrap_or_default();
-        let key = (sku, source);
-        let was_applied = applied.contains(&key);
-        let (stock_qty, last_seq) = if was_applied {
-            (stored, seq)
-        } else {
-            current.get(&key).copied().unwrap_or((stored, seq))
-        };
-        let (sku, source) = key;
+        let report = &mut reports[position[&request_id]];
         let calculated = received - adj_o - adj_q;
-        let (result, mut message) = classify(was_applied, calculated, stock_qty, seq, last_seq);
+        let (result, mut message) =
+            classify(after.applied, calculated, after.qty, seq, after.last_seq);
         match result {
             LineResult::Success => {
                 report.summary.successes += 1;
@@ -333,7 +344,7 @@ pub fn apply(
                 report.events.push(NewEvent {
                     kind: feed::STOCK_CHANGED,
                     payload: serde_json::json!({
-                        "sku": sku, "source": source, "qty": stock_qty, "seq": seq,
+                        "sku": sku, "source": source, "qty": after.qty, "seq": seq,
                     }),
                 });
             }
@@ -349,14 +360,14 @@ pub fn apply(
             units_received: received,
             units_adjusted_orders: adj_o,
             units_adjusted_quotes: adj_q,
-            stored_qty: Some(stock_qty),
+            stored_qty: Some(after.qty),
             result: result.as_str().to_string(),
             message,
             created_at: now,
             reference: None,
         });
     }
-    Ok(report)
+    Ok(reports)
 }
 
 #[cfg(test)]

@@ -302,13 +302,14 @@ pub fn recent_rejections(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec
         .load(conn)
 }
 
-/// Marks a claimed request processed if `owner` still holds it. Run inside the transaction that
-/// applies the request: the row stays locked until commit, and a worker whose lease was taken over
-/// gets `false` and must roll back, so a late finisher can never apply a request a second time.
-pub fn finish(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
-    let n = diesel::update(
+/// Marks claimed requests processed where `owner` still holds them, and returns how many it marked.
+/// Run inside the transaction that applies them: the rows stay locked until commit, and a worker whose
+/// lease was taken over marks fewer than it asked for and must roll back, so a late finisher can never
+/// apply a request a second time.
+pub fn finish(conn: &mut DbConnection, ids: &[i64], owner: &str) -> QueryResult<usize> {
+    diesel::update(
         requests::table
-            .filter(requests::id.eq(id))
+            .filter(requests::id.eq_any(ids))
             .filter(requests::state.eq("processing"))
             .filter(requests::lease_owner.eq(owner)),
     )
@@ -319,8 +320,7 @@ pub fn finish(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool
         requests::lease_expires_at.eq(None::<NaiveDateTime>),
         requests::last_error.eq(None::<String>),
     ))
-    .execute(conn)?;
-    Ok(n == 1)
+    .execute(conn)
 }
 
 /// The retry delay after `attempts` failed attempts: `base · 2^(attempts−1)`, at most `ceiling`.
@@ -368,34 +368,36 @@ pub fn fail(
     Ok(dead)
 }
 
-/// Stores the import report of a request: the header with its counts, then its lines (in bounded
-/// chunks, to stay under both backends' bind-parameter limits). Run in the applying transaction.
-pub fn write_import(
+/// Stores the import reports of applied requests: a header with its counts per request, then all
+/// their lines. Run in the applying transaction.
+pub fn write_imports(
     conn: &mut DbConnection,
-    request_id: i64,
-    operation: &str,
-    message_seq_id: i64,
-    report: &report::Report,
+    applied: &[(&crate::db::sql::Claimed, report::Report)],
 ) -> QueryResult<()> {
-    let s = report.summary;
-    diesel::insert_into(imports::table)
-        .values((
-            imports::request_id.eq(request_id),
-            imports::operation.eq(operation),
-            imports::message_seq_id.eq(message_seq_id),
-            imports::successes.eq(s.successes),
-            imports::duplicates.eq(s.duplicates),
-            imports::superseded.eq(s.superseded),
-            imports::failures.eq(s.failures),
-            imports::created_at.eq(db::now()),
-        ))
-        .execute(conn)?;
-    for chunk in report.lines.chunks(1000) {
-        crate::with_backend!(&mut *conn, |c| diesel::insert_into(import_lines::table)
+    let now = db::now();
+    let headers: Vec<_> = applied
+        .iter()
+        .map(|(req, report)| {
+            let s = report.summary;
+            (
+                imports::request_id.eq(req.id),
+                imports::operation.eq(req.operation.as_str()),
+                imports::message_seq_id.eq(req.message_seq_id),
+                imports::successes.eq(s.successes),
+                imports::duplicates.eq(s.duplicates),
+                imports::superseded.eq(s.superseded),
+                imports::failures.eq(s.failures),
+                imports::created_at.eq(now),
+            )
+        })
+        .collect();
+    for chunk in headers.chunks(1000) {
+        crate::with_backend!(&mut *conn, |c| diesel::insert_into(imports::table)
             .values(chunk)
             .execute(c))?;
     }
-    Ok(())
+    let lines: Vec<&report::ImportLine> = applied.iter().flat_map(|(_, r)| &r.lines).collect();
+    db::sql::insert_import_lines(conn, &lines)
 }
 
 /// One line of an import report, as shown to support.

@@ -18,7 +18,7 @@ both_backends!(
 );
 
 const ORDERS: usize = 20;
-const INVENTORY_MESSAGES: i64 = 120;
+const INVENTORY_MESSAGES: i64 = 400;
 const SKUS: i64 = 12;
 
 /// A small xorshift generator: the seed is printed, so a failing run can be replayed.
@@ -102,7 +102,7 @@ fn spawn_worker(db_url: &str) -> Child {
         .arg("worker")
         .env("DATABASE_URL", db_url)
         .env("WHARF_WORKER__LEASE_SECS", "2")
-        .env("WHARF_WORKER__BATCH_SIZE", "4")
+        .env("WHARF_WORKER__BATCH_SIZE", "2")
         .env("WHARF_WORKER__POLL_INTERVAL_MS", "50")
         .env("WHARF_WORKER__BACKOFF_BASE_SECS", "1")
         .env("WHARF_WORKER__CONCURRENCY", "1")
