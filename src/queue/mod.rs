@@ -47,6 +47,35 @@ pub fn receive_inventory(
     body: &[u8],
     msg: &InventoryMessage,
 ) -> QueryResult<Receipt> {
+    if matches!(conn, DbConnection::Postgresql(_)) {
+        // One prepared statement after the turn lock instead of a look-up and two inserts.
+        let receipt = db::sql::InventoryReceipt {
+            operation: OP_INVENTORY,
+            message_seq_id: msg.message_seq_id,
+            caller,
+            body: &String::from_utf8_lossy(body),
+            body_hash: &body_hash(body),
+            now: db::now(),
+            line_count: msg.lines.len() as i32,
+            skus: msg.lines.iter().map(|l| l.sku.as_str()).collect(),
+            sources: msg.lines.iter().map(|l| l.source.as_str()).collect(),
+            qtys: msg.lines.iter().map(|l| l.qty).collect(),
+            seqs: msg.lines.iter().map(|l| l.seq).collect(),
+            last_order_exported: msg.lines.iter().map(|l| l.last_order_exported).collect(),
+        };
+        return db::write_tx(conn, |conn| {
+            take_turn(conn, OP_INVENTORY, msg.message_seq_id)?;
+            let DbConnection::Postgresql(c) = conn else {
+                unreachable!("checked above")
+            };
+            let (id, conflict, repeat): db::sql::ReceiptRow = receipt.get_result(c)?;
+            Ok(match (repeat, conflict) {
+                (true, _) => Receipt::Repeat(id),
+                (false, true) => Receipt::Conflict(id),
+                (false, false) => Receipt::Queued(id),
+            })
+        });
+    }
     receive(
         conn,
         OP_INVENTORY,
@@ -177,20 +206,7 @@ fn receive(
     let hash = body_hash(body);
     let body_text = String::from_utf8_lossy(body);
     db::write_tx(conn, |conn| {
-        // Two copies of one message arriving together must not both miss each other: on PostgreSQL
-        // receipts of the same (operation, messageSeqId) take turns on an advisory lock held until
-        // commit (SQLite's BEGIN IMMEDIATE already makes every writer take turns). The look-up must be
-        // a separate, later statement: under READ COMMITTED a statement reads the snapshot taken when
-        // it started, so a look-up in the statement that waited for the lock would miss the row the
-        // previous holder just committed.
-        if let DbConnection::Postgresql(c) = conn {
-            diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-                .bind::<diesel::sql_types::Integer, _>(operation_lock_key(operation))
-                .bind::<diesel::sql_types::Integer, _>(
-                    message_seq_id as i32 ^ (message_seq_id >> 32) as i32,
-                )
-                .execute(c)?;
-        }
+        take_turn(conn, operation, message_seq_id)?;
         let same_id: Vec<(i64, String)> = requests::table
             .filter(requests::operation.eq(operation))
             .filter(requests::message_seq_id.eq(message_seq_id))
@@ -229,6 +245,23 @@ fn receive(
             Receipt::Queued(id)
         })
     })
+}
+
+/// Two copies of one message arriving together must not both miss each other: on PostgreSQL receipts
+/// of the same (operation, messageSeqId) take turns on an advisory lock held until commit (SQLite's
+/// BEGIN IMMEDIATE already makes every writer take turns). The look-up for earlier copies must be a
+/// separate, later statement: under READ COMMITTED a statement reads the snapshot taken when it
+/// started, so a look-up in the statement that waited for the lock would miss the row the previous
+/// holder just committed.
+fn take_turn(conn: &mut DbConnection, operation: &str, message_seq_id: i64) -> QueryResult<()> {
+    if let DbConnection::Postgresql(c) = conn {
+        db::sql::AdvisoryXactLock(
+            operation_lock_key(operation),
+            message_seq_id as i32 ^ (message_seq_id >> 32) as i32,
+        )
+        .execute(c)?;
+    }
+    Ok(())
 }
 
 /// A stable 32-bit key per operation for the receipt advisory lock.

@@ -9,12 +9,13 @@ use wharf::config::Adjust;
 use wharf::worker::Worker;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, inventory_envelope};
 
 both_backends!(
     feed_is_gapless_and_ordered_under_concurrent_writers,
     long_poll_returns_when_an_event_arrives,
     inventory_adjusts_for_unsent_orders_and_carts,
+    orders_the_warehouse_has_seen_are_not_subtracted,
 );
 
 async fn feed_is_gapless_and_ordered_under_concurrent_writers(backend: Backend) {
@@ -212,4 +213,55 @@ async fn inventory_adjusts_for_unsent_orders_and_carts(backend: Backend) {
     app.send_inventory(&s, 2, &[("ADJ", 4, 2)]).await;
     app.drain().await;
     assert_eq!(app.stock_of("ADJ").await, Some((0, 2)));
+}
+
+async fn orders_the_warehouse_has_seen_are_not_subtracted(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.inventory.adjust = Adjust::UnsentOrders).await;
+    app.put_order("7101", &[("LOE", 3)]).await;
+    // The order went to the warehouse at 10:00.
+    app.with_conn(|c| {
+        use diesel::prelude::*;
+        use wharf::db::schema::orders;
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap();
+        diesel::update(orders::table.filter(orders::increment_id.eq("7101")))
+            .set(orders::exported_at.eq(Some(at)))
+            .execute(c)
+            .unwrap();
+    })
+    .await;
+    let s = app.login().await;
+    // The warehouse's figure for LOE accounts for orders up to `seen`.
+    let send = |m: i64, seen: &str| {
+        let body = inventory_envelope(&s, m, &[("LOE", 10, m)]).replacen(
+            "</value></item></skusSeqId>",
+            &format!(
+                "</value><lastOrderExported xsi:type=\"xsd:dateTime\">{seen}</lastOrderExported></item></skusSeqId>"
+            ),
+            1,
+        );
+        app.post_soap(body)
+    };
+    // At 09:00 it had not seen the order: its 3 units are still to come off.
+    assert_eq!(send(1, "2026-01-01T09:00:00").await.0, 200);
+    app.drain().await;
+    assert_eq!(app.stock_of("LOE").await, Some((7, 1)));
+    // At 11:00 it had: nothing is subtracted.
+    assert_eq!(send(2, "2026-01-01T11:00:00").await.0, 200);
+    app.drain().await;
+    assert_eq!(app.stock_of("LOE").await, Some((10, 2)));
+    let adjusted = app
+        .with_conn(|c| {
+            use diesel::prelude::*;
+            use wharf::db::schema::import_lines;
+            import_lines::table
+                .order(import_lines::request_id)
+                .select(import_lines::units_adjusted_orders)
+                .load::<i32>(c)
+                .unwrap()
+        })
+        .await;
+    assert_eq!(adjusted, vec![3, 0]);
 }
