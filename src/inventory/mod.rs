@@ -117,14 +117,14 @@ type StoredLine = (i32, String, String, i32, Option<i64>, Option<NaiveDateTime>)
 /// Units to subtract from each line: (unsent orders, active quotes), both ≥ 0.
 fn adjustments(
     conn: &mut DbConnection,
-    lines: &[StoredLine],
+    lines: &[(i64, StoredLine)],
     settings: &InventorySettings,
     now: NaiveDateTime,
 ) -> QueryResult<Vec<(i32, i32)>> {
     if settings.adjust == Adjust::None {
         return Ok(vec![(0, 0); lines.len()]);
     }
-    let skus: Vec<&str> = lines.iter().map(|l| l.1.as_str()).collect();
+    let skus: Vec<&str> = lines.iter().map(|(_, l)| l.1.as_str()).collect();
     let mut unsent: HashMap<String, Vec<(Option<NaiveDateTime>, i32)>> = HashMap::new();
     for chunk in skus.chunks(1000) {
         let rows: Vec<(String, Option<NaiveDateTime>, i32)> = order_lines::table
@@ -159,7 +159,7 @@ fn adjustments(
     let clamp = |v: i64| v.clamp(0, i64::from(i32::MAX)) as i32;
     Ok(lines
         .iter()
-        .map(|(_, sku, _, _, _, last_order_exported)| {
+        .map(|(_, (_, sku, _, _, _, last_order_exported))| {
             // An order counts until the warehouse has seen it: not exported, or exported after the
             // moment the warehouse says its figure accounts for (now, when it does not say).
             let seen_until = last_order_exported.unwrap_or(now);
@@ -220,20 +220,8 @@ fn play(
     state.filter(|_| changed)
 }
 
-/// Applies the stored lines of inventory requests `request_ids` (in that order, as if one after the
-/// other) and returns each one's import report and feed events. Must run inside the transaction that
-/// marks the requests processed and stores their reports, so each effect and its report commit
-/// together or not at all.
-///
-/// The stock rows the lines touch are created if missing, locked and read once; every line is decided
-/// in memory, in order; then each (SKU, source) is written once with its newest value by a statement
-/// that still checks the high-water mark.
-pub fn apply(
-    conn: &mut DbConnection,
-    request_ids: &[i64],
-    settings: &InventorySettings,
-) -> anyhow::Result<Vec<Report>> {
-    let now = db::now();
+/// The stored lines of `request_ids` with their request, requests in the order given, lines in theirs.
+fn load_lines(conn: &mut DbConnection, request_ids: &[i64]) -> QueryResult<Vec<(i64, StoredLine)>> {
     let mut lines: Vec<(i64, StoredLine)> = Vec::new();
     for chunk in request_ids.chunks(500) {
         let loaded: Vec<(i64, StoredLine)> = request_lines::table
@@ -253,29 +241,26 @@ pub fn apply(
             .load(conn)?;
         lines.extend(loaded);
     }
-    // Requests in the order given, lines in their order.
     let position: HashMap<i64, usize> = request_ids
         .iter()
         .enumerate()
         .map(|(i, id)| (*id, i))
         .collect();
     lines.sort_by_key(|(request_id, l)| (position[request_id], l.0));
-    let stored_lines: Vec<StoredLine> = lines.iter().map(|(_, l)| l.clone()).collect();
-    let adjust = adjustments(conn, &stored_lines, settings, now)?;
-    let stored: Vec<i32> = lines
-        .iter()
-        .zip(&adjust)
-        .map(|((_, l), (o, q))| {
-            let calculated = i64::from(l.3) - i64::from(*o) - i64::from(*q);
-            stored_qty(
-                calculated.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-                settings.allow_negative,
-            )
-        })
-        .collect();
-    let seqs: Vec<i64> = lines.iter().map(|(_, l)| l.4.unwrap_or_default()).collect();
+    Ok(lines)
+}
 
-    // Each key's lines in order; keys sorted, so rows are locked and written in one order everywhere.
+/// Decides every line against the stock rows it touches and writes each row's newest value.
+/// `seqs` and `stored` are each line's sequence id and the quantity it would store. The rows are
+/// created if missing, then locked and read once, in key order; each key's lines are played in
+/// order; each row written is written once, by a statement that still checks the high-water mark.
+fn decide_and_write(
+    conn: &mut DbConnection,
+    lines: &[(i64, StoredLine)],
+    seqs: &[i64],
+    stored: &[i32],
+    now: NaiveDateTime,
+) -> anyhow::Result<Vec<After>> {
     let mut by_key: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
     for (i, (_, l)) in lines.iter().enumerate() {
         by_key.entry((&l.1, &l.2)).or_default().push(i);
@@ -291,7 +276,7 @@ pub fn apply(
     let mut writes = Vec::new();
     for (&(sku, source), ids) in &by_key {
         let row = rows.get(&(sku.to_string(), source.to_string())).copied();
-        if let Some((qty, last_seq)) = play(ids, &seqs, &stored, row, &mut after) {
+        if let Some((qty, last_seq)) = play(ids, seqs, stored, row, &mut after) {
             writes.push(StockWrite {
                 sku,
                 source,
@@ -310,10 +295,18 @@ pub fn apply(
             writes.len()
         );
     }
+    Ok(after)
+}
 
-    let mut skus: Vec<&str> = keys.iter().map(|k| k.0).collect();
+/// Which of `lines`' SKUs wharf's catalogue knows.
+fn in_catalogue(
+    conn: &mut DbConnection,
+    lines: &[(i64, StoredLine)],
+) -> QueryResult<HashSet<String>> {
+    let mut skus: Vec<&str> = lines.iter().map(|(_, l)| l.1.as_str()).collect();
+    skus.sort_unstable();
     skus.dedup();
-    let mut known: HashSet<String> = HashSet::new();
+    let mut known = HashSet::new();
     for chunk in skus.chunks(1000) {
         let found: Vec<String> = products::table
             .filter(products::sku.eq_any(chunk))
@@ -321,7 +314,41 @@ pub fn apply(
             .load(conn)?;
         known.extend(found);
     }
+    Ok(known)
+}
 
+/// Applies the stored lines of inventory requests `request_ids` (in that order, as if one after the
+/// other) and returns each one's import report and feed events. Must run inside the transaction that
+/// marks the requests processed and stores their reports, so each effect and its report commit
+/// together or not at all.
+pub fn apply(
+    conn: &mut DbConnection,
+    request_ids: &[i64],
+    settings: &InventorySettings,
+) -> anyhow::Result<Vec<Report>> {
+    let now = db::now();
+    let lines = load_lines(conn, request_ids)?;
+    let adjust = adjustments(conn, &lines, settings, now)?;
+    let stored: Vec<i32> = lines
+        .iter()
+        .zip(&adjust)
+        .map(|((_, l), (o, q))| {
+            let calculated = i64::from(l.3) - i64::from(*o) - i64::from(*q);
+            stored_qty(
+                calculated.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+                settings.allow_negative,
+            )
+        })
+        .collect();
+    let seqs: Vec<i64> = lines.iter().map(|(_, l)| l.4.unwrap_or_default()).collect();
+    let after = decide_and_write(conn, &lines, &seqs, &stored, now)?;
+    let known = in_catalogue(conn, &lines)?;
+
+    let position: HashMap<i64, usize> = request_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .collect();
     let mut reports: Vec<Report> = request_ids.iter().map(|_| Report::default()).collect();
     for ((((request_id, (line_no, sku, source, received, _, _)), (adj_o, adj_q)), after), seq) in
         lines.into_iter().zip(adjust).zip(after).zip(seqs)
