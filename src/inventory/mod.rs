@@ -220,8 +220,13 @@ fn play(
     state.filter(|_| changed)
 }
 
-/// The stored lines of `request_ids` with their request, requests in the order given, lines in theirs.
-fn load_lines(conn: &mut DbConnection, request_ids: &[i64]) -> QueryResult<Vec<(i64, StoredLine)>> {
+/// The stored lines of `request_ids` with their request, requests in the order given (`position`
+/// maps each id to its place), lines in theirs.
+fn load_lines(
+    conn: &mut DbConnection,
+    request_ids: &[i64],
+    position: &HashMap<i64, usize>,
+) -> QueryResult<Vec<(i64, StoredLine)>> {
     let mut lines: Vec<(i64, StoredLine)> = Vec::new();
     for chunk in request_ids.chunks(500) {
         let loaded: Vec<(i64, StoredLine)> = request_lines::table
@@ -241,11 +246,6 @@ fn load_lines(conn: &mut DbConnection, request_ids: &[i64]) -> QueryResult<Vec<(
             .load(conn)?;
         lines.extend(loaded);
     }
-    let position: HashMap<i64, usize> = request_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (*id, i))
-        .collect();
     lines.sort_by_key(|(request_id, l)| (position[request_id], l.0));
     Ok(lines)
 }
@@ -327,7 +327,12 @@ pub fn apply(
     settings: &InventorySettings,
 ) -> anyhow::Result<Vec<Report>> {
     let now = db::now();
-    let lines = load_lines(conn, request_ids)?;
+    let position: HashMap<i64, usize> = request_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .collect();
+    let lines = load_lines(conn, request_ids, &position)?;
     let adjust = adjustments(conn, &lines, settings, now)?;
     let stored: Vec<i32> = lines
         .iter()
@@ -343,12 +348,6 @@ pub fn apply(
     let seqs: Vec<i64> = lines.iter().map(|(_, l)| l.4.unwrap_or_default()).collect();
     let after = decide_and_write(conn, &lines, &seqs, &stored, now)?;
     let known = in_catalogue(conn, &lines)?;
-
-    let position: HashMap<i64, usize> = request_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (*id, i))
-        .collect();
     let mut reports: Vec<Report> = request_ids.iter().map(|_| Report::default()).collect();
     for ((((request_id, (line_no, sku, source, received, _, _)), (adj_o, adj_q)), after), seq) in
         lines.into_iter().zip(adjust).zip(after).zip(seqs)
