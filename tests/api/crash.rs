@@ -203,28 +203,57 @@ async fn workers_killed_at_random_apply_everything_once(backend: Backend) {
     let mut rng = Rng(seed);
     let expected = build_backlog(&app, &mut rng).await;
 
-    let mut kills = 0;
+    // SIGKILL the worker at random moments while it holds a lease (between claiming requests and
+    // finishing them), six times, each time starting a new one.
     let mut worker = spawn_worker(&app.db.url);
     let mut killed_while_busy = 0;
-    while kills < 6 {
-        tokio::time::sleep(Duration::from_millis(100 + rng.below(400))).await;
-        let depth = app.queue_depth().await;
-        if depth.iter().any(|(state, _)| state != "processed") {
-            killed_while_busy += 1;
+    while killed_while_busy < 6 {
+        tokio::time::sleep(Duration::from_millis(rng.below(100))).await;
+        let owner = format!("%:{}:%", worker.id());
+        let started = Instant::now();
+        let holding = loop {
+            let (held, left) = app
+                .with_conn({
+                    let owner = owner.clone();
+                    move |c| {
+                        let held = requests::table
+                            .filter(requests::state.eq("processing"))
+                            .filter(requests::lease_owner.like(owner))
+                            .count()
+                            .get_result::<i64>(c)
+                            .unwrap();
+                        let left = requests::table
+                            .filter(requests::state.ne("processed"))
+                            .count()
+                            .get_result::<i64>(c)
+                            .unwrap();
+                        (held, left)
+                    }
+                })
+                .await;
+            if held > 0 || left == 0 || started.elapsed() > Duration::from_secs(5) {
+                break held > 0;
+            }
+        };
+        if !holding {
+            break;
         }
-        eprintln!("kill {kills}: queue {depth:?}");
+        eprintln!(
+            "kill {killed_while_busy}: queue {:?}",
+            app.queue_depth().await
+        );
         worker.kill().expect("SIGKILL the worker");
         worker.wait().unwrap();
-        kills += 1;
+        killed_while_busy += 1;
         worker = spawn_worker(&app.db.url);
     }
     wait_until_drained(&app).await;
     worker.kill().unwrap();
     worker.wait().unwrap();
-    // The kills must have landed while there was work in flight, or this test proves nothing.
+    // The kills must have landed while the worker held work, or this test proves nothing.
     assert!(
         killed_while_busy >= 3,
-        "only {killed_while_busy} kills hit a busy worker"
+        "only {killed_while_busy} kills hit a worker holding a lease"
     );
     let taken_over = app
         .with_conn(|c| {
