@@ -115,3 +115,31 @@ impl Default for CopyRows {
         CopyRows::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_follow_the_binary_copy_format() {
+        let mut rows = CopyRows::new();
+        let t = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+            .unwrap()
+            .and_hms_micro_opt(0, 0, 1, 5)
+            .unwrap();
+        rows.row(4).int8(7).text("é").opt_int4(None).timestamp(t);
+        let CopyData(bytes) = rows.finish();
+        let mut want: Vec<u8> = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+        want.extend_from_slice(&4i16.to_be_bytes());
+        want.extend_from_slice(&8i32.to_be_bytes());
+        want.extend_from_slice(&7i64.to_be_bytes());
+        want.extend_from_slice(&2i32.to_be_bytes());
+        want.extend_from_slice("é".as_bytes());
+        want.extend_from_slice(&(-1i32).to_be_bytes());
+        want.extend_from_slice(&8i32.to_be_bytes());
+        // Timestamps count microseconds from 2000-01-01.
+        want.extend_from_slice(&1_000_005i64.to_be_bytes());
+        want.extend_from_slice(&(-1i16).to_be_bytes());
+        assert_eq!(bytes, want);
+    }
+}

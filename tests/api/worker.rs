@@ -124,6 +124,28 @@ async fn apply_mixed_messages(backend: Backend, batch_size: i64) -> Outcome {
         stock.push(app.stock_of(sku).await);
     }
     let feed = app.feed().await.into_iter().map(|e| (e.1, e.2)).collect();
+    // Times written in bulk read back as the time of the apply.
+    let (_, page) = app
+        .api(reqwest::Method::GET, "/feed?after=0&limit=1", None)
+        .await;
+    let event_time: chrono::NaiveDateTime =
+        serde_json::from_value(page["events"][0]["created_at"].clone()).unwrap();
+    let line_times: Vec<chrono::NaiveDateTime> = app
+        .with_conn(|c| {
+            use wharf::db::schema::import_lines;
+            import_lines::table
+                .select(import_lines::created_at)
+                .load(c)
+                .unwrap()
+        })
+        .await;
+    let now = chrono::Utc::now().naive_utc();
+    for t in line_times.iter().chain([&event_time]) {
+        assert!(
+            (now - *t).num_seconds().abs() < 60,
+            "{t} is not about {now}"
+        );
+    }
     Outcome {
         reports,
         stock,
