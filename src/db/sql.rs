@@ -108,8 +108,9 @@ pub const PLACEHOLDER_SEQ: i64 = -1;
 
 /// Makes sure a stock row exists for every key (sorted), so [`lock_stock`] can lock all of them.
 /// On PostgreSQL, rows that do not exist are inserted as placeholders (qty 0, [`PLACEHOLDER_SEQ`]);
-/// the caller's transaction overwrites each one before it commits. An insert that meets another
-/// transaction's uncommitted insert of the same key waits for it. Creating rows first, in key order,
+/// the caller's transaction overwrites each one before it commits. Keys already there are skipped by
+/// a look-up first (half the cost of letting each insert conflict); an insert that meets another
+/// transaction's uncommitted insert of the same key waits for it, then does nothing. Creating rows first, in key order,
 /// and locking them all afterwards (rather than locking existing rows and then inserting, and
 /// re-locking what another applier inserted meanwhile) keeps two appliers from deadlocking.
 /// On SQLite the caller's `BEGIN IMMEDIATE` transaction excludes every other writer, so nothing can
@@ -124,6 +125,7 @@ pub fn ensure_stock_rows(
             diesel::sql_query(
                 "INSERT INTO stock (sku, source, qty, last_seq, updated_at) \
                  SELECT t.sku, t.source, 0, $3, $4 FROM unnest($1::text[], $2::text[]) AS t(sku, source) \
+                 WHERE NOT EXISTS (SELECT 1 FROM stock s WHERE s.sku = t.sku AND s.source = t.source) \
                  ON CONFLICT (sku, source) DO NOTHING",
             )
             .bind::<Array<Text>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
