@@ -159,7 +159,7 @@ pub struct WorkerSettings {
     pub in_serve: bool,
     /// Number of applier threads in one process; each claims its own batches. One is the default:
     /// a second thread mostly waits on the first one's stock row locks and on the feed counter (the
-    /// benchmark measured 67 000 lines/s with one thread on PostgreSQL, 72 000 with two).
+    /// benchmark measured 64 000–69 000 lines/s with one thread on PostgreSQL, 72 000–76 000 with two).
     pub concurrency: usize,
     /// Most requests claimed at once.
     pub batch_size: i64,
