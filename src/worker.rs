@@ -183,13 +183,28 @@ impl Worker {
         owner: &str,
         reqs: &[Claimed],
     ) -> anyhow::Result<()> {
+        self.in_transaction(conn, owner, reqs, |conn, ids| {
+            inventory::apply(conn, ids, &self.settings.inventory)
+                .context("applying inventory lines")
+        })
+    }
+
+    /// Applies `reqs` with `apply` (which returns one report per request) in one transaction that
+    /// first marks them processed — rolling back if any lease was taken over — and then stores their
+    /// import reports and feed events.
+    fn in_transaction(
+        &self,
+        conn: &mut DbConnection,
+        owner: &str,
+        reqs: &[Claimed],
+        apply: impl FnOnce(&mut DbConnection, &[i64]) -> anyhow::Result<Vec<Report>>,
+    ) -> anyhow::Result<()> {
         let ids: Vec<i64> = reqs.iter().map(|r| r.id).collect();
         let events = db::write_tx(conn, |conn| -> anyhow::Result<usize> {
             if queue::finish(conn, &ids, owner)? != ids.len() {
                 return Err(LeaseLost.into());
             }
-            let reports = inventory::apply(conn, &ids, &self.settings.inventory)
-                .context("applying inventory lines")?;
+            let reports = apply(conn, &ids)?;
             self.record(conn, reqs.iter().zip(reports).collect())
         })?;
         if events > 0 {
@@ -270,25 +285,20 @@ impl Worker {
                 req.attempts - 1
             );
         }
-        let events = db::write_tx(conn, |conn| -> anyhow::Result<usize> {
-            if queue::finish(conn, &[req.id], owner)? != 1 {
-                return Err(LeaseLost.into());
-            }
-            let report = match req.operation.as_str() {
-                queue::OP_INVENTORY => inventory::apply(conn, &[req.id], &self.settings.inventory)
-                    .context("applying inventory lines")?
-                    .pop()
-                    .unwrap_or_default(),
-                queue::OP_SHIPMENT => shipments::apply(conn, req.id, req.message_seq_id)
-                    .context("applying the shipment")?,
+        self.in_transaction(
+            conn,
+            owner,
+            std::slice::from_ref(req),
+            |conn, ids| match req.operation.as_str() {
+                queue::OP_INVENTORY => inventory::apply(conn, ids, &self.settings.inventory)
+                    .context("applying inventory lines"),
+                queue::OP_SHIPMENT => Ok(vec![
+                    shipments::apply(conn, req.id, req.message_seq_id)
+                        .context("applying the shipment")?,
+                ]),
                 other => anyhow::bail!("this worker cannot apply {other:?} requests"),
-            };
-            self.record(conn, vec![(req, report)])
-        })?;
-        if events > 0 {
-            feed::notifier().notify_waiters();
-        }
-        Ok(())
+            },
+        )
     }
 
     /// Applies batches until nothing is due. Returns the number of requests processed.
