@@ -13,6 +13,9 @@ use crate::db::schema::{order_lines, orders, shipment_lines, shipment_tracking, 
 use crate::db::{self, DbConnection};
 use crate::validate::{Invalid, check_code, check_len, check_sku};
 
+mod view;
+pub use view::{ListFilter, OrderPage, OrderPosition, list};
+
 /// Statuses in which an order can no longer be shipped.
 pub const UNSHIPPABLE_STATUSES: &[&str] = &["canceled", "cancelled", "closed", "complete"];
 /// The status wharf gives an order when every line has shipped.
@@ -277,13 +280,91 @@ pub enum OrderError {
     Db(#[from] diesel::result::Error),
 }
 
+/// Where an order's export to the warehouse stands (the `orders.export_status` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportStatus {
+    /// Waiting to be sent (or not exportable yet: not invoiced, virtual).
+    Pending,
+    /// Accepted by the warehouse (or it already had it).
+    Exported,
+    /// Refused or missing from the import report; retried with backoff.
+    Failed,
+    /// Refused `max_attempts` times; waits for support to resend or dismiss it.
+    Lost,
+    /// Handled by hand by support; never sent.
+    Dismissed,
+    /// Shipped before it was exported ("shipped before export"); never sent.
+    Skipped,
+}
+
+impl ExportStatus {
+    /// Every status, in the order above.
+    pub const ALL: [ExportStatus; 6] = [
+        ExportStatus::Pending,
+        ExportStatus::Exported,
+        ExportStatus::Failed,
+        ExportStatus::Lost,
+        ExportStatus::Dismissed,
+        ExportStatus::Skipped,
+    ];
+
+    /// The value stored in `orders.export_status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportStatus::Pending => "pending",
+            ExportStatus::Exported => "exported",
+            ExportStatus::Failed => "failed",
+            ExportStatus::Lost => "lost",
+            ExportStatus::Dismissed => "dismissed",
+            ExportStatus::Skipped => "skipped",
+        }
+    }
+
+    /// The status stored as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<ExportStatus> {
+        ExportStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// Export state of an order.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExportState {
-    /// `pending`, `exported`, `failed` or `lost`.
-    pub status: String,
+    /// Where the export stands.
+    pub status: ExportStatus,
     /// When the warehouse accepted it.
-    pub exported_at: Option<NaiveDateTime>,
+    pub exported_at: Option<DateTime<Utc>>,
+    /// Failed attempts since it was last (re)queued; reset when support resends it.
+    pub attempts: i32,
+    /// What went wrong on the last failed attempt (kept until the next attempt succeeds).
+    pub last_error: Option<String>,
+    /// When the next attempt is due, for a failed export waiting to be retried.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last time support resent or dismissed the export by hand.
+    pub support_action: Option<SupportAction>,
+}
+
+/// What support did by hand to an order's export (`wharf orders resend|dismiss`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SupportAction {
+    /// Resent (back to pending, attempts reset) or dismissed (handled by hand, never sent).
+    pub action: SupportActionKind,
+    /// Who did it.
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The reason given (always given for a dismissal).
+    pub reason: Option<String>,
+}
+
+/// A support action on an order's export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SupportActionKind {
+    /// Sent again.
+    Resend,
+    /// Marked handled by hand.
+    Dismiss,
 }
 
 /// An order line with what has shipped.
@@ -310,9 +391,9 @@ pub struct ShipmentView {
     /// Units per SKU.
     pub lines: Vec<ShippedLine>,
     /// When the parcel left, as the warehouse says.
-    pub date_shipped: Option<NaiveDateTime>,
+    pub date_shipped: Option<DateTime<Utc>>,
     /// When wharf applied it.
-    pub created_at: NaiveDateTime,
+    pub created_at: DateTime<Utc>,
     /// Whether the customer should get the shipment e-mail.
     pub notify_customer: bool,
 }
@@ -341,9 +422,10 @@ pub struct OrderView {
     /// Currency.
     pub currency: String,
     /// When the customer placed it.
-    pub created_at: NaiveDateTime,
-    /// When wharf last changed it.
-    pub updated_at: NaiveDateTime,
+    pub created_at: DateTime<Utc>,
+    /// When wharf last changed it: the storefront's PUT, a cancellation, a shipment. (Export
+    /// changes do not move it; they come on the feed as `order.export_status_changed`.)
+    pub updated_at: DateTime<Utc>,
     /// Export to the warehouse.
     pub export: ExportState,
     /// Lines with shipped quantities.
@@ -602,8 +684,8 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
                         qty: l.2,
                     })
                     .collect(),
-                date_shipped,
-                created_at,
+                date_shipped: date_shipped.map(|t| t.and_utc()),
+                created_at: created_at.and_utc(),
                 notify_customer,
             },
         )
@@ -618,12 +700,9 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
         source,
         is_virtual,
         currency: details.currency.clone(),
-        created_at: ordered_at,
-        updated_at,
-        export: ExportState {
-            status: export_status,
-            exported_at,
-        },
+        created_at: ordered_at.and_utc(),
+        updated_at: updated_at.and_utc(),
+        export: view::export_state(conn, id, &export_status, exported_at)?,
         lines,
         shipments,
         tracking_numbers,

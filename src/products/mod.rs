@@ -1,6 +1,6 @@
 //! Products the storefront pushes. Every change marks the product pending export to the warehouse.
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -82,12 +82,12 @@ pub struct ProductView {
     /// What the storefront sent.
     #[serde(flatten)]
     pub product: ProductInput,
-    /// When it last changed.
-    pub updated_at: NaiveDateTime,
+    /// When the storefront last changed it.
+    pub updated_at: DateTime<Utc>,
     /// Whether the change still has to be sent to the warehouse.
     pub export_pending: bool,
     /// When it was last sent.
-    pub exported_at: Option<NaiveDateTime>,
+    pub exported_at: Option<DateTime<Utc>>,
 }
 
 /// Creates or replaces a product and marks it pending export. Returns whether it was created.
@@ -125,9 +125,32 @@ pub fn upsert(
     })
 }
 
+/// A product row as stored.
+#[derive(Queryable)]
+struct ProductRow {
+    sku: String,
+    document: String,
+    updated_at: NaiveDateTime,
+    export_pending: bool,
+    exported_at: Option<NaiveDateTime>,
+}
+
+impl ProductRow {
+    fn into_view(self) -> Result<ProductView, ProductError> {
+        Ok(ProductView {
+            sku: self.sku,
+            product: serde_json::from_str(&self.document)
+                .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?,
+            updated_at: self.updated_at.and_utc(),
+            export_pending: self.export_pending,
+            exported_at: self.exported_at.map(|t| t.and_utc()),
+        })
+    }
+}
+
 /// Reads a product.
 pub fn get(conn: &mut DbConnection, sku: &str) -> Result<Option<ProductView>, ProductError> {
-    let row: Option<(String, String, NaiveDateTime, bool, Option<NaiveDateTime>)> = products::table
+    let row: Option<ProductRow> = products::table
         .find(sku)
         .select((
             products::sku,
@@ -138,17 +161,72 @@ pub fn get(conn: &mut DbConnection, sku: &str) -> Result<Option<ProductView>, Pr
         ))
         .first(conn)
         .optional()?;
-    Ok(match row {
-        None => None,
-        Some((sku, document, updated_at, export_pending, exported_at)) => Some(ProductView {
-            sku,
-            product: serde_json::from_str(&document)
-                .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?,
-            updated_at,
-            export_pending,
-            exported_at,
+    row.map(ProductRow::into_view).transpose()
+}
+
+/// Where a product listing page ends: the (`updated_at`, SKU) of its last product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductPosition {
+    /// When the product last changed.
+    pub updated_at: NaiveDateTime,
+    /// Its SKU (breaks ties between products changed in the same microsecond).
+    pub sku: String,
+}
+
+/// The products in a listing page, and the position of its last one.
+#[derive(Debug, Clone)]
+pub struct ProductPage {
+    /// Products, least recently changed first.
+    pub products: Vec<ProductView>,
+    /// Position of the last product, when the page is full (more may follow).
+    pub next: Option<ProductPosition>,
+}
+
+/// Up to `limit` products changed strictly after `updated_after` (if given), ordered by
+/// (`updated_at`, SKU), strictly after `after`. Keyset paging, as for orders: a product changed
+/// while a client pages through moves behind the client's position and comes again later.
+pub fn list(
+    conn: &mut DbConnection,
+    updated_after: Option<DateTime<Utc>>,
+    after: Option<&ProductPosition>,
+    limit: i64,
+) -> Result<ProductPage, ProductError> {
+    let mut query = products::table
+        .select((
+            products::sku,
+            products::document,
+            products::updated_at,
+            products::export_pending,
+            products::exported_at,
+        ))
+        .order((products::updated_at, products::sku))
+        .limit(limit)
+        .into_boxed();
+    if let Some(t) = updated_after {
+        query = query.filter(products::updated_at.gt(t.naive_utc()));
+    }
+    if let Some(p) = after {
+        query = query.filter(
+            products::updated_at
+                .gt(p.updated_at)
+                .or(products::updated_at
+                    .eq(p.updated_at)
+                    .and(products::sku.gt(p.sku.clone()))),
+        );
+    }
+    let rows: Vec<ProductRow> = query.load(conn)?;
+    let next = match rows.last() {
+        Some(last) if rows.len() as i64 == limit => Some(ProductPosition {
+            updated_at: last.updated_at,
+            sku: last.sku.clone(),
         }),
-    })
+        _ => None,
+    };
+    let products = rows
+        .into_iter()
+        .map(ProductRow::into_view)
+        .collect::<Result<_, _>>()?;
+    Ok(ProductPage { products, next })
 }
 
 /// Whether a SKU is in the catalogue.

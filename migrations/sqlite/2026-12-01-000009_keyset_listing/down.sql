@@ -1,0 +1,2 @@
+DROP INDEX products_updated;
+DROP INDEX orders_updated;
