@@ -5,10 +5,12 @@
 //! higher one is visible: a reader that stores the last id it saw never misses or re-reads an event.
 //! Writers take the counter as their last statement, so the lock is held only for the commit.
 
+pub mod payloads;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -34,8 +36,9 @@ pub struct NewEvent {
     pub payload: serde_json::Value,
 }
 
-/// An event as the storefront reads it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, Queryable, utoipa::ToSchema)]
+/// An event as the storefront reads it. (The OpenAPI document replaces this derived schema with one
+/// variant per kind, each with its typed `data`: see [`payloads`].)
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Position in the feed; strictly increasing in commit order.
     pub id: i64,
@@ -45,8 +48,8 @@ pub struct Event {
     /// The event's data.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
-    /// When it was written (UTC).
-    pub created_at: NaiveDateTime,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Wakes long-polling readers in this process when events are appended here (readers also poll, for
@@ -93,9 +96,18 @@ pub fn read(conn: &mut DbConnection, after: i64, limit: i64) -> QueryResult<Vec<
             id,
             kind,
             data: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-            created_at,
+            created_at: created_at.and_utc(),
         })
         .collect())
+}
+
+/// The id of the newest event (0 while the feed is empty): the counter the writers bump, read after
+/// their commit, so every id up to it is readable.
+pub fn head(conn: &mut DbConnection) -> QueryResult<i64> {
+    feed_counter::table
+        .find(1)
+        .select(feed_counter::last_id)
+        .first(conn)
 }
 
 /// How often a long-polling reader looks for events written by other processes.

@@ -129,7 +129,11 @@ async fn apply_mixed_messages(backend: Backend, batch_size: i64) -> Outcome {
         .api(reqwest::Method::GET, "/feed?after=0&limit=1", None)
         .await;
     let event_time: chrono::NaiveDateTime =
-        serde_json::from_value(page["events"][0]["created_at"].clone()).unwrap();
+        serde_json::from_value::<chrono::DateTime<chrono::Utc>>(
+            page["events"][0]["created_at"].clone(),
+        )
+        .unwrap()
+        .naive_utc();
     let line_times: Vec<chrono::NaiveDateTime> = app
         .with_conn(|c| {
             use wharf::db::schema::import_lines;
