@@ -1,11 +1,15 @@
 //! The storefront JSON API under `/api/v1`: bearer-token auth, RFC 9457 problem JSON errors with a
 //! stable `code`, and an OpenAPI document generated from these handlers at `/api/v1/openapi.json`.
 
+mod doc;
+mod fallback;
+mod query;
+
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -14,37 +18,63 @@ use super::AppState;
 use crate::auth;
 use crate::db::schema::stock;
 use crate::feed::{self, Event};
-use crate::inventory::DEFAULT_SOURCE;
-use crate::orders::{self, OrderError, OrderInput, OrderView};
+use crate::orders::{self, ExportStatus, OrderError, OrderInput, OrderView};
 use crate::products::{self, ProductError, ProductInput, ProductView};
 use crate::reservations::{self, ReservationError, ReservationInput};
 use crate::validate::Invalid;
+use query::ApiQuery;
 
 /// Largest JSON body accepted by the API.
 const MAX_JSON: usize = 1024 * 1024;
 
+/// The media type of every error answer (RFC 9457).
+const PROBLEM_JSON: &str = "application/problem+json";
+
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/api/v1")
+        web::scope("/api")
+            .wrap(fallback::problems())
             .app_data(web::PayloadConfig::new(MAX_JSON))
-            .route("/openapi.json", web::get().to(openapi))
-            .route("/stock", web::get().to(list_stock))
-            .route("/stock/{sku}", web::get().to(get_stock))
-            .route("/orders/{increment_id}", web::put().to(put_order))
-            .route("/orders/{increment_id}", web::get().to(get_order))
-            .route(
-                "/orders/{increment_id}/cancel",
-                web::post().to(cancel_order),
+            .app_data(web::QueryConfig::default().error_handler(fallback::query_error))
+            .service(
+                web::scope("/v1")
+                    .service(resource("/openapi.json", "GET").route(web::get().to(openapi)))
+                    .service(resource("/stock", "GET").route(web::get().to(list_stock)))
+                    .service(resource("/stock/{sku}", "GET").route(web::get().to(get_stock)))
+                    .service(resource("/orders", "GET").route(web::get().to(list_orders)))
+                    .service(
+                        resource("/orders/{increment_id}", "GET, PUT")
+                            .route(web::put().to(put_order))
+                            .route(web::get().to(get_order)),
+                    )
+                    .service(
+                        resource("/orders/{increment_id}/cancel", "POST")
+                            .route(web::post().to(cancel_order)),
+                    )
+                    .service(resource("/products", "GET").route(web::get().to(list_products)))
+                    .service(
+                        resource("/products/{sku}", "GET, PUT")
+                            .route(web::put().to(put_product))
+                            .route(web::get().to(get_product)),
+                    )
+                    .service(
+                        resource("/reservations/{quote_id}", "PUT, DELETE")
+                            .route(web::put().to(put_reservation))
+                            .route(web::delete().to(delete_reservation)),
+                    )
+                    .service(resource("/feed", "GET").route(web::get().to(get_feed)))
+                    .service(resource("/feed/head", "GET").route(web::get().to(get_feed_head)))
+                    .default_service(web::to(fallback::unknown_route)),
             )
-            .route("/products/{sku}", web::put().to(put_product))
-            .route("/products/{sku}", web::get().to(get_product))
-            .route("/reservations/{quote_id}", web::put().to(put_reservation))
-            .route(
-                "/reservations/{quote_id}",
-                web::delete().to(delete_reservation),
-            )
-            .route("/feed", web::get().to(get_feed)),
+            .default_service(web::to(fallback::unknown_route)),
     );
+}
+
+/// A route of the API; other methods than `allow` get a `405 method_not_allowed` problem.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| {
+        fallback::method_not_allowed(req, allow)
+    }))
 }
 
 /// An API error, answered as problem JSON with a stable `code`.
@@ -70,6 +100,49 @@ pub enum ApiError {
     /// Something on wharf's side failed.
     #[error("wharf could not answer because of an internal error; try again")]
     Internal,
+    /// A query parameter does not parse.
+    #[error("query parameter `{param}` is invalid: {reason}")]
+    InvalidQuery {
+        /// The parameter.
+        param: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The feed cursor is beyond the newest event: the client's cursor comes from a wharf whose
+    /// feed went further than this one (this database was restored from an older backup).
+    #[error(
+        "the cursor {after} is beyond the newest event of this feed ({head}): this wharf's database is \
+         older than the cursor (restored from a backup?); events may have been lost. Reconcile with \
+         GET /api/v1/orders?updated_after= and /api/v1/stock, then follow the feed from `head`"
+    )]
+    CursorAhead {
+        /// The cursor given.
+        after: i64,
+        /// The newest event id.
+        head: i64,
+    },
+    /// No route serves this path.
+    #[error("no API route is {0}; see /api/v1/openapi.json for the routes")]
+    UnknownRoute(String),
+    /// The route exists but not for this method.
+    #[error("{method} is not served here; this route serves {allow}")]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: String,
+        /// The methods served, for the `Allow` header.
+        allow: &'static str,
+    },
+    /// The body is larger than the API accepts.
+    #[error("the body is larger than the {0} bytes the API accepts; send less")]
+    BodyTooLarge(usize),
+    /// Another client error actix answered before a handler ran.
+    #[error("{detail}")]
+    Http {
+        /// Its status.
+        status: StatusCode,
+        /// What actix said.
+        detail: String,
+    },
 }
 
 impl ApiError {
@@ -81,6 +154,12 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Internal => "internal",
+            ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::CursorAhead { .. } => "cursor_ahead",
+            ApiError::UnknownRoute(_) => "unknown_route",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::Http { .. } => "http_error",
         }
     }
 
@@ -102,12 +181,19 @@ pub struct Problem {
     pub status: u16,
     /// What happened and what to do.
     pub detail: String,
-    /// Stable machine-readable code: `unauthorized`, `invalid_field`, `malformed_json`, `not_found`,
-    /// `conflict`, `internal`.
+    /// Stable machine-readable code: `unauthorized` (401), `invalid_field` and `malformed_json`
+    /// (422), `invalid_query` (400), `not_found` (404, the thing asked for does not exist),
+    /// `unknown_route` (404, no such route), `method_not_allowed` (405), `conflict` and
+    /// `cursor_ahead` (409), `body_too_large` (413), `http_error` (another 4xx), `internal` (500).
+    #[schema(example = "invalid_field")]
     pub code: String,
-    /// The JSON path of the field at fault, for `invalid_field`.
+    /// The JSON path of the field at fault (`invalid_field`), or the query parameter
+    /// (`invalid_query`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The newest feed id, for `cursor_ahead`: follow the feed from here after reconciling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<i64>,
 }
 
 impl ResponseError for ApiError {
@@ -115,9 +201,13 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Invalid(_) | ApiError::Malformed(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotFound(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) | ApiError::CursorAhead { .. } => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Http { status, .. } => *status,
         }
     }
 
@@ -131,13 +221,21 @@ impl ResponseError for ApiError {
             code: self.code().to_string(),
             field: match self {
                 ApiError::Invalid(i) => Some(i.field.clone()),
+                ApiError::InvalidQuery { param, .. } => Some(param.clone()),
+                _ => None,
+            },
+            head: match self {
+                ApiError::CursorAhead { head, .. } => Some(*head),
                 _ => None,
             },
         };
         let mut resp = HttpResponse::build(status);
-        resp.content_type("application/problem+json");
+        resp.content_type(PROBLEM_JSON);
         if status == StatusCode::UNAUTHORIZED {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            resp.insert_header(("Allow", *allow));
         }
         resp.body(serde_json::to_string(&body).unwrap_or_default())
     }
@@ -247,7 +345,7 @@ where
 }
 
 /// Stock of one SKU at one source.
-#[derive(Debug, Serialize, Deserialize, Queryable, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StockLevel {
     /// SKU.
     pub sku: String,
@@ -257,8 +355,51 @@ pub struct StockLevel {
     pub qty: i32,
     /// Highest warehouse sequence id applied.
     pub last_seq: i64,
-    /// When it last changed (UTC).
-    pub updated_at: NaiveDateTime,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A `stock` row as stored.
+#[derive(Queryable)]
+struct StockRow {
+    sku: String,
+    source: String,
+    qty: i32,
+    last_seq: i64,
+    updated_at: NaiveDateTime,
+}
+
+/// Stock of `skus` at every source (or at `source`), ordered by SKU and source.
+fn load_stock(
+    conn: &mut crate::db::DbConnection,
+    skus: &[String],
+    source: Option<&str>,
+) -> QueryResult<Vec<StockLevel>> {
+    let mut query = stock::table
+        .filter(stock::sku.eq_any(skus))
+        .order((stock::sku, stock::source))
+        .select((
+            stock::sku,
+            stock::source,
+            stock::qty,
+            stock::last_seq,
+            stock::updated_at,
+        ))
+        .into_boxed();
+    if let Some(source) = source {
+        query = query.filter(stock::source.eq(source.to_string()));
+    }
+    let rows: Vec<StockRow> = query.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| StockLevel {
+            sku: r.sku,
+            source: r.source,
+            qty: r.qty,
+            last_seq: r.last_seq,
+            updated_at: r.updated_at.and_utc(),
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -266,56 +407,51 @@ struct SourceQuery {
     source: Option<String>,
 }
 
-/// Stock of a SKU at a source (default `default`).
+/// Stock of a SKU at every source it has stock at, ordered by source (the same entries
+/// `GET /api/v1/stock?sku=` gives for it); with `?source=`, at that source only (a list of one).
 #[utoipa::path(get, path = "/api/v1/stock/{sku}", tag = "stock",
-    params(("sku" = String, Path, description = "SKU"), ("source" = Option<String>, Query, description = "stock source, default `default`")),
-    responses((status = 200, body = StockLevel), (status = 404, body = Problem), (status = 401, body = Problem)),
+    params(("sku" = String, Path, description = "SKU"),
+        ("source" = Option<String>, Query, description = "only this stock source, e.g. `default`")),
+    responses((status = 200, description = "Stock per source, at least one entry", body = Vec<StockLevel>),
+        (status = 404, description = "No stock is recorded for the SKU (at the source) (`not_found`)", body = Problem)),
     security(("bearer" = [])))]
 async fn get_stock(
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<SourceQuery>,
+    query: ApiQuery<SourceQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let sku = path.into_inner();
-    let source = query
-        .into_inner()
-        .source
-        .unwrap_or_else(|| DEFAULT_SOURCE.to_string());
-    let level = authorized(&req, &state, move |conn| {
-        stock::table
-            .find((&sku, &source))
-            .select((
-                stock::sku,
-                stock::source,
-                stock::qty,
-                stock::last_seq,
-                stock::updated_at,
-            ))
-            .first::<StockLevel>(conn)
-            .optional()?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "no stock is recorded for SKU {sku:?} at source {source:?}"
-                ))
-            })
+    let source = query.0.source;
+    let levels = authorized(&req, &state, move |conn| {
+        let levels = load_stock(conn, std::slice::from_ref(&sku), source.as_deref())?;
+        if levels.is_empty() {
+            return Err(ApiError::NotFound(match source {
+                Some(source) => {
+                    format!("no stock is recorded for SKU {sku:?} at source {source:?}")
+                }
+                None => format!("no stock is recorded for SKU {sku:?} at any source"),
+            }));
+        }
+        Ok(levels)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(level))
+    Ok(HttpResponse::Ok().json(levels))
 }
 
 /// Stock of several SKUs at every source: `?sku=A&sku=B` (at most 500). SKUs without stock are left out.
 #[utoipa::path(get, path = "/api/v1/stock", tag = "stock",
     params(("sku" = Vec<String>, Query, description = "SKUs, repeated")),
-    responses((status = 200, body = Vec<StockLevel>), (status = 422, body = Problem)),
+    responses((status = 200, description = "Stock per SKU and source, ordered by SKU then source", body = Vec<StockLevel>),
+        (status = 422, description = "No or too many SKUs (`invalid_field`)", body = Problem)),
     security(("bearer" = [])))]
 async fn list_stock(
     req: HttpRequest,
-    query: web::Query<Vec<(String, String)>>,
+    query: ApiQuery<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let skus: Vec<String> = query
-        .into_inner()
+        .0
         .into_iter()
         .filter(|(k, _)| k == "sku")
         .map(|(_, v)| v)
@@ -323,20 +459,7 @@ async fn list_stock(
     if skus.is_empty() || skus.len() > 500 {
         return Err(Invalid::new("sku", "give 1 to 500 `sku` query parameters").into());
     }
-    let levels = authorized(&req, &state, move |conn| {
-        Ok(stock::table
-            .filter(stock::sku.eq_any(&skus))
-            .order((stock::sku, stock::source))
-            .select((
-                stock::sku,
-                stock::source,
-                stock::qty,
-                stock::last_seq,
-                stock::updated_at,
-            ))
-            .load::<StockLevel>(conn)?)
-    })
-    .await?;
+    let levels = authorized(&req, &state, move |conn| Ok(load_stock(conn, &skus, None)?)).await?;
     Ok(HttpResponse::Ok().json(levels))
 }
 
@@ -344,8 +467,10 @@ async fn list_stock(
 #[utoipa::path(put, path = "/api/v1/orders/{increment_id}", tag = "orders",
     params(("increment_id" = String, Path, description = "order number")),
     request_body = OrderInput,
-    responses((status = 201, body = OrderView), (status = 200, body = OrderView),
-        (status = 422, body = Problem), (status = 409, body = Problem)),
+    responses((status = 201, description = "Created", body = OrderView),
+        (status = 200, description = "Replaced", body = OrderView),
+        (status = 422, description = "A field is missing or wrong (`invalid_field`, `field` names it) or the body is not JSON (`malformed_json`)", body = Problem),
+        (status = 409, description = "The change contradicts what already happened, e.g. fewer units than have shipped (`conflict`)", body = Problem)),
     security(("bearer" = [])))]
 async fn put_order(
     req: HttpRequest,
@@ -370,7 +495,8 @@ async fn put_order(
 /// An order with its export status, shipments, tracking and per-line shipped quantities.
 #[utoipa::path(get, path = "/api/v1/orders/{increment_id}", tag = "orders",
     params(("increment_id" = String, Path, description = "order number")),
-    responses((status = 200, body = OrderView), (status = 404, body = Problem)),
+    responses((status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order (`not_found`)", body = Problem)),
     security(("bearer" = [])))]
 async fn get_order(
     req: HttpRequest,
@@ -385,7 +511,9 @@ async fn get_order(
 /// Cancel an order (not once it has fully shipped).
 #[utoipa::path(post, path = "/api/v1/orders/{increment_id}/cancel", tag = "orders",
     params(("increment_id" = String, Path, description = "order number")),
-    responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 200, description = "The cancelled order", body = OrderView),
+        (status = 404, description = "No such order (`not_found`)", body = Problem),
+        (status = 409, description = "The order has shipped completely (`conflict`)", body = Problem)),
     security(("bearer" = [])))]
 async fn cancel_order(
     req: HttpRequest,
@@ -405,7 +533,9 @@ async fn cancel_order(
 #[utoipa::path(put, path = "/api/v1/products/{sku}", tag = "products",
     params(("sku" = String, Path, description = "SKU")),
     request_body = ProductInput,
-    responses((status = 201, body = ProductView), (status = 200, body = ProductView), (status = 422, body = Problem)),
+    responses((status = 201, description = "Created", body = ProductView),
+        (status = 200, description = "Replaced", body = ProductView),
+        (status = 422, description = "A field is missing or wrong (`invalid_field`) or the body is not JSON (`malformed_json`)", body = Problem)),
     security(("bearer" = [])))]
 async fn put_product(
     req: HttpRequest,
@@ -431,7 +561,8 @@ async fn put_product(
 /// A product.
 #[utoipa::path(get, path = "/api/v1/products/{sku}", tag = "products",
     params(("sku" = String, Path, description = "SKU")),
-    responses((status = 200, body = ProductView), (status = 404, body = Problem)),
+    responses((status = 200, description = "The product", body = ProductView),
+        (status = 404, description = "No such product (`not_found`)", body = Problem)),
     security(("bearer" = [])))]
 async fn get_product(
     req: HttpRequest,
@@ -451,7 +582,8 @@ async fn get_product(
 #[utoipa::path(put, path = "/api/v1/reservations/{quote_id}", tag = "reservations",
     params(("quote_id" = String, Path, description = "cart (quote) id")),
     request_body = ReservationInput,
-    responses((status = 204), (status = 422, body = Problem)),
+    responses((status = 204, description = "Stored"),
+        (status = 422, description = "A field is missing or wrong (`invalid_field`) or the body is not JSON (`malformed_json`)", body = Problem)),
     security(("bearer" = [])))]
 async fn put_reservation(
     req: HttpRequest,
@@ -471,7 +603,8 @@ async fn put_reservation(
 /// Delete a cart reservation (checkout finished or cart abandoned).
 #[utoipa::path(delete, path = "/api/v1/reservations/{quote_id}", tag = "reservations",
     params(("quote_id" = String, Path, description = "cart (quote) id")),
-    responses((status = 204), (status = 404, body = Problem)),
+    responses((status = 204, description = "Deleted"),
+        (status = 404, description = "No such reservation (`not_found`)", body = Problem)),
     security(("bearer" = [])))]
 async fn delete_reservation(
     req: HttpRequest,
@@ -509,19 +642,23 @@ pub struct FeedPage {
 }
 
 /// Events after `after` in commit order. Store `last_id` and pass it back as `after`: nothing is missed
-/// or repeated. With `wait=<seconds>` (at most 60) an empty answer waits until an event arrives.
+/// or repeated. With `wait=<seconds>` (at most 60) an empty answer waits until an event arrives. A
+/// cursor beyond the newest event is refused (`409 cursor_ahead`, with `head`): this wharf's feed is
+/// older than the client's (its database was restored from a backup), so the client must reconcile.
 #[utoipa::path(get, path = "/api/v1/feed", tag = "feed",
     params(("after" = Option<i64>, Query, description = "last id seen (default 0)"),
         ("limit" = Option<i64>, Query, description = "most events to return, 1–1000 (default 100)"),
         ("wait" = Option<u64>, Query, description = "seconds to wait for an event when there is none (default 0, at most 60)")),
-    responses((status = 200, body = FeedPage), (status = 422, body = Problem)),
+    responses((status = 200, description = "Events after the cursor, oldest first", body = FeedPage),
+        (status = 409, description = "The cursor is beyond the newest event (`cursor_ahead`; `head` is the newest id)", body = Problem),
+        (status = 422, description = "A parameter is out of range (`invalid_field`)", body = Problem)),
     security(("bearer" = [])))]
 async fn get_feed(
     req: HttpRequest,
-    query: web::Query<FeedQuery>,
+    query: ApiQuery<FeedQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = query.into_inner();
+    let q = query.0;
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100);
     if after < 0 {
@@ -538,10 +675,7 @@ async fn get_feed(
     loop {
         // Register interest before reading, so an event committed in between still wakes us.
         let notified = feed::notifier().notified();
-        let events = authorized(&req, &state, move |conn| {
-            Ok(feed::read(conn, after, limit)?)
-        })
-        .await?;
+        let events = authorized(&req, &state, move |conn| read_feed(conn, after, limit)).await?;
         let now = Instant::now();
         if !events.is_empty() || now >= deadline {
             let last_id = events.last().map(|e| e.id).unwrap_or(after);
@@ -552,14 +686,190 @@ async fn get_feed(
     }
 }
 
-/// The OpenAPI document of this API.
+/// Events after `after`; when there are none, checks that `after` is not beyond the head.
+fn read_feed(
+    conn: &mut crate::db::DbConnection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Event>, ApiError> {
+    let events = feed::read(conn, after, limit)?;
+    if events.is_empty() {
+        let head = feed::head(conn)?;
+        if after > head {
+            return Err(ApiError::CursorAhead { after, head });
+        }
+    }
+    Ok(events)
+}
+
+/// The newest feed id.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FeedHead {
+    /// Id of the newest event (0 while the feed is empty). Start following the feed from here to
+    /// get only what happens from now on.
+    pub head: i64,
+}
+
+/// The id of the newest event.
+#[utoipa::path(get, path = "/api/v1/feed/head", tag = "feed",
+    responses((status = 200, description = "The newest id", body = FeedHead)),
+    security(("bearer" = [])))]
+async fn get_feed_head(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let head = authorized(&req, &state, |conn| Ok(feed::head(conn)?)).await?;
+    Ok(HttpResponse::Ok().json(FeedHead { head }))
+}
+
+/// Most items a listing page holds.
+const MAX_PAGE: i64 = 200;
+
+/// The page size asked for, checked.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Invalid::new("limit", format!("must be between 1 and {MAX_PAGE}")).into());
+    }
+    Ok(limit)
+}
+
+#[derive(Deserialize)]
+struct OrderListQuery {
+    status: Option<String>,
+    export_status: Option<ExportStatus>,
+    updated_after: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// A page of orders.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderList {
+    /// Orders, least recently changed first.
+    pub items: Vec<OrderView>,
+    /// Pass as `after` (with the same filters) for the next page; `null` when this page is the last.
+    pub next: Option<String>,
+}
+
+/// Orders changed after a time, for reconciling: keyset paging in (`updated_at`, order) order.
+///
+/// Walk the pages with `after=<next>` until `next` is `null`. Every order matching the filters is
+/// returned once, in the state it has when its page is read; an order that changes during the walk
+/// moves behind the cursor and comes again on a later page with its new state (never skipped). To
+/// catch up later, start a new walk with `updated_after` = the last `updated_at` seen, less a few
+/// seconds: a change committing while you read can carry a slightly earlier time. Export status
+/// changes do not move `updated_at`; follow them on the feed or filter with `export_status`.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders",
+    params(("status" = Option<String>, Query, description = "only orders in this status, e.g. `processing`, `complete`, `canceled`"),
+        ("export_status" = Option<ExportStatus>, Query, description = "only orders whose export is in this status"),
+        ("updated_after" = Option<DateTime<Utc>>, Query, description = "only orders changed strictly after this time, RFC 3339 (`2024-05-01T09:30:00Z`; percent-encode a `+` offset as `%2B`)"),
+        ("limit" = Option<i64>, Query, description = "most orders per page, 1–200 (default 50)"),
+        ("after" = Option<String>, Query, description = "the `next` of the previous page")),
+    responses((status = 200, description = "A page of orders", body = OrderList),
+        (status = 422, description = "A parameter is out of range (`invalid_field`)", body = Problem)),
+    security(("bearer" = [])))]
+async fn list_orders(
+    req: HttpRequest,
+    query: ApiQuery<OrderListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.0;
+    let limit = page_limit(q.limit)?;
+    let after = q.after.as_deref().map(order_position).transpose()?;
+    let filter = orders::ListFilter {
+        status: q.status,
+        export_status: q.export_status,
+        updated_after: q.updated_after,
+    };
+    let page = authorized(&req, &state, move |conn| {
+        Ok(orders::list(conn, &filter, after, limit)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(OrderList {
+        items: page.orders,
+        next: page
+            .next
+            .map(|p| query::encode_cursor(p.updated_at, &p.id.to_string())),
+    }))
+}
+
+fn order_position(cursor: &str) -> Result<orders::OrderPosition, ApiError> {
+    let (updated_at, key) = query::decode_cursor(cursor)?;
+    let id = key.parse().map_err(|_| ApiError::InvalidQuery {
+        param: "after".into(),
+        reason: "is not an order cursor; pass the `next` of the previous order page".into(),
+    })?;
+    Ok(orders::OrderPosition { updated_at, id })
+}
+
+#[derive(Deserialize)]
+struct ProductListQuery {
+    updated_after: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// A page of products.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProductList {
+    /// Products, least recently changed first.
+    pub items: Vec<ProductView>,
+    /// Pass as `after` (with the same filters) for the next page; `null` when this page is the last.
+    pub next: Option<String>,
+}
+
+/// Products changed after a time, for reconciling: keyset paging in (`updated_at`, SKU) order, with
+/// the same guarantees as the order listing (a product changed during the walk comes again later).
+#[utoipa::path(get, path = "/api/v1/products", tag = "products",
+    params(("updated_after" = Option<DateTime<Utc>>, Query, description = "only products changed strictly after this time, RFC 3339"),
+        ("limit" = Option<i64>, Query, description = "most products per page, 1–200 (default 50)"),
+        ("after" = Option<String>, Query, description = "the `next` of the previous page")),
+    responses((status = 200, description = "A page of products", body = ProductList),
+        (status = 422, description = "A parameter is out of range (`invalid_field`)", body = Problem)),
+    security(("bearer" = [])))]
+async fn list_products(
+    req: HttpRequest,
+    query: ApiQuery<ProductListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.0;
+    let limit = page_limit(q.limit)?;
+    let after = match q.after.as_deref() {
+        Some(c) => {
+            let (updated_at, sku) = query::decode_cursor(c)?;
+            Some(products::ProductPosition { updated_at, sku })
+        }
+        None => None,
+    };
+    let page = authorized(&req, &state, move |conn| {
+        Ok(products::list(
+            conn,
+            q.updated_after,
+            after.as_ref(),
+            limit,
+        )?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(ProductList {
+        items: page.products,
+        next: page
+            .next
+            .map(|p| query::encode_cursor(p.updated_at, &p.sku)),
+    }))
+}
+
+/// The OpenAPI document of this API, as derived from the handlers; [`doc::document`] finishes it.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "wharf storefront API", description = "Orders, products, cart reservations, stock and the change feed."),
-    paths(get_stock, list_stock, put_order, get_order, cancel_order, put_product, get_product,
-        put_reservation, delete_reservation, get_feed),
-    components(schemas(Problem, StockLevel, FeedPage, Event, OrderInput, OrderView, ProductInput,
-        ProductView, ReservationInput)),
+    paths(get_stock, list_stock, list_orders, put_order, get_order, cancel_order, list_products,
+        put_product, get_product, put_reservation, delete_reservation, get_feed, get_feed_head),
+    components(schemas(Problem, StockLevel, FeedPage, FeedHead, Event, OrderInput, OrderView,
+        OrderList, ProductInput, ProductView, ProductList, ReservationInput, ExportStatus,
+        feed::payloads::StockChanged, feed::payloads::ShipmentCreated,
+        feed::payloads::ShipmentFailed, feed::payloads::OrderCompleted,
+        feed::payloads::OrderExportStatusChanged)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -579,5 +889,5 @@ impl utoipa::Modify for BearerAuth {
 }
 
 async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    HttpResponse::Ok().json(doc::document())
 }

@@ -214,17 +214,25 @@ impl TestApp {
             .expect("worker drain")
     }
 
-    /// `GET /api/v1/stock/{sku}` with the test token: status and JSON body.
+    /// `GET /api/v1/stock/{sku}?source=default` with the test token: status and the stock level at
+    /// the `default` source (the one entry of the list), or the problem.
     pub async fn stock(&self, sku: &str) -> (u16, serde_json::Value) {
         let resp = self
             .client
-            .get(format!("{}/api/v1/stock/{sku}", self.base))
+            .get(format!("{}/api/v1/stock/{sku}?source=default", self.base))
             .bearer_auth(&self.token)
             .send()
             .await
             .unwrap();
         let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        match body {
+            serde_json::Value::Array(mut levels) if status == 200 => {
+                assert_eq!(levels.len(), 1, "one stock level per source: {levels:?}");
+                (status, levels.remove(0))
+            }
+            other => (status, other),
+        }
     }
 
     /// The stored quantity and last sequence id of a SKU, or `None` when none is recorded.
