@@ -5,6 +5,9 @@ mod helpers;
 #[path = "../../examples/warehouse_api/mod.rs"]
 mod warehouse_api;
 
+mod api_contract;
+mod api_problems;
+mod api_views;
 mod auth;
 mod cli;
 mod clients;
