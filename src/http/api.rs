@@ -67,6 +67,9 @@ pub enum ApiError {
     /// The change contradicts the current state.
     #[error("{0}")]
     Conflict(String),
+    /// An order rule refuses the change (`order_locked`, `order_canceled`, `order_complete`).
+    #[error(transparent)]
+    OrderRefused(orders::Refusal),
     /// Something on wharf's side failed.
     #[error("wharf could not answer because of an internal error; try again")]
     Internal,
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::Malformed(_) => "malformed_json",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::OrderRefused(r) => r.code.as_str(),
             ApiError::Internal => "internal",
         }
     }
@@ -103,11 +107,15 @@ pub struct Problem {
     /// What happened and what to do.
     pub detail: String,
     /// Stable machine-readable code: `unauthorized`, `invalid_field`, `malformed_json`, `not_found`,
-    /// `conflict`, `internal`.
+    /// `conflict`, `order_locked`, `order_canceled`, `order_complete`, `internal`.
     pub code: String,
     /// The JSON path of the field at fault, for `invalid_field`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The JSON paths of the fields at fault, for `order_locked` (what differs from what the
+    /// warehouse has) and `order_canceled`/`order_complete` (`status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 impl ResponseError for ApiError {
@@ -116,7 +124,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Invalid(_) | ApiError::Malformed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::OrderRefused(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -131,6 +139,10 @@ impl ResponseError for ApiError {
             code: self.code().to_string(),
             field: match self {
                 ApiError::Invalid(i) => Some(i.field.clone()),
+                _ => None,
+            },
+            fields: match self {
+                ApiError::OrderRefused(r) if !r.fields.is_empty() => Some(r.fields.clone()),
                 _ => None,
             },
         };
@@ -155,6 +167,7 @@ impl From<OrderError> for ApiError {
             OrderError::Invalid(i) => ApiError::Invalid(i),
             OrderError::NotFound(id) => ApiError::NotFound(format!("order {id:?} does not exist")),
             OrderError::Conflict(m) => ApiError::Conflict(m),
+            OrderError::Refused(r) => ApiError::OrderRefused(r),
             OrderError::Db(e) => ApiError::internal(e),
         }
     }
@@ -340,7 +353,11 @@ async fn list_stock(
     Ok(HttpResponse::Ok().json(levels))
 }
 
-/// Create or replace an order. Answers 201 when created, 200 when replaced, with the order.
+/// Create or update an order. Answers 201 when created, 200 otherwise, with the order. A PUT never
+/// moves an order backwards: the same content again changes nothing; `complete` and `canceled` stay;
+/// reopening a cancelled order is `409 order_canceled`; once the warehouse has the order (exported,
+/// skipped, or being exported) only its status may change, anything else is `409 order_locked` with
+/// the differing `fields` (cancel it and place a new order instead). Status `canceled` cancels it.
 #[utoipa::path(put, path = "/api/v1/orders/{increment_id}", tag = "orders",
     params(("increment_id" = String, Path, description = "order number")),
     request_body = OrderInput,
