@@ -177,6 +177,12 @@ pub struct WorkerSettings {
     pub backoff_base_secs: i64,
     /// Longest retry delay, in seconds.
     pub backoff_ceiling_secs: i64,
+    /// How long a shipment for an order wharf does not know yet waits for the storefront to push it,
+    /// in seconds (default 900: orders and shipments race). Meanwhile it is retried with the backoff
+    /// above (base doubling up to the ceiling; these tries do not count towards `max_attempts`);
+    /// after it the shipment fails (a Failure in its import report, `shipment.failed` in the feed).
+    /// 0 fails it at once.
+    pub unknown_order_retry_secs: i64,
 }
 
 /// Inventory rules.
@@ -260,6 +266,7 @@ impl Default for WorkerSettings {
             max_attempts: 10,
             backoff_base_secs: 5,
             backoff_ceiling_secs: 3600,
+            unknown_order_retry_secs: 900,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::TimeDelta;
+use chrono::{NaiveDateTime, TimeDelta};
 use tokio::sync::watch;
 
 use crate::config::Settings;
@@ -36,6 +36,20 @@ pub struct BatchOutcome {
     pub failed: usize,
     /// Requests another worker had taken over before this one finished.
     pub lost_lease: usize,
+    /// Requests applied as a business failure (a shipment that could not be applied at all: its
+    /// import report holds Failure lines). They are processed, and counted in `processed` too.
+    pub business_failures: usize,
+    /// Shipments put back to wait for an order wharf does not know yet (not counted as attempts).
+    pub waiting: usize,
+}
+
+/// How applying one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    /// Its effect and report are committed.
+    Done,
+    /// Committed as a business failure (its report says why).
+    BusinessFailure,
 }
 
 /// A worker bound to a pool and settings. Cheap to clone via `Arc`.
@@ -148,7 +162,9 @@ impl Worker {
         }
         tracing::info!(
             processed = outcome.processed,
+            business_failures = outcome.business_failures,
             failed = outcome.failed,
+            waiting = outcome.waiting,
             lost_lease = outcome.lost_lease,
             "worker batch done"
         );
@@ -239,13 +255,20 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         match self.apply_one(conn, owner, req) {
-            Ok(()) => {
+            Ok(applied) => {
                 outcome.processed += 1;
+                outcome.business_failures += usize::from(applied == Finished::BusinessFailure);
                 tracing::debug!(
                     request = req.id,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "applied"
                 );
+            }
+            Err(e) if e.is::<shipments::OrderNotKnownYet>() => {
+                outcome.waiting += 1;
+                if let Some(wait) = e.downcast_ref::<shipments::OrderNotKnownYet>() {
+                    self.wait_for_order(conn, owner, req, wait)?;
+                }
             }
             Err(e) if e.is::<LeaseLost>() => {
                 outcome.lost_lease += 1;
@@ -278,13 +301,20 @@ impl Worker {
         Ok(())
     }
 
-    fn apply_one(&self, conn: &mut DbConnection, owner: &str, req: &Claimed) -> anyhow::Result<()> {
+    fn apply_one(
+        &self,
+        conn: &mut DbConnection,
+        owner: &str,
+        req: &Claimed,
+    ) -> anyhow::Result<Finished> {
         if req.attempts > self.settings.worker.max_attempts {
             anyhow::bail!(
                 "the request was claimed {} times without finishing (its workers stopped or timed out)",
                 req.attempts - 1
             );
         }
+        let wait_for_order = TimeDelta::seconds(self.settings.worker.unknown_order_retry_secs);
+        let mut failure = None;
         self.in_transaction(
             conn,
             owner,
@@ -292,13 +322,51 @@ impl Worker {
             |conn, ids| match req.operation.as_str() {
                 queue::OP_INVENTORY => inventory::apply(conn, ids, &self.settings.inventory)
                     .context("applying inventory lines"),
-                queue::OP_SHIPMENT => Ok(vec![
-                    shipments::apply(conn, req.id, req.message_seq_id)
-                        .context("applying the shipment")?,
-                ]),
+                queue::OP_SHIPMENT => {
+                    match shipments::apply(conn, req.id, req.message_seq_id, wait_for_order) {
+                        Ok(applied) => {
+                            failure = applied.failure;
+                            Ok(vec![applied.report])
+                        }
+                        // Not an error to retry: rolled back and put back to wait for the order.
+                        Err(shipments::ApplyError::NotKnownYet(wait)) => Err(wait.into()),
+                        Err(e) => Err(anyhow::Error::new(e).context("applying the shipment")),
+                    }
+                }
                 other => anyhow::bail!("this worker cannot apply {other:?} requests"),
             },
-        )
+        )?;
+        // Logged only once the failure is committed: support looks for these.
+        Ok(match failure {
+            Some(f) => {
+                tracing::warn!(request = req.id, message_seq_id = req.message_seq_id, order = %f.order,
+                    sku = %f.sku.as_deref().unwrap_or("-"), reason = %f.reason,
+                    "shipment failed: nothing of it was applied");
+                Finished::BusinessFailure
+            }
+            None => Finished::Done,
+        })
+    }
+
+    /// Puts a shipment whose order wharf does not know yet back in the queue until its next try: the
+    /// worker's backoff (base doubling up to the ceiling, measured from when it arrived) and never
+    /// later than the end of its wait, when it is tried a last time and fails if the order is still
+    /// missing.
+    fn wait_for_order(
+        &self,
+        conn: &mut DbConnection,
+        owner: &str,
+        req: &Claimed,
+        wait: &shipments::OrderNotKnownYet,
+    ) -> anyhow::Result<()> {
+        let now = db::now();
+        let next = next_try(now, wait, &self.settings.worker);
+        let note = wait.to_string();
+        if queue::defer(conn, req.id, owner, next, &note).context("putting a shipment back")? {
+            tracing::info!(request = req.id, order = %wait.order, next_try = %next, until = %wait.until,
+                "shipment waits for its order, which wharf does not know yet");
+        }
+        Ok(())
     }
 
     /// Applies batches until nothing is due. Returns the number of requests processed.
@@ -355,5 +423,53 @@ impl Worker {
             }
         }
         tracing::info!(worker = %self.name, "worker stopped");
+    }
+}
+
+/// When a shipment waiting for its order is tried next: as long again as it has waited so far (so the
+/// delays double), at least the backoff base (and a second, so a zero base cannot spin) and at most
+/// its ceiling, and never after the end of the wait.
+fn next_try(
+    now: NaiveDateTime,
+    wait: &shipments::OrderNotKnownYet,
+    settings: &crate::config::WorkerSettings,
+) -> NaiveDateTime {
+    let floor = settings.backoff_base_secs.max(1);
+    let ceiling = settings.backoff_ceiling_secs.max(floor);
+    let waited = (now - wait.received_at).num_seconds();
+    let delay = TimeDelta::seconds(waited.clamp(floor, ceiling));
+    (now + delay).min(wait.until)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(received_at: NaiveDateTime, wait_secs: i64) -> shipments::OrderNotKnownYet {
+        shipments::OrderNotKnownYet {
+            order: "1".into(),
+            message_seq_id: 1,
+            received_at,
+            until: received_at + TimeDelta::seconds(wait_secs),
+        }
+    }
+
+    #[test]
+    fn waits_for_an_order_double_and_end_with_the_window() {
+        let settings = crate::config::WorkerSettings::default();
+        let t0 = db::now();
+        let w = waiting(t0, 900);
+        let at = |secs: i64| t0 + TimeDelta::seconds(secs);
+        // The base first, then as long again as waited so far.
+        assert_eq!(next_try(t0, &w, &settings), at(5));
+        assert_eq!(next_try(at(5), &w, &settings), at(10));
+        assert_eq!(next_try(at(40), &w, &settings), at(80));
+        // The last try is at the end of the window, not after it.
+        assert_eq!(next_try(at(640), &w, &settings), at(900));
+        let zero_base = crate::config::WorkerSettings {
+            backoff_base_secs: 0,
+            ..settings
+        };
+        assert_eq!(next_try(t0, &w, &zero_base), at(1), "never spins");
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! Order export states: `pending` → `exported` | `failed` (retried after a backoff) → `lost` (after
 //! `max_attempts`); support can `resend` (back to `pending`, attempts reset) or `dismiss` (`dismissed`,
-//! handled by hand). Items are claimed under a lease, so two exporters never send the same order at once.
+//! handled by hand). An order that shipments complete before it was exported is `skipped` (see
+//! `shipments`), and never sent. Items are claimed under a lease, so two exporters never send the
+//! same order at once.
 
 pub mod document;
 pub mod report;
@@ -40,6 +42,8 @@ pub mod status {
     pub const LOST: &str = "lost";
     /// Handled by hand by support; never sent.
     pub const DISMISSED: &str = "dismissed";
+    /// Shipped completely before wharf exported it ("shipped before export"); never sent.
+    pub const SKIPPED: &str = "skipped";
 }
 
 /// What one batch did.
@@ -831,10 +835,17 @@ fn settle_items(
                 } else {
                     status::FAILED
                 };
+                // A refusal must not turn an order that shipped completely while it was being sent
+                // (`skipped`, set by the shipment) back into one to retry; an acceptance still wins.
                 let n = diesel::update(
                     orders::table
                         .find(item.id)
-                        .filter(orders::export_lease_owner.eq(owner)),
+                        .filter(orders::export_lease_owner.eq(owner))
+                        .filter(
+                            orders::export_status
+                                .ne(status::SKIPPED)
+                                .or(accepted.into_sql::<diesel::sql_types::Bool>()),
+                        ),
                 )
                 .set((
                     orders::export_status.eq(new_status),
@@ -847,6 +858,10 @@ fn settle_items(
                 ))
                 .execute(conn)?;
                 if n == 0 {
+                    if !accepted && release_skipped(conn, item.id, owner)? {
+                        log_lines.push((item.reference.clone(), verdict.as_str(), message, detail));
+                        continue;
+                    }
                     anyhow::bail!(
                         "lost the lease on order {} while exporting it",
                         item.reference
@@ -922,6 +937,23 @@ fn settle_items(
     reset_breaker(conn, kind)?;
     feed::append(conn, &events)?;
     Ok(outcome)
+}
+
+/// Releases an order this exporter holds that a shipment marked `skipped` meanwhile. Returns whether
+/// it was such an order.
+fn release_skipped(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
+    let n = diesel::update(
+        orders::table
+            .find(id)
+            .filter(orders::export_lease_owner.eq(owner))
+            .filter(orders::export_status.eq(status::SKIPPED)),
+    )
+    .set((
+        orders::export_lease_owner.eq(None::<String>),
+        orders::export_lease_expires_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
 }
 
 fn reset_breaker(conn: &mut DbConnection, kind: Kind) -> QueryResult<()> {

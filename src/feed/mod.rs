@@ -26,6 +26,9 @@ pub const SHIPMENT_CREATED: &str = "shipment.created";
 pub const ORDER_COMPLETED: &str = "order.completed";
 /// An order's export status changed.
 pub const ORDER_EXPORT_STATUS_CHANGED: &str = "order.export_status_changed";
+/// A shipment could not be applied (nothing of it was): `{"order", "message_seq_id", "reason",
+/// "sku"}`, `sku` naming the SKU at fault or null.
+pub const SHIPMENT_FAILED: &str = "shipment.failed";
 
 /// An event to append.
 #[derive(Debug, Clone)]
@@ -42,7 +45,8 @@ pub struct NewEvent {
 pub struct Event {
     /// Position in the feed; strictly increasing in commit order.
     pub id: i64,
-    /// `stock.changed`, `shipment.created`, `order.completed` or `order.export_status_changed`.
+    /// `stock.changed`, `shipment.created`, `shipment.failed`, `order.completed` or
+    /// `order.export_status_changed`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The event's data.

@@ -97,6 +97,9 @@ pub enum ApiError {
     /// The change contradicts the current state.
     #[error("{0}")]
     Conflict(String),
+    /// An order rule refuses the change (`order_locked`, `order_canceled`, `order_complete`).
+    #[error(transparent)]
+    OrderRefused(orders::Refusal),
     /// Something on wharf's side failed.
     #[error("wharf could not answer because of an internal error; try again")]
     Internal,
@@ -153,6 +156,7 @@ impl ApiError {
             ApiError::Malformed(_) => "malformed_json",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::OrderRefused(r) => r.code.as_str(),
             ApiError::Internal => "internal",
             ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::CursorAhead { .. } => "cursor_ahead",
@@ -183,8 +187,9 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code: `unauthorized` (401), `invalid_field` and `malformed_json`
     /// (422), `invalid_query` (400), `not_found` (404, the thing asked for does not exist),
-    /// `unknown_route` (404, no such route), `method_not_allowed` (405), `conflict` and
-    /// `cursor_ahead` (409), `body_too_large` (413), `http_error` (another 4xx), `internal` (500).
+    /// `unknown_route` (404, no such route), `method_not_allowed` (405), `conflict`,
+    /// `cursor_ahead`, `order_locked`, `order_canceled` and `order_complete` (409),
+    /// `body_too_large` (413), `http_error` (another 4xx), `internal` (500).
     #[schema(example = "invalid_field")]
     pub code: String,
     /// The JSON path of the field at fault (`invalid_field`), or the query parameter
@@ -194,6 +199,10 @@ pub struct Problem {
     /// The newest feed id, for `cursor_ahead`: follow the feed from here after reconciling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head: Option<i64>,
+    /// The JSON paths of the fields at fault, for `order_locked` (what differs from what the
+    /// warehouse has) and `order_canceled`/`order_complete` (`status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 impl ResponseError for ApiError {
@@ -202,7 +211,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Invalid(_) | ApiError::Malformed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) | ApiError::CursorAhead { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::CursorAhead { .. } | ApiError::OrderRefused(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -226,6 +237,10 @@ impl ResponseError for ApiError {
             },
             head: match self {
                 ApiError::CursorAhead { head, .. } => Some(*head),
+                _ => None,
+            },
+            fields: match self {
+                ApiError::OrderRefused(r) if !r.fields.is_empty() => Some(r.fields.clone()),
                 _ => None,
             },
         };
@@ -253,6 +268,7 @@ impl From<OrderError> for ApiError {
             OrderError::Invalid(i) => ApiError::Invalid(i),
             OrderError::NotFound(id) => ApiError::NotFound(format!("order {id:?} does not exist")),
             OrderError::Conflict(m) => ApiError::Conflict(m),
+            OrderError::Refused(r) => ApiError::OrderRefused(r),
             OrderError::Db(e) => ApiError::internal(e),
         }
     }
@@ -463,7 +479,11 @@ async fn list_stock(
     Ok(HttpResponse::Ok().json(levels))
 }
 
-/// Create or replace an order. Answers 201 when created, 200 when replaced, with the order.
+/// Create or update an order. Answers 201 when created, 200 otherwise, with the order. A PUT never
+/// moves an order backwards: the same content again changes nothing; `complete` and `canceled` stay;
+/// reopening a cancelled order is `409 order_canceled`; once the warehouse has the order (exported,
+/// skipped, or being exported) only its status may change, anything else is `409 order_locked` with
+/// the differing `fields` (cancel it and place a new order instead). Status `canceled` cancels it.
 #[utoipa::path(put, path = "/api/v1/orders/{increment_id}", tag = "orders",
     params(("increment_id" = String, Path, description = "order number")),
     request_body = OrderInput,

@@ -1,7 +1,10 @@
-//! Orders the storefront pushes: validation, create-or-update, cancel, and the view with export status,
-//! shipments and per-line shipped quantities.
+//! Orders the storefront pushes: validation, create-or-update and cancel under the rules of
+//! [`update`] (a PUT never moves an order backwards), and the view with export status, shipments and
+//! per-line shipped quantities.
 
-use std::collections::HashMap;
+mod update;
+
+pub use update::{Refusal, RefusalCode, cancel, upsert};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -9,8 +12,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::db::DbConnection;
 use crate::db::schema::{order_lines, orders, shipment_lines, shipment_tracking, shipments};
-use crate::db::{self, DbConnection};
 use crate::validate::{Invalid, check_code, check_len, check_sku};
 
 mod view;
@@ -275,6 +278,10 @@ pub enum OrderError {
     /// The change contradicts what already happened (shipments).
     #[error("{0}")]
     Conflict(String),
+    /// The order rules refuse the change (reopening, cancelling a shipped order, changing what the
+    /// warehouse has).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// Storage failed.
     #[error("database error: {0}")]
     Db(#[from] diesel::result::Error),
@@ -340,6 +347,8 @@ pub struct ExportState {
     pub last_error: Option<String>,
     /// When the next attempt is due, for a failed export waiting to be retried.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why it is not sent: `shipped before export` when `skipped`, support's reason when `dismissed`.
+    pub note: Option<String>,
     /// The last time support resent or dismissed the export by hand.
     pub support_action: Option<SupportAction>,
 }
@@ -436,126 +445,6 @@ pub struct OrderView {
     pub tracking_numbers: Vec<String>,
     /// The rest of what the storefront sent (addresses, totals, methods, coupon, note).
     pub details: OrderInput,
-}
-
-/// Creates or replaces an order. Returns whether it was created. Lines are replaced, keeping what has
-/// shipped per SKU; reducing a SKU below its shipped quantity is a conflict.
-pub fn upsert(
-    conn: &mut DbConnection,
-    increment_id: &str,
-    input: &OrderInput,
-) -> Result<bool, OrderError> {
-    check_len("increment_id", increment_id, 1, 64)?;
-    input.validate()?;
-    let document = serde_json::to_string(input).expect("orders serialise");
-    db::write_tx(conn, |conn| {
-        let now = db::now();
-        let existing: Option<i64> = orders::table
-            .filter(orders::increment_id.eq(increment_id))
-            .select(orders::id)
-            .first(conn)
-            .optional()?;
-        let ordered_at = input.created_at.map(|t| t.naive_utc()).unwrap_or(now);
-        let (order_id, created) = match existing {
-            Some(id) => {
-                diesel::update(orders::table.find(id))
-                    .set((
-                        orders::status.eq(&input.status),
-                        orders::source.eq(&input.source),
-                        orders::is_virtual.eq(input.is_virtual),
-                        orders::document.eq(&document),
-                        orders::ordered_at.eq(ordered_at),
-                        orders::updated_at.eq(now),
-                    ))
-                    .execute(conn)?;
-                (id, false)
-            }
-            None => {
-                let id: i64 =
-                    crate::with_backend!(&mut *conn, |c| diesel::insert_into(orders::table)
-                        .values((
-                            orders::increment_id.eq(increment_id),
-                            orders::status.eq(&input.status),
-                            orders::source.eq(&input.source),
-                            orders::is_virtual.eq(input.is_virtual),
-                            orders::document.eq(&document),
-                            orders::ordered_at.eq(ordered_at),
-                            orders::received_at.eq(now),
-                            orders::updated_at.eq(now),
-                            orders::export_status.eq("pending"),
-                        ))
-                        .returning(orders::id)
-                        .get_result(c))?;
-                (id, true)
-            }
-        };
-        // Shipped units per SKU survive the replacement of the lines.
-        let shipped: Vec<(String, i32)> = order_lines::table
-            .filter(order_lines::order_id.eq(order_id))
-            .select((order_lines::sku, order_lines::qty_shipped))
-            .load(conn)?;
-        let mut shipped_by_sku: HashMap<String, i32> = HashMap::new();
-        for (sku, q) in shipped {
-            *shipped_by_sku.entry(sku).or_default() += q;
-        }
-        let mut ordered_by_sku: HashMap<&str, i32> = HashMap::new();
-        for l in &input.lines {
-            *ordered_by_sku.entry(l.sku.as_str()).or_default() += l.qty;
-        }
-        for (sku, done) in &shipped_by_sku {
-            let ordered = ordered_by_sku.get(sku.as_str()).copied().unwrap_or(0);
-            if *done > ordered {
-                return Err(OrderError::Conflict(format!(
-                    "order {increment_id}: {done} of SKU {sku:?} already shipped; the order cannot \
-                     ask for fewer ({ordered})"
-                )));
-            }
-        }
-        diesel::delete(order_lines::table.filter(order_lines::order_id.eq(order_id)))
-            .execute(conn)?;
-        let mut rows = Vec::with_capacity(input.lines.len());
-        for (i, l) in input.lines.iter().enumerate() {
-            let left = shipped_by_sku.entry(l.sku.clone()).or_default();
-            let here = (*left).min(l.qty);
-            *left -= here;
-            rows.push((
-                order_lines::order_id.eq(order_id),
-                order_lines::line_no.eq(i as i32 + 1),
-                order_lines::sku.eq(&l.sku),
-                order_lines::name.eq(&l.name),
-                order_lines::qty.eq(l.qty),
-                order_lines::qty_shipped.eq(here),
-            ));
-        }
-        crate::with_backend!(&mut *conn, |c| diesel::insert_into(order_lines::table)
-            .values(&rows)
-            .execute(c))?;
-        Ok(created)
-    })
-}
-
-/// Cancels an order. A fully shipped order cannot be cancelled.
-pub fn cancel(conn: &mut DbConnection, increment_id: &str) -> Result<(), OrderError> {
-    db::write_tx(conn, |conn| {
-        let status: String = orders::table
-            .filter(orders::increment_id.eq(increment_id))
-            .select(orders::status)
-            .first(conn)
-            .optional()?
-            .ok_or_else(|| OrderError::NotFound(increment_id.to_string()))?;
-        if status == COMPLETE {
-            return Err(OrderError::Conflict(format!(
-                "order {increment_id} has shipped completely and cannot be cancelled"
-            )));
-        }
-        diesel::update(orders::table.filter(orders::increment_id.eq(increment_id)))
-            .set((
-                orders::status.eq(CANCELED),
-                orders::updated_at.eq(db::now()),
-            ))
-            .execute(conn)?;
-        Ok(())
-    })
 }
 
 type OrderRow = (

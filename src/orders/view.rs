@@ -14,6 +14,7 @@ struct ExportRow {
     attempts: i32,
     error: Option<String>,
     next_at: Option<NaiveDateTime>,
+    note: Option<String>,
 }
 
 /// The last resend or dismissal of an order's export.
@@ -44,6 +45,7 @@ pub(super) fn export_state(
             orders::export_attempts,
             orders::export_error,
             orders::export_next_at,
+            orders::export_note,
         ))
         .first(conn)?;
     let action: Option<ActionRow> = order_export_actions::table
@@ -69,6 +71,7 @@ pub(super) fn export_state(
         attempts: row.attempts,
         last_error: row.error,
         next_attempt_at,
+        note: row.note,
         support_action: action.map(|a| SupportAction {
             action: if a.action == "dismiss" {
                 SupportActionKind::Dismiss

@@ -401,6 +401,53 @@ pub fn fail(
     Ok(dead)
 }
 
+/// Puts a claimed request back to wait until `until` without counting the attempt (the claim counted
+/// it): it is not failing, it is early (a shipment whose order has not arrived yet). `note` says why,
+/// for support. Does nothing if `owner` no longer holds the lease; returns whether it did it.
+pub fn defer(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    until: NaiveDateTime,
+    note: &str,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        requests::table
+            .filter(requests::id.eq(id))
+            .filter(requests::state.eq("processing"))
+            .filter(requests::lease_owner.eq(owner)),
+    )
+    .set((
+        requests::state.eq("queued"),
+        requests::attempts.eq(requests::attempts - 1),
+        requests::next_attempt_at.eq(until),
+        requests::lease_owner.eq(None::<String>),
+        requests::lease_expires_at.eq(None::<NaiveDateTime>),
+        requests::last_error.eq(Some(note)),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Makes the queued shipments for order `increment_id` due now: the order just arrived, so shipments
+/// waiting for it need not wait for their next retry. (One the worker is deciding at this very
+/// moment is put back with its usual delay, and applied then.)
+pub fn wake_shipments_for(conn: &mut DbConnection, increment_id: &str) -> QueryResult<usize> {
+    let now = db::now();
+    let waiting = request_shipments::table
+        .filter(request_shipments::order_increment_id.eq(increment_id))
+        .select(request_shipments::request_id);
+    diesel::update(
+        requests::table
+            .filter(requests::operation.eq(OP_SHIPMENT))
+            .filter(requests::state.eq("queued"))
+            .filter(requests::next_attempt_at.gt(now))
+            .filter(requests::id.eq_any(waiting)),
+    )
+    .set(requests::next_attempt_at.eq(now))
+    .execute(conn)
+}
+
 /// Stores the import reports of applied requests: a header with its counts per request, then all
 /// their lines. Run in the applying transaction.
 pub fn write_imports(

@@ -1,14 +1,15 @@
-//! Shipments the warehouse reports. Received and stored whole like inventory; applying them to orders
-//! (partial and complete fulfilment) comes with the storefront's orders.
+//! Shipments the warehouse reports. Received and stored whole like inventory; applying one to its order
+//! is load → check (pure rules) → record, in the worker's transaction.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use crate::db::schema::{
-    order_lines, orders, request_lines, request_shipments, request_tracking, shipment_lines,
-    shipment_tracking, shipments,
+    order_lines, orders, request_lines, request_shipments, request_tracking, requests,
+    shipment_lines, shipment_tracking, shipments,
 };
 use crate::db::{self, DbConnection};
+use crate::export::status as export_status;
 use crate::feed::{self, NewEvent};
 use crate::queue::report::{ImportLine, Report};
 
@@ -48,34 +49,201 @@ pub struct ShipmentMessage {
     pub date_shipped: Option<NaiveDateTime>,
 }
 
+/// What an order's export status says once shipments completed it before wharf exported it.
+pub const SHIPPED_BEFORE_EXPORT: &str = "shipped before export";
+
+/// Export states from which a completing shipment turns the order `skipped`: the warehouse has not
+/// accepted the order from wharf, and now never needs to. (`dismissed` stays: support handled it.)
+const NOT_YET_EXPORTED: &[&str] = &[
+    export_status::PENDING,
+    export_status::FAILED,
+    export_status::LOST,
+];
+
+/// Why a shipment was not applied. Written to its import report and to the feed
+/// (`shipment.failed`), and logged by the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The order the shipment names.
+    pub order: String,
+    /// The SKU at fault, when one SKU is.
+    pub sku: Option<String>,
+    /// What is wrong, naming the order, SKU and numbers.
+    pub reason: String,
+}
+
+/// What applying a shipment request did.
+#[derive(Debug)]
+pub struct Applied {
+    /// The import report and feed events, to store in the applying transaction.
+    pub report: Report,
+    /// Set when the shipment failed as a whole (nothing of it applied).
+    pub failure: Option<Failure>,
+}
+
+/// The shipment names an order wharf does not have yet, and its wait for it is not over: orders and
+/// shipments race (the storefront may push the order after the warehouse shipped it), so the request
+/// is tried again later instead of failing.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "order {order} is not known to wharf yet; shipment {message_seq_id} waits for it until {until} UTC"
+)]
+pub struct OrderNotKnownYet {
+    /// The order the shipment names.
+    pub order: String,
+    /// The shipment's messageSeqId.
+    pub message_seq_id: i64,
+    /// When the shipment was received.
+    pub received_at: NaiveDateTime,
+    /// When the wait ends and the shipment fails if the order is still unknown.
+    pub until: NaiveDateTime,
+}
+
+/// Why a shipment could not be applied now (a business failure is not an error: it is a report).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Try again later (see [`OrderNotKnownYet`]).
+    #[error(transparent)]
+    NotKnownYet(#[from] OrderNotKnownYet),
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Db(#[from] diesel::result::Error),
+}
+
+/// A stored shipment request, as the rules need it.
+struct Request {
+    id: i64,
+    message_seq_id: i64,
+    received_at: NaiveDateTime,
+    header: Header,
+    lines: Vec<RequestLine>,
+    tracking: Vec<String>,
+}
+
+#[derive(Queryable)]
+struct Header {
+    order_no: String,
+    comment: Option<String>,
+    notify_customer: bool,
+    include_comment: bool,
+    courier_name: Option<String>,
+    service_name: Option<String>,
+    date_shipped: Option<NaiveDateTime>,
+}
+
+#[derive(Queryable)]
+struct RequestLine {
+    line_no: i32,
+    sku: String,
+    source: String,
+    qty: i32,
+}
+
+/// The order a shipment is for, locked for the rest of the transaction.
+#[derive(Queryable)]
+struct Target {
+    id: i64,
+    status: String,
+    is_virtual: bool,
+    export_status: String,
+    export_attempts: i32,
+}
+
+/// One line of the order with what has shipped of it.
+#[derive(Queryable)]
+struct OrderLine {
+    line_no: i32,
+    sku: String,
+    qty: i32,
+    qty_shipped: i32,
+}
+
 /// Applies the stored shipment request `request_id` to its order and returns the import report and
 /// feed events. Runs inside the transaction that marks the request processed.
 ///
 /// - Duplicate only when the same (order, messageSeqId) already shipped; shipments otherwise add up.
-/// - The order must exist and be shippable, each SKU must be on it, and no quantity may exceed what
-///   is left to ship; any violation fails the whole shipment (nothing of it applied), with a message
-///   naming the order, SKU and numbers.
-/// - When every line has fully shipped the order becomes `complete`.
-pub fn apply(conn: &mut DbConnection, request_id: i64, message_seq_id: i64) -> QueryResult<Report> {
-    let now = db::now();
-    type Header = (
-        String,
-        Option<String>,
-        bool,
-        bool,
-        Option<String>,
-        Option<String>,
-        Option<NaiveDateTime>,
-    );
-    let (
-        order_no,
-        comment,
-        notify_customer,
-        include_comment,
-        courier_name,
-        service_name,
-        date_shipped,
-    ): Header = request_shipments::table
+/// - An order wharf does not know is waited for until `wait_for_order` after the request arrived
+///   ([`ApplyError::NotKnownYet`]: roll back and try again later); after that the shipment fails.
+/// - The order must be shippable, each SKU must be on it, and no SKU may ship more than is left of
+///   it, all lines of the shipment for one SKU counted together whatever their source; any
+///   violation fails the whole shipment (nothing of it applied) with a message naming the order, SKU
+///   and numbers, and the feed carries `shipment.failed`.
+/// - When every line has fully shipped the order becomes `complete`; if wharf had not exported it
+///   yet, its export status becomes `skipped` ("shipped before export") and it is never exported.
+pub fn apply(
+    conn: &mut DbConnection,
+    request_id: i64,
+    message_seq_id: i64,
+    wait_for_order: TimeDelta,
+) -> Result<Applied, ApplyError> {
+    let req = load(conn, request_id, message_seq_id)?;
+    let Some(order) = lock_order(conn, &req.header.order_no)? else {
+        let until = req.received_at + wait_for_order;
+        if db::now() < until {
+            return Err(OrderNotKnownYet {
+                order: req.header.order_no.clone(),
+                message_seq_id,
+                received_at: req.received_at,
+                until,
+            }
+            .into());
+        }
+        let waited = if wait_for_order > TimeDelta::zero() {
+            format!(" (waited {} for it)", human(wait_for_order))
+        } else {
+            String::new()
+        };
+        let reason = format!(
+            "Order {} does not exist in wharf{waited}; shipment {message_seq_id} not applied",
+            req.header.order_no
+        );
+        return Ok(failed(&req, None, reason));
+    };
+    let already: bool = diesel::select(diesel::dsl::exists(
+        shipments::table
+            .filter(shipments::order_id.eq(order.id))
+            .filter(shipments::message_seq_id.eq(message_seq_id)),
+    ))
+    .get_result(conn)?;
+    if already {
+        return Ok(duplicate(&req));
+    }
+    let mut lines: Vec<OrderLine> = order_lines::table
+        .filter(order_lines::order_id.eq(order.id))
+        .order(order_lines::line_no)
+        .select((
+            order_lines::line_no,
+            order_lines::sku,
+            order_lines::qty,
+            order_lines::qty_shipped,
+        ))
+        .load(conn)?;
+    if let Err((sku, reason)) = check(&req, &order, &lines) {
+        return Ok(failed(&req, sku, reason));
+    }
+    let report = record(conn, &req, &order, &mut lines)?;
+    Ok(Applied {
+        report,
+        failure: None,
+    })
+}
+
+/// `15 min`, `90 s`.
+fn human(d: TimeDelta) -> String {
+    let secs = d.num_seconds();
+    if secs % 60 == 0 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+fn load(conn: &mut DbConnection, request_id: i64, message_seq_id: i64) -> QueryResult<Request> {
+    let received_at: NaiveDateTime = requests::table
+        .find(request_id)
+        .select(requests::received_at)
+        .first(conn)?;
+    let header: Header = request_shipments::table
         .find(request_id)
         .select((
             request_shipments::order_increment_id,
@@ -87,7 +255,7 @@ pub fn apply(conn: &mut DbConnection, request_id: i64, message_seq_id: i64) -> Q
             request_shipments::date_shipped,
         ))
         .first(conn)?;
-    let lines: Vec<(i32, String, String, i32)> = request_lines::table
+    let lines: Vec<RequestLine> = request_lines::table
         .filter(request_lines::request_id.eq(request_id))
         .order(request_lines::line_no)
         .select((
@@ -102,167 +270,256 @@ pub fn apply(conn: &mut DbConnection, request_id: i64, message_seq_id: i64) -> Q
         .order(request_tracking::position)
         .select(request_tracking::tracking_number)
         .load(conn)?;
+    Ok(Request {
+        id: request_id,
+        message_seq_id,
+        received_at,
+        header,
+        lines,
+        tracking,
+    })
+}
 
-    let mut report = Report::default();
-    let line = |line_no: i32, sku: &str, source: &str, qty: i32, result: &str, message: String| {
-        ImportLine {
-            request_id,
-            line_no,
-            seq: Some(message_seq_id),
-            sku: sku.to_string(),
-            source: source.to_string(),
-            units_received: qty,
-            units_adjusted_orders: 0,
-            units_adjusted_quotes: 0,
-            stored_qty: None,
-            result: result.to_string(),
-            message,
-            created_at: now,
-            reference: Some(order_no.clone()),
-        }
-    };
-
-    // The order row is locked for the rest of the transaction: two shipments of one order apply one
-    // after the other.
+/// The order row is locked for the rest of the transaction: two shipments of one order, or a
+/// shipment and a storefront update of it, apply one after the other.
+fn lock_order(conn: &mut DbConnection, order_no: &str) -> QueryResult<Option<Target>> {
     let query = orders::table
-        .filter(orders::increment_id.eq(&order_no))
-        .select((orders::id, orders::status, orders::is_virtual));
-    let order: Option<(i64, String, bool)> = match conn {
-        DbConnection::Postgresql(c) => query.for_update().first(c).optional()?,
-        // SQLite's write transaction (BEGIN IMMEDIATE) already excludes every other writer.
-        DbConnection::Sqlite(c) => query.first(c).optional()?,
-    };
-    let failure = |report: &mut Report, reason: String| {
-        for (i, (line_no, sku, source, qty)) in lines.iter().enumerate() {
-            let message = if i == 0 {
-                reason.clone()
-            } else {
-                format!("Not applied: {reason}")
-            };
-            report
-                .lines
-                .push(line(*line_no, sku, source, *qty, "Failure", message));
-        }
-        report.summary.failures = lines.len() as i32;
-    };
-    let Some((order_id, status, is_virtual)) = order else {
-        failure(
-            &mut report,
-            format!(
-                "Order {order_no} does not exist in wharf; shipment {message_seq_id} not applied"
-            ),
-        );
-        return Ok(report);
-    };
-    let already: bool = diesel::select(diesel::dsl::exists(
-        shipments::table
-            .filter(shipments::order_id.eq(order_id))
-            .filter(shipments::message_seq_id.eq(message_seq_id)),
-    ))
-    .get_result(conn)?;
-    if already {
-        for (line_no, sku, source, qty) in &lines {
-            report.lines.push(line(*line_no, sku, source, *qty, "Duplicate",
-                format!("Duplicate Shipment Request Ignored: order {order_no} already has shipment {message_seq_id}")));
-        }
-        report.summary.duplicates = lines.len() as i32;
-        return Ok(report);
-    }
-    if is_virtual || crate::orders::UNSHIPPABLE_STATUSES.contains(&status.as_str()) {
-        let why = if is_virtual {
-            "virtual".to_string()
-        } else {
-            status.clone()
-        };
-        failure(
-            &mut report,
-            format!(
-                "Order {order_no} is {why} and cannot be shipped; shipment {message_seq_id} not applied"
-            ),
-        );
-        return Ok(report);
-    }
-
-    let mut order_lines_now: Vec<(i32, String, i32, i32)> = order_lines::table
-        .filter(order_lines::order_id.eq(order_id))
-        .order(order_lines::line_no)
+        .filter(orders::increment_id.eq(order_no))
         .select((
-            order_lines::line_no,
-            order_lines::sku,
-            order_lines::qty,
-            order_lines::qty_shipped,
-        ))
-        .load(conn)?;
-    for (_, sku, _, qty) in &lines {
-        let (ordered, shipped) = order_lines_now
-            .iter()
-            .filter(|l| &l.1 == sku)
-            .fold((0, 0), |(o, s), l| (o + l.2, s + l.3));
-        if ordered == 0 {
-            failure(
-                &mut report,
-                format!(
-                    "SKU {sku} is not on order {order_no}; shipment {message_seq_id} not applied"
-                ),
-            );
-            return Ok(report);
-        }
-        if *qty > ordered - shipped {
-            failure(
-                &mut report,
-                format!(
-                    "Cannot ship {qty} of SKU {sku} on order {order_no}: {ordered} ordered, {shipped} already shipped, {} left to ship; shipment {message_seq_id} not applied",
-                    ordered - shipped
-                ),
-            );
-            return Ok(report);
+            orders::id,
+            orders::status,
+            orders::is_virtual,
+            orders::export_status,
+            orders::export_attempts,
+        ));
+    match conn {
+        DbConnection::Postgresql(c) => query.for_update().first(c).optional(),
+        // SQLite's write transaction (BEGIN IMMEDIATE) already excludes every other writer.
+        DbConnection::Sqlite(c) => query.first(c).optional(),
+    }
+}
+
+/// The shipment's units per SKU, in the order the SKUs first appear, with the lines that carry them.
+fn units_per_sku(lines: &[RequestLine]) -> Vec<(&str, i32, Vec<&RequestLine>)> {
+    let mut out: Vec<(&str, i32, Vec<&RequestLine>)> = Vec::new();
+    for l in lines {
+        match out.iter_mut().find(|(sku, _, _)| *sku == l.sku) {
+            Some((_, total, carried)) => {
+                *total = total.saturating_add(l.qty);
+                carried.push(l);
+            }
+            None => out.push((&l.sku, l.qty, vec![l])),
         }
     }
+    out
+}
 
-    // Everything checks out: record the shipment and add it to the order's lines.
-    let shipment_id: i64 =
-        crate::with_backend!(&mut *conn, |c| diesel::insert_into(shipments::table)
-            .values((
-                shipments::request_id.eq(request_id),
-                shipments::order_id.eq(order_id),
-                shipments::message_seq_id.eq(message_seq_id),
-                shipments::courier_name.eq(&courier_name),
-                shipments::service_name.eq(&service_name),
-                shipments::comment.eq(&comment),
-                shipments::notify_customer.eq(notify_customer),
-                shipments::include_comment.eq(include_comment),
-                shipments::date_shipped.eq(date_shipped),
-                shipments::created_at.eq(now),
-            ))
-            .returning(shipments::id)
-            .get_result(c))?;
-    for (line_no, sku, source, qty) in &lines {
-        diesel::insert_into(shipment_lines::table)
-            .values((
-                shipment_lines::shipment_id.eq(shipment_id),
-                shipment_lines::line_no.eq(line_no),
-                shipment_lines::sku.eq(sku),
-                shipment_lines::qty.eq(qty),
-            ))
-            .execute(conn)?;
+/// The rules a shipment must pass before anything of it is applied. On a violation: the SKU at
+/// fault (if one is) and the reason.
+fn check(
+    req: &Request,
+    order: &Target,
+    lines: &[OrderLine],
+) -> Result<(), (Option<String>, String)> {
+    let (order_no, seq) = (&req.header.order_no, req.message_seq_id);
+    if order.is_virtual || crate::orders::UNSHIPPABLE_STATUSES.contains(&order.status.as_str()) {
+        let why = if order.is_virtual {
+            "virtual"
+        } else {
+            order.status.as_str()
+        };
+        return Err((
+            None,
+            format!("Order {order_no} is {why} and cannot be shipped; shipment {seq} not applied"),
+        ));
+    }
+    // What is left to ship is per order line: every line of this shipment for a SKU counts against
+    // it together, whatever stock source it left from.
+    for (sku, total, carried) in units_per_sku(&req.lines) {
+        let (ordered, shipped) = lines
+            .iter()
+            .filter(|l| l.sku == sku)
+            .fold((0, 0), |(o, s), l| (o + l.qty, s + l.qty_shipped));
+        if ordered == 0 {
+            return Err((
+                Some(sku.to_string()),
+                format!("SKU {sku} is not on order {order_no}; shipment {seq} not applied"),
+            ));
+        }
+        let left = ordered - shipped;
+        if total > left {
+            let together = if carried.len() > 1 {
+                let parts: Vec<String> = carried
+                    .iter()
+                    .map(|l| format!("{} from source {}", l.qty, l.source))
+                    .collect();
+                format!(" ({} together)", parts.join(" and "))
+            } else {
+                String::new()
+            };
+            return Err((
+                Some(sku.to_string()),
+                format!(
+                    "Cannot ship {total} of SKU {sku} on order {order_no}: {ordered} ordered, \
+                     {shipped} already shipped, {left} left to ship{together}; shipment {seq} not applied"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn import_line(req: &Request, l: &RequestLine, result: &str, message: String) -> ImportLine {
+    ImportLine {
+        request_id: req.id,
+        line_no: l.line_no,
+        seq: Some(req.message_seq_id),
+        sku: l.sku.clone(),
+        source: l.source.clone(),
+        units_received: l.qty,
+        units_adjusted_orders: 0,
+        units_adjusted_quotes: 0,
+        stored_qty: None,
+        result: result.to_string(),
+        message,
+        created_at: db::now(),
+        reference: Some(req.header.order_no.clone()),
+    }
+}
+
+/// The whole shipment failed: every line is a Failure (the first carries the reason), and the feed
+/// says so.
+fn failed(req: &Request, sku: Option<String>, reason: String) -> Applied {
+    let mut report = Report::default();
+    for (i, l) in req.lines.iter().enumerate() {
+        let message = if i == 0 {
+            reason.clone()
+        } else {
+            format!("Not applied: {reason}")
+        };
+        report.lines.push(import_line(req, l, "Failure", message));
+    }
+    report.summary.failures = req.lines.len() as i32;
+    report.events.push(NewEvent {
+        kind: feed::SHIPMENT_FAILED,
+        payload: serde_json::json!({
+            "order": req.header.order_no,
+            "message_seq_id": req.message_seq_id,
+            "reason": reason,
+            "sku": sku,
+        }),
+    });
+    Applied {
+        report,
+        failure: Some(Failure {
+            order: req.header.order_no.clone(),
+            sku,
+            reason,
+        }),
+    }
+}
+
+fn duplicate(req: &Request) -> Applied {
+    let mut report = Report::default();
+    for l in &req.lines {
+        let message = format!(
+            "Duplicate Shipment Request Ignored: order {} already has shipment {}",
+            req.header.order_no, req.message_seq_id
+        );
+        report.lines.push(import_line(req, l, "Duplicate", message));
+    }
+    report.summary.duplicates = req.lines.len() as i32;
+    Applied {
+        report,
+        failure: None,
+    }
+}
+
+/// Everything checks out: records the shipment, adds it to the order's lines, and completes the order
+/// when every line has fully shipped.
+fn record(
+    conn: &mut DbConnection,
+    req: &Request,
+    order: &Target,
+    lines: &mut [OrderLine],
+) -> QueryResult<Report> {
+    insert_shipment(conn, req, order.id)?;
+    let mut report = Report::default();
+    for l in &req.lines {
         // Fill the order's lines for this SKU in order.
-        let mut left = *qty;
-        for l in order_lines_now.iter_mut().filter(|l| &l.1 == sku) {
-            let here = left.min(l.2 - l.3);
+        let mut left = l.qty;
+        for o in lines.iter_mut().filter(|o| o.sku == l.sku) {
+            let here = left.min(o.qty - o.qty_shipped);
             if here > 0 {
-                l.3 += here;
+                o.qty_shipped += here;
                 left -= here;
-                diesel::update(order_lines::table.find((order_id, l.0)))
-                    .set(order_lines::qty_shipped.eq(l.3))
+                diesel::update(order_lines::table.find((order.id, o.line_no)))
+                    .set(order_lines::qty_shipped.eq(o.qty_shipped))
                     .execute(conn)?;
             }
         }
-        let message = format!("Shipped {qty} of SKU {sku} on order {order_no}");
-        report
-            .lines
-            .push(line(*line_no, sku, source, *qty, "Success", message));
+        let message = format!(
+            "Shipped {} of SKU {} on order {}",
+            l.qty, l.sku, req.header.order_no
+        );
+        report.lines.push(import_line(req, l, "Success", message));
     }
-    for (i, number) in tracking.iter().enumerate() {
+    report.summary.successes = req.lines.len() as i32;
+    let h = &req.header;
+    report.events.push(NewEvent {
+        kind: feed::SHIPMENT_CREATED,
+        payload: serde_json::json!({
+            "order": h.order_no,
+            "message_seq_id": req.message_seq_id,
+            "lines": req.lines.iter().map(|l| serde_json::json!({"sku": l.sku, "qty": l.qty})).collect::<Vec<_>>(),
+            "tracking_numbers": req.tracking,
+            "courier_name": h.courier_name,
+            "service_name": h.service_name,
+            "notify_customer": h.notify_customer,
+            "include_comment": h.include_comment,
+            "comment": h.comment,
+        }),
+    });
+    let complete = lines.iter().all(|l| l.qty_shipped >= l.qty);
+    if complete {
+        complete_order(conn, req, order, &mut report.events)?;
+    } else {
+        diesel::update(orders::table.find(order.id))
+            .set(orders::updated_at.eq(db::now()))
+            .execute(conn)?;
+    }
+    Ok(report)
+}
+
+fn insert_shipment(conn: &mut DbConnection, req: &Request, order_id: i64) -> QueryResult<()> {
+    let h = &req.header;
+    let shipment_id: i64 =
+        crate::with_backend!(&mut *conn, |c| diesel::insert_into(shipments::table)
+            .values((
+                shipments::request_id.eq(req.id),
+                shipments::order_id.eq(order_id),
+                shipments::message_seq_id.eq(req.message_seq_id),
+                shipments::courier_name.eq(&h.courier_name),
+                shipments::service_name.eq(&h.service_name),
+                shipments::comment.eq(&h.comment),
+                shipments::notify_customer.eq(h.notify_customer),
+                shipments::include_comment.eq(h.include_comment),
+                shipments::date_shipped.eq(h.date_shipped),
+                shipments::created_at.eq(db::now()),
+            ))
+            .returning(shipments::id)
+            .get_result(c))?;
+    for l in &req.lines {
+        diesel::insert_into(shipment_lines::table)
+            .values((
+                shipment_lines::shipment_id.eq(shipment_id),
+                shipment_lines::line_no.eq(l.line_no),
+                shipment_lines::sku.eq(&l.sku),
+                shipment_lines::qty.eq(l.qty),
+            ))
+            .execute(conn)?;
+    }
+    for (i, number) in req.tracking.iter().enumerate() {
         diesel::insert_into(shipment_tracking::table)
             .values((
                 shipment_tracking::shipment_id.eq(shipment_id),
@@ -271,37 +528,49 @@ pub fn apply(conn: &mut DbConnection, request_id: i64, message_seq_id: i64) -> Q
             ))
             .execute(conn)?;
     }
-    report.summary.successes = lines.len() as i32;
-    report.events.push(NewEvent {
-        kind: feed::SHIPMENT_CREATED,
-        payload: serde_json::json!({
-            "order": order_no,
-            "message_seq_id": message_seq_id,
-            "lines": lines.iter().map(|(_, sku, _, qty)| serde_json::json!({"sku": sku, "qty": qty})).collect::<Vec<_>>(),
-            "tracking_numbers": tracking,
-            "courier_name": courier_name,
-            "service_name": service_name,
-            "notify_customer": notify_customer,
-            "include_comment": include_comment,
-            "comment": comment,
-        }),
-    });
-    let complete = order_lines_now.iter().all(|l| l.3 >= l.2);
-    diesel::update(orders::table.find(order_id))
+    Ok(())
+}
+
+/// Marks the order `complete`. An order wharf has not exported yet is never exported now: its export
+/// status becomes `skipped` in this same transaction, so no exporter claims it after this commits.
+/// An exporter that holds it right now keeps its lease: its document is already on the way, and its
+/// verdict settles the order (accepted → `exported`; a refusal leaves `skipped`).
+fn complete_order(
+    conn: &mut DbConnection,
+    req: &Request,
+    order: &Target,
+    events: &mut Vec<NewEvent>,
+) -> QueryResult<()> {
+    let now = db::now();
+    diesel::update(orders::table.find(order.id))
         .set((
+            orders::status.eq(crate::orders::COMPLETE),
             orders::updated_at.eq(now),
-            orders::status.eq(if complete {
-                crate::orders::COMPLETE
-            } else {
-                status.as_str()
-            }),
         ))
         .execute(conn)?;
-    if complete {
-        report.events.push(NewEvent {
-            kind: feed::ORDER_COMPLETED,
-            payload: serde_json::json!({ "order": order_no }),
-        });
+    events.push(NewEvent {
+        kind: feed::ORDER_COMPLETED,
+        payload: serde_json::json!({ "order": req.header.order_no }),
+    });
+    if !NOT_YET_EXPORTED.contains(&order.export_status.as_str()) {
+        return Ok(());
     }
-    Ok(report)
+    diesel::update(orders::table.find(order.id))
+        .set((
+            orders::export_status.eq(export_status::SKIPPED),
+            orders::export_note.eq(SHIPPED_BEFORE_EXPORT),
+            orders::export_next_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    events.push(NewEvent {
+        kind: feed::ORDER_EXPORT_STATUS_CHANGED,
+        payload: serde_json::json!({
+            "order": req.header.order_no,
+            "status": export_status::SKIPPED,
+            "previous": order.export_status,
+            "message": SHIPPED_BEFORE_EXPORT,
+            "attempts": order.export_attempts,
+        }),
+    });
+    Ok(())
 }

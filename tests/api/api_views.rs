@@ -83,7 +83,7 @@ async fn order_view_shows_the_export_details(backend: Backend) {
     assert_eq!(
         fresh["export"],
         json!({"status": "pending", "exported_at": null, "attempts": 0, "last_error": null,
-               "next_attempt_at": null, "support_action": null})
+               "next_attempt_at": null, "note": null, "support_action": null})
     );
     sim.set_behaviour(Behaviour {
         fail: ["X-1".to_string(), "X-2".to_string()].into(),

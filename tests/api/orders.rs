@@ -115,9 +115,15 @@ async fn partial_then_completing_shipment(backend: Backend) {
 
     let feed = app.feed().await;
     let kinds: Vec<&str> = feed.iter().map(|(_, k, _)| k.as_str()).collect();
+    // Shipped completely before wharf exported it: never exported now (`skipped`).
     assert_eq!(
         kinds,
-        vec!["shipment.created", "shipment.created", "order.completed"]
+        vec![
+            "shipment.created",
+            "shipment.created",
+            "order.completed",
+            "order.export_status_changed"
+        ]
     );
     assert_eq!(
         feed[1].2["lines"],
@@ -126,7 +132,7 @@ async fn partial_then_completing_shipment(backend: Backend) {
     assert_eq!(feed[1].2["tracking_numbers"], json!(["TRACK-2"]));
     assert_eq!(feed[2].2["order"], "100000123");
     let ids: Vec<i64> = feed.iter().map(|e| e.0).collect();
-    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(ids, vec![1, 2, 3, 4]);
 }
 
 async fn over_shipment_is_rejected_whole(backend: Backend) {
@@ -149,7 +155,9 @@ async fn over_shipment_is_rejected_whole(backend: Backend) {
     let (_, order) = app.api(Method::GET, "/orders/2001", None).await;
     assert_eq!(order["lines"][1]["qty_shipped"], 0);
     assert_eq!(order["shipments"], json!([]));
-    assert!(app.feed().await.is_empty());
+    // The feed carries only its failure.
+    let kinds: Vec<String> = app.feed().await.into_iter().map(|e| e.1).collect();
+    assert_eq!(kinds, vec!["shipment.failed".to_string()]);
     // A SKU that is not on the order fails the same way.
     app.send_shipment(&s, "2001", 6, &[("Z", 1)], "T").await;
     app.drain().await;
@@ -161,7 +169,8 @@ async fn over_shipment_is_rejected_whole(backend: Backend) {
 }
 
 async fn shipment_for_unknown_or_cancelled_order_fails(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // No wait for orders not known yet (tests/api/shipment_failures.rs covers the wait).
+    let app = TestApp::spawn_with(backend, |s| s.worker.unknown_order_retry_secs = 0).await;
     let s = app.login().await;
     app.send_shipment(&s, "404404", 1, &[("A", 1)], "").await;
     app.put_order("3001", &[("A", 1)]).await;

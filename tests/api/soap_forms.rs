@@ -86,7 +86,8 @@ async fn token(app: &TestApp, user: &str, password: &str) -> (u16, String) {
 }
 
 async fn every_fixture_is_accepted_and_stored_with_its_lines(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // The shipments name orders wharf never had; they fail at once instead of waiting for them.
+    let app = TestApp::spawn_with(backend, |s| s.worker.unknown_order_retry_secs = 0).await;
     let s = app.login().await;
     let (_, bearer) = token(&app, USER, PASSWORD).await;
     let bearer = format!("Bearer {}", element_text(&bearer, "result").unwrap());
