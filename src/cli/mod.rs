@@ -1,6 +1,7 @@
 //! The `wharf` command line: one binary, one subcommand per job.
 
 mod exports;
+mod requests;
 mod users;
 
 use std::path::PathBuf;
@@ -49,7 +50,7 @@ pub enum Command {
     Tokens(users::TokensCommand),
     /// Inspect received requests.
     #[command(subcommand)]
-    Requests(users::RequestsCommand),
+    Requests(requests::RequestsCommand),
     /// Lost orders: list, resend, dismiss.
     #[command(subcommand)]
     Orders(exports::OrdersCommand),
@@ -131,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Users(cmd) => users::users(&settings, cmd),
         Command::Tokens(cmd) => users::tokens(&settings, cmd),
-        Command::Requests(cmd) => users::requests(&settings, cmd),
+        Command::Requests(cmd) => requests::requests(&settings, cmd),
         Command::Orders(cmd) => exports::orders(&settings, cmd),
         Command::Exports(cmd) => exports::exports(&settings, cmd),
         Command::Export => {
