@@ -158,9 +158,17 @@ fn refusal(action: SupportAction, row: &Current) -> Option<String> {
         (SupportAction::Requeue, Some(RequestState::Dead)) => None,
         (SupportAction::Requeue, Some(RequestState::Queued)) if row.attempts > 0 => None,
         (SupportAction::Reprocess, Some(RequestState::Processed)) => None,
-        (_, Some(RequestState::Queued)) => Some(
-            "is already queued and waiting for a worker (no failed attempt to reset)".to_string(),
-        ),
+        (SupportAction::Requeue, Some(RequestState::Queued)) => {
+            Some("is already queued and waiting for a worker (it has not failed yet)".to_string())
+        }
+        (SupportAction::Reprocess, Some(RequestState::Queued)) => Some(format!(
+            "is already queued to be applied (reprocess is for processed requests){}",
+            if row.attempts > 0 {
+                "; `wharf requests requeue` tries it now instead of at its retry time"
+            } else {
+                ""
+            }
+        )),
         (_, Some(RequestState::Processing)) => Some(format!(
             "is being applied by a worker right now (lease held by {} until {}); \
              wait for it to finish, then look again",

@@ -12,7 +12,8 @@
 //! hash (of a body holding a 256-bit random session id, which reveals nothing) so both rows stay.
 //! On SQLite the batches run with `secure_delete` and end with a WAL checkpoint, so the unmasked
 //! text does not linger in freed pages or the WAL. (On PostgreSQL old row versions remain until
-//! VACUUM reclaims them.)
+//! VACUUM reclaims them.) Rows an old-version process writes after the migration ran (a rolling
+//! upgrade of several PostgreSQL processes) are not listed; stop old processes before migrating.
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -134,8 +135,9 @@ fn mask_requests(conn: &mut DbConnection, after: i64, upto: i64) -> QueryResult<
     let mut changed = 0;
     for row in rows {
         let Some(body) = &row.body else { continue };
-        let std::borrow::Cow::Owned(masked) = mask::mask_stored(body) else {
-            continue;
+        let masked = match mask::mask_stored(body) {
+            std::borrow::Cow::Owned(m) if m != *body => m,
+            _ => continue, // nothing to mask, or masked already
         };
         let hash = super::body_hash(masked.as_bytes());
         let taken: i64 = requests::table
@@ -168,7 +170,9 @@ fn mask_rejections(conn: &mut DbConnection, after: i64, upto: i64) -> QueryResul
         .load(conn)?;
     let mut changed = 0;
     for (id, excerpt) in rows {
-        if let std::borrow::Cow::Owned(masked) = mask::mask_lossy(&excerpt) {
+        if let std::borrow::Cow::Owned(masked) = mask::mask_lossy(&excerpt)
+            && masked != excerpt
+        {
             diesel::update(rejections::table.find(id))
                 .set(rejections::body_excerpt.eq(masked))
                 .execute(conn)?;

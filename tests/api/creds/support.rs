@@ -302,6 +302,11 @@ async fn a_request_waiting_to_retry_is_requeued_now(backend: Backend) {
     let list = wharf_ok(&app, &["requests", "list", "--state", "retrying"]).await;
     assert_eq!(listed_ids(&list), vec![id]);
     assert!(show(&app, id).await.contains("next attempt:"));
+    let err = wharf_err(&app, &["requests", "reprocess", &id.to_string()]).await;
+    assert!(
+        err.contains("is already queued") && err.contains("wharf requests requeue"),
+        "{err}"
+    );
     poison(&app, backend, false).await;
     // Not due for an hour …
     assert_eq!(app.drain().await, 0);
@@ -314,6 +319,12 @@ async fn a_request_waiting_to_retry_is_requeued_now(backend: Backend) {
     )
     .await;
     assert!(run.ok, "{}", run.stderr);
+    assert_eq!(app.drain().await, 1);
+    // A request that has not failed has nothing to requeue.
+    app.send_inventory(&s, 2, &[("FRESH", 1, 1)]).await;
+    let fresh = newest(&app).await;
+    let err = wharf_err(&app, &["requests", "requeue", &fresh.to_string()]).await;
+    assert!(err.contains("has not failed yet"), "{err}");
     assert_eq!(app.drain().await, 1);
     let shown = show(&app, id).await;
     assert!(
