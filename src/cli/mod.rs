@@ -48,7 +48,7 @@ pub enum Command {
     /// Manage storefront API tokens.
     #[command(subcommand)]
     Tokens(users::TokensCommand),
-    /// Inspect received requests.
+    /// Received requests: list, show, requeue, reprocess; rejected messages; queue depth.
     #[command(subcommand)]
     Requests(requests::RequestsCommand),
     /// Lost orders: list, resend, dismiss.
