@@ -149,6 +149,10 @@ pub struct SoapSettings {
     pub max_lines: usize,
     /// Lifetime of Magento 2 admin access tokens, in seconds (Magento's default is 4 hours).
     pub token_lifetime_secs: u64,
+    /// The longest a `login` session or an admin access token lives, however busy, in seconds
+    /// (default 24 hours): a leaked session id or token stops working by then. Expired sessions
+    /// and tokens are deleted whenever someone logs in or asks for a token.
+    pub session_max_lifetime_secs: u64,
 }
 
 /// Settings of the worker.
@@ -250,6 +254,7 @@ impl Default for SoapSettings {
             max_body: 10 * 1024 * 1024,
             max_lines: 10_000,
             token_lifetime_secs: 4 * 3600,
+            session_max_lifetime_secs: 24 * 3600,
         }
     }
 }

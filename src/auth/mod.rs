@@ -15,6 +15,12 @@ use sha2::{Digest, Sha256};
 use crate::db::schema::{access_tokens, api_tokens, api_users, soap_sessions};
 use crate::db::{self, DbConnection};
 
+mod manage;
+pub use manage::{
+    Ended, TokenSummary, UserSummary, list_tokens, list_users, remove_user, revoke_token,
+    set_password,
+};
+
 /// Roles an API user can have.
 pub const ROLES: &[&str] = &["warehouse"];
 
@@ -46,6 +52,9 @@ pub enum AuthError {
     /// A password that is too short to be safe.
     #[error("the password must be at least 8 characters long")]
     WeakPassword,
+    /// A user or token name that does not exist.
+    #[error("{0} does not exist")]
+    NotFound(String),
     /// Storage failed.
     #[error("database error: {0}")]
     Db(#[from] diesel::result::Error),
@@ -131,13 +140,22 @@ pub fn verify_user(
     username: &str,
     password: &str,
 ) -> Result<i64, AuthError> {
+    check_password(conn, username, password).map(|(id, _)| id)
+}
+
+/// Checks a user name and password; returns the user id and the stored hash it matched.
+fn check_password(
+    conn: &mut DbConnection,
+    username: &str,
+    password: &str,
+) -> Result<(i64, String), AuthError> {
     let found: Option<(i64, String)> = api_users::table
         .filter(api_users::username.eq(username))
         .select((api_users::id, api_users::password_hash))
         .first(conn)
         .optional()?;
     match found {
-        Some((id, hash)) if verify_password(password, &hash) => Ok(id),
+        Some((id, hash)) if verify_password(password, &hash) => Ok((id, hash)),
         Some(_) => Err(AuthError::AccessDenied),
         None => {
             let _ = verify_password(password, dummy_hash());
@@ -146,9 +164,64 @@ pub fn verify_user(
     }
 }
 
-/// Logs a user in and returns a new session id (given to the caller once, never stored).
-pub fn login(conn: &mut DbConnection, username: &str, password: &str) -> Result<String, AuthError> {
+/// How long login sessions and admin access tokens live.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetimes {
+    /// A session not used for this long has expired.
+    pub session_idle: TimeDelta,
+    /// No session or admin token outlives this, counted from when it was issued.
+    pub max: TimeDelta,
+}
+
+impl Lifetimes {
+    /// The lifetimes the SOAP settings give.
+    pub fn of(soap: &crate::config::SoapSettings) -> Lifetimes {
+        // Capped at a century, so that `now - lifetime` stays a representable time.
+        const CENTURY: i64 = 100 * 366 * 24 * 3600;
+        let secs = |s: u64| TimeDelta::seconds(i64::try_from(s).unwrap_or(CENTURY).min(CENTURY));
+        Lifetimes {
+            session_idle: secs(soap.session_idle_timeout_secs),
+            max: secs(soap.session_max_lifetime_secs),
+        }
+    }
+}
+
+/// Deletes sessions that ended, went idle or outlived [`Lifetimes::max`], and admin tokens that
+/// expired or outlived it. Run when sessions or tokens are issued, so the tables stay as small as
+/// the number of live callers without a background job; both deletes are single statements, safe
+/// when several processes run them at once.
+pub fn delete_expired(conn: &mut DbConnection, lifetimes: Lifetimes) -> Result<(), AuthError> {
+    let now = db::now();
+    diesel::delete(
+        soap_sessions::table.filter(
+            soap_sessions::ended_at
+                .is_not_null()
+                .or(soap_sessions::last_seen_at.lt(now - lifetimes.session_idle))
+                .or(soap_sessions::created_at.lt(now - lifetimes.max)),
+        ),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        access_tokens::table.filter(
+            access_tokens::expires_at
+                .le(now)
+                .or(access_tokens::created_at.lt(now - lifetimes.max)),
+        ),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Logs a user in and returns a new session id (given to the caller once, never stored). Expired
+/// sessions and tokens are deleted on the way.
+pub fn login(
+    conn: &mut DbConnection,
+    username: &str,
+    password: &str,
+    lifetimes: Lifetimes,
+) -> Result<String, AuthError> {
     let user_id = verify_user(conn, username, password)?;
+    delete_expired(conn, lifetimes)?;
     let session = random_secret();
     let now = db::now();
     diesel::insert_into(soap_sessions::table)
@@ -170,20 +243,30 @@ pub fn end_session(conn: &mut DbConnection, session: &str) -> Result<(), AuthErr
     Ok(())
 }
 
+/// A stored login session, as checked.
+#[derive(Debug, Queryable)]
+struct SessionRow {
+    username: String,
+    created_at: NaiveDateTime,
+    last_seen_at: NaiveDateTime,
+    ended_at: Option<NaiveDateTime>,
+}
+
 /// Checks a session id and returns the user name behind it. A session idle for longer than
-/// `idle_timeout` has expired. `last_seen_at` is refreshed at most once a minute, so busy callers do
-/// not turn every message into an extra write.
+/// `lifetimes.session_idle`, or issued longer ago than `lifetimes.max`, has expired. `last_seen_at`
+/// is refreshed at most once a minute, so busy callers do not turn every message into an extra write.
 pub fn check_session(
     conn: &mut DbConnection,
     session: &str,
-    idle_timeout: TimeDelta,
+    lifetimes: Lifetimes,
 ) -> Result<String, AuthError> {
     let id_hash = secret_hash(session);
-    let found: Option<(String, NaiveDateTime, Option<NaiveDateTime>)> = soap_sessions::table
+    let found: Option<SessionRow> = soap_sessions::table
         .inner_join(api_users::table)
         .filter(soap_sessions::id_hash.eq(&id_hash))
         .select((
             api_users::username,
+            soap_sessions::created_at,
             soap_sessions::last_seen_at,
             soap_sessions::ended_at,
         ))
@@ -191,7 +274,12 @@ pub fn check_session(
         .optional()?;
     let now = db::now();
     match found {
-        Some((username, last_seen, None)) if now - last_seen <= idle_timeout => {
+        Some(SessionRow {
+            username,
+            created_at,
+            last_seen_at: last_seen,
+            ended_at: None,
+        }) if now - last_seen <= lifetimes.session_idle && now - created_at <= lifetimes.max => {
             if now - last_seen > TimeDelta::seconds(60) {
                 diesel::update(soap_sessions::table.find(&id_hash))
                     .set(soap_sessions::last_seen_at.eq(now))
@@ -222,28 +310,39 @@ pub fn add_token(conn: &mut DbConnection, name: &str) -> Result<String, AuthErro
     }
 }
 
-/// Checks a bearer token; returns the token's name.
+/// Checks a bearer token; returns the token's name. Its `last_used_at` is refreshed at most once a
+/// minute, so `wharf tokens list` can show which tokens are still in use without a write per call.
 pub fn check_token(conn: &mut DbConnection, token: &str) -> Result<String, AuthError> {
-    api_tokens::table
+    let (id, name, last_used): (i64, String, Option<NaiveDateTime>) = api_tokens::table
         .filter(api_tokens::token_hash.eq(secret_hash(token)))
-        .select(api_tokens::name)
+        .select((api_tokens::id, api_tokens::name, api_tokens::last_used_at))
         .first(conn)
         .optional()?
-        .ok_or(AuthError::AccessDenied)
+        .ok_or(AuthError::AccessDenied)?;
+    let now = db::now();
+    if last_used.is_none_or(|t| now - t > TimeDelta::seconds(60)) {
+        diesel::update(api_tokens::table.find(id))
+            .set(api_tokens::last_used_at.eq(now))
+            .execute(conn)?;
+    }
+    Ok(name)
 }
 
 /// Creates a Magento 2 style admin access token for a user (after checking the password) and returns
-/// it with its expiry. Blocking (argon2).
+/// it with its expiry: `lifetime` from now, or less when [`Lifetimes::max`] is shorter. Expired
+/// sessions and tokens are deleted on the way. Blocking (argon2).
 pub fn create_access_token(
     conn: &mut DbConnection,
     username: &str,
     password: &str,
     lifetime: TimeDelta,
+    lifetimes: Lifetimes,
 ) -> Result<(String, NaiveDateTime), AuthError> {
     let user_id = verify_user(conn, username, password)?;
+    delete_expired(conn, lifetimes)?;
     let token = random_secret();
     let now = db::now();
-    let expires = now + lifetime;
+    let expires = now + lifetime.min(lifetimes.max);
     diesel::insert_into(access_tokens::table)
         .values((
             access_tokens::token_hash.eq(secret_hash(&token)),
@@ -256,11 +355,19 @@ pub fn create_access_token(
 }
 
 /// Checks an admin access token (`Authorization: Bearer …` on SOAP calls); returns the user name.
-pub fn check_access_token(conn: &mut DbConnection, token: &str) -> Result<String, AuthError> {
+/// A token past its expiry, or issued longer ago than `lifetimes.max` (which may have been shortened
+/// since), has expired.
+pub fn check_access_token(
+    conn: &mut DbConnection,
+    token: &str,
+    lifetimes: Lifetimes,
+) -> Result<String, AuthError> {
+    let now = db::now();
     access_tokens::table
         .inner_join(api_users::table)
         .filter(access_tokens::token_hash.eq(secret_hash(token)))
-        .filter(access_tokens::expires_at.gt(db::now()))
+        .filter(access_tokens::expires_at.gt(now))
+        .filter(access_tokens::created_at.ge(now - lifetimes.max))
         .select(api_users::username)
         .first(conn)
         .optional()?
@@ -269,15 +376,30 @@ pub fn check_access_token(conn: &mut DbConnection, token: &str) -> Result<String
 
 /// Remembers recently verified HTTP Basic credentials for a few minutes, so a warehouse that sends
 /// them with every message does not pay an argon2 verification per message. Keyed by a SHA-256 of the
-/// credentials; holds at most a thousand entries.
+/// credentials; holds at most a thousand entries. A remembered entry is trusted only while the user
+/// still has the password hash it was verified against (one indexed read), so removing a user or
+/// changing its password takes effect at once, also in other processes.
 #[derive(Default)]
 pub struct CredentialCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedCredential>>,
+}
+
+/// A verified user name and password, remembered by its hash.
+struct CachedCredential {
+    password_hash: String,
+    verified_at: std::time::Instant,
 }
 
 impl CredentialCache {
     const TTL: std::time::Duration = std::time::Duration::from_secs(300);
     const MAX: usize = 1000;
+
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CachedCredential>> {
+        // The map stays consistent even if a holder panicked: every update is one insert or clear.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
     /// Checks `username`/`password`, from the cache when verified recently. Blocking (argon2).
     pub fn verify(
@@ -287,17 +409,34 @@ impl CredentialCache {
         password: &str,
     ) -> Result<String, AuthError> {
         let key = secret_hash(&format!("{username}\0{password}"));
-        if let Some((user, at)) = self.entries.lock().expect("cache lock").get(&key)
-            && at.elapsed() < Self::TTL
-        {
-            return Ok(user.clone());
+        let remembered = self
+            .entries()
+            .get(&key)
+            .filter(|c| c.verified_at.elapsed() < Self::TTL)
+            .map(|c| c.password_hash.clone());
+        if let Some(remembered) = remembered {
+            let current: Option<String> = api_users::table
+                .filter(api_users::username.eq(username))
+                .select(api_users::password_hash)
+                .first(conn)
+                .optional()?;
+            if current.as_deref() == Some(remembered.as_str()) {
+                return Ok(username.to_string());
+            }
+            self.entries().remove(&key);
         }
-        verify_user(conn, username, password)?;
-        let mut entries = self.entries.lock().expect("cache lock");
+        let (_, password_hash) = check_password(conn, username, password)?;
+        let mut entries = self.entries();
         if entries.len() >= Self::MAX {
             entries.clear();
         }
-        entries.insert(key, (username.to_string(), std::time::Instant::now()));
+        entries.insert(
+            key,
+            CachedCredential {
+                password_hash,
+                verified_at: std::time::Instant::now(),
+            },
+        );
         Ok(username.to_string())
     }
 }

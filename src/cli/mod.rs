@@ -1,6 +1,7 @@
 //! The `wharf` command line: one binary, one subcommand per job.
 
 mod exports;
+mod requests;
 mod users;
 
 use std::path::PathBuf;
@@ -47,9 +48,9 @@ pub enum Command {
     /// Manage storefront API tokens.
     #[command(subcommand)]
     Tokens(users::TokensCommand),
-    /// Inspect received requests.
+    /// Received requests: list, show, requeue, reprocess; rejected messages; queue depth.
     #[command(subcommand)]
-    Requests(users::RequestsCommand),
+    Requests(requests::RequestsCommand),
     /// Lost orders: list, resend, dismiss.
     #[command(subcommand)]
     Orders(exports::OrdersCommand),
@@ -131,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Users(cmd) => users::users(&settings, cmd),
         Command::Tokens(cmd) => users::tokens(&settings, cmd),
-        Command::Requests(cmd) => users::requests(&settings, cmd),
+        Command::Requests(cmd) => requests::requests(&settings, cmd),
         Command::Orders(cmd) => exports::orders(&settings, cmd),
         Command::Exports(cmd) => exports::exports(&settings, cmd),
         Command::Export => {

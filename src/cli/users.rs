@@ -1,25 +1,43 @@
-//! `wharf users …`, `wharf tokens …`, `wharf requests …`.
+//! `wharf users …` and `wharf tokens …`.
 
 use std::io::Read;
 
 use anyhow::{Context, bail};
+use chrono::NaiveDateTime;
 use clap::Subcommand;
 
 use crate::auth;
 use crate::config::Settings;
-use crate::queue;
 
 /// `wharf users`.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Create an API user. The password is read from standard input (one line).
+    /// Create an API user. The password is read from standard input (see `--password-stdin`).
     Add {
         /// Login name.
         name: String,
         /// Role: `warehouse` (may call the SOAP API).
         #[arg(long, default_value = "warehouse")]
         role: String,
-        /// Read the password from standard input (required: passwords never go on the command line).
+        /// Read the password from standard input (required: passwords never go on the command
+        /// line). It is taken exactly as sent, spaces included; only one final line ending ("\n" or
+        /// "\r\n", as `echo` adds) is dropped.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List API users with their valid login sessions and admin tokens.
+    List,
+    /// Remove an API user; its sessions and admin tokens end at once.
+    Remove {
+        /// Login name.
+        name: String,
+    },
+    /// Change an API user's password (read from standard input); its sessions and admin tokens
+    /// end at once.
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Read the new password from standard input (required), exactly as for `users add`.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -33,19 +51,45 @@ pub enum TokensCommand {
         /// A name for the token, e.g. the storefront it is for.
         name: String,
     },
+    /// List storefront API tokens: name, created, last used (never the token).
+    List,
+    /// Revoke a storefront API token: calls with it are refused from now on.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
-/// `wharf requests`.
-#[derive(Debug, Subcommand)]
-pub enum RequestsCommand {
-    /// List the most recent rejected messages (faults), newest first.
-    Rejected {
-        /// How many to show.
-        #[arg(long, default_value_t = 20)]
-        limit: i64,
-    },
-    /// Count requests by state.
-    Depth,
+/// Reads a password from standard input exactly as sent: only the one line ending that `echo` or a
+/// here-string adds ("\n", or "\r\n") is removed. Nothing is trimmed — a password may begin or end
+/// with spaces — and a password cannot span lines.
+fn read_password(password_stdin: bool) -> anyhow::Result<String> {
+    if !password_stdin {
+        bail!("pass --password-stdin and send the password on standard input");
+    }
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the password from standard input")?;
+    password_from_input(&input)
+}
+
+fn password_from_input(input: &str) -> anyhow::Result<String> {
+    let password = match input.strip_suffix('\n') {
+        Some(line) => line.strip_suffix('\r').unwrap_or(line),
+        None => input,
+    };
+    if password.contains('\n') {
+        bail!(
+            "the password on standard input spans several lines; send it as one line (a password \
+             cannot contain a line break)"
+        );
+    }
+    Ok(password.to_string())
+}
+
+fn time(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 pub(super) fn users(settings: &Settings, cmd: UsersCommand) -> anyhow::Result<()> {
@@ -55,61 +99,110 @@ pub(super) fn users(settings: &Settings, cmd: UsersCommand) -> anyhow::Result<()
             role,
             password_stdin,
         } => {
-            if !password_stdin {
-                bail!("pass --password-stdin and send the password on standard input");
-            }
-            let mut input = String::new();
-            std::io::stdin()
-                .read_to_string(&mut input)
-                .context("reading the password from standard input")?;
-            let password = input.lines().next().unwrap_or("").to_string();
+            let password = read_password(password_stdin)?;
             let pool = super::open(settings)?;
             let mut conn = pool.get()?;
             auth::add_user(&mut conn, &name, &password, &role)?;
             println!("created user {name:?} with role {role}");
-            Ok(())
         }
-    }
-}
-
-pub(super) fn tokens(settings: &Settings, cmd: TokensCommand) -> anyhow::Result<()> {
-    match cmd {
-        TokensCommand::Add { name } => {
+        UsersCommand::List => {
             let pool = super::open(settings)?;
             let mut conn = pool.get()?;
-            let token = auth::add_token(&mut conn, &name)?;
-            eprintln!("created token {name:?}; it is shown once, store it now:");
-            println!("{token}");
-            Ok(())
-        }
-    }
-}
-
-pub(super) fn requests(settings: &Settings, cmd: RequestsCommand) -> anyhow::Result<()> {
-    let pool = super::open(settings)?;
-    let mut conn = pool.get()?;
-    match cmd {
-        RequestsCommand::Rejected { limit } => {
-            let rows = queue::recent_rejections(&mut conn, limit)?;
-            if rows.is_empty() {
-                println!("no rejected messages");
+            let users = auth::list_users(&mut conn, auth::Lifetimes::of(&settings.soap))?;
+            if users.is_empty() {
+                println!("no users; create one with `wharf users add NAME --password-stdin`");
+                return Ok(());
             }
-            for r in rows {
+            println!(
+                "{:<24}  {:<10}  {:<19}  {:>8}  {:>6}",
+                "NAME", "ROLE", "CREATED", "SESSIONS", "TOKENS"
+            );
+            for u in users {
                 println!(
-                    "#{} {} caller={} operation={} — {}",
-                    r.id,
-                    r.received_at.format("%Y-%m-%d %H:%M:%S"),
-                    r.caller.as_deref().unwrap_or("-"),
-                    r.operation.as_deref().unwrap_or("-"),
-                    r.reason
+                    "{:<24}  {:<10}  {:<19}  {:>8}  {:>6}",
+                    u.username,
+                    u.role,
+                    time(u.created_at),
+                    u.sessions,
+                    u.tokens
                 );
             }
         }
-        RequestsCommand::Depth => {
-            for (state, n) in queue::depth_by_state(&mut conn)? {
-                println!("{state:<12} {n}");
-            }
+        UsersCommand::Remove { name } => {
+            let pool = super::open(settings)?;
+            let mut conn = pool.get()?;
+            let ended = auth::remove_user(&mut conn, &name)?;
+            println!(
+                "removed user {name:?}; ended {} session(s) and {} admin token(s)",
+                ended.sessions, ended.tokens
+            );
+        }
+        UsersCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin)?;
+            let pool = super::open(settings)?;
+            let mut conn = pool.get()?;
+            let ended = auth::set_password(&mut conn, &name, &password)?;
+            println!(
+                "changed the password of {name:?}; ended {} session(s) and {} admin token(s)",
+                ended.sessions, ended.tokens
+            );
         }
     }
     Ok(())
+}
+
+pub(super) fn tokens(settings: &Settings, cmd: TokensCommand) -> anyhow::Result<()> {
+    let pool = super::open(settings)?;
+    let mut conn = pool.get()?;
+    match cmd {
+        TokensCommand::Add { name } => {
+            let token = auth::add_token(&mut conn, &name)?;
+            eprintln!("created token {name:?}; it is shown once, store it now:");
+            println!("{token}");
+        }
+        TokensCommand::List => {
+            let tokens = auth::list_tokens(&mut conn)?;
+            if tokens.is_empty() {
+                println!("no tokens; create one with `wharf tokens add NAME`");
+                return Ok(());
+            }
+            println!("{:<24}  {:<19}  LAST USED", "NAME", "CREATED");
+            for t in tokens {
+                println!(
+                    "{:<24}  {:<19}  {}",
+                    t.name,
+                    time(t.created_at),
+                    t.last_used_at.map_or_else(|| "never".to_string(), time)
+                );
+            }
+        }
+        TokensCommand::Revoke { name } => {
+            auth::revoke_token(&mut conn, &name)?;
+            println!("revoked token {name:?}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_final_line_ending_is_dropped_from_a_password() {
+        for (input, expected) in [
+            ("secret\n", "secret".to_string()),
+            ("  spaced out  \n", "  spaced out  ".to_string()),
+            ("trailing space \r\n", "trailing space ".to_string()),
+            ("no newline ", "no newline ".to_string()),
+            ("tab\t\n", "tab\t".to_string()),
+        ] {
+            assert_eq!(password_from_input(input).unwrap(), expected, "{input:?}");
+        }
+        assert!(password_from_input("two\nlines\n").is_err());
+        assert!(password_from_input("extra\n\n").is_err());
+    }
 }

@@ -2,6 +2,7 @@
 //! and the few places where SQL must differ per backend (`sql.rs`).
 
 pub mod copy;
+pub mod file;
 pub mod schema;
 pub mod sql;
 
@@ -121,6 +122,7 @@ impl r2d2::ManageConnection for Manager {
                 &self.url,
             )?)),
             Backend::Sqlite => {
+                file::prepare_sqlite_file(self.sqlite_path());
                 let mut c = SqliteConnection::establish(self.sqlite_path())?;
                 // busy_timeout first: switching to WAL takes a lock that other new connections wait
                 // for. WAL lets readers run beside the one writer; FULL sync because an acknowledgement
@@ -188,7 +190,15 @@ pub fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
                 .map_err(|e| e.to_string()),
         }
     };
-    run(&mut conn).map_err(DbError::Migrate)
+    let applied = run(&mut conn).map_err(DbError::Migrate)?;
+    // Credentials that versions before masking stored in clear are masked once, right after the
+    // migration that lists them.
+    crate::queue::scrub::run(&mut conn).map_err(|e| {
+        DbError::Migrate(format!(
+            "masking credentials stored by an earlier version failed (it resumes next time): {e}"
+        ))
+    })?;
+    Ok(applied)
 }
 
 /// Whether every embedded migration has been applied (for `/ready`).

@@ -358,3 +358,63 @@ diesel::table! {
 
 diesel::joinable!(export_lines -> exports (export_id));
 diesel::joinable!(order_export_actions -> orders (order_id));
+
+diesel::table! {
+    request_actions (id) {
+        id -> BigInt,
+        request_id -> BigInt,
+        action -> Text,
+        actor -> Text,
+        at -> Timestamp,
+        previous_state -> Text,
+        previous_attempts -> Integer,
+        previous_error -> Nullable<Text>,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    replaced_import_lines (action_id, line_no) {
+        action_id -> BigInt,
+        line_no -> Integer,
+        seq -> Nullable<BigInt>,
+        sku -> Text,
+        source -> Text,
+        units_received -> Integer,
+        units_adjusted_orders -> Integer,
+        units_adjusted_quotes -> Integer,
+        stored_qty -> Nullable<Integer>,
+        result -> Text,
+        message -> Text,
+        created_at -> Timestamp,
+        reference -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    request_errors (id) {
+        id -> BigInt,
+        request_id -> BigInt,
+        attempt -> Integer,
+        at -> Timestamp,
+        error -> Text,
+    }
+}
+
+diesel::table! {
+    credential_scrub (table_name) {
+        table_name -> Text,
+        next_id -> BigInt,
+        last_id -> BigInt,
+    }
+}
+
+diesel::joinable!(request_actions -> requests (request_id));
+diesel::joinable!(replaced_import_lines -> request_actions (action_id));
+diesel::joinable!(request_errors -> requests (request_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    requests,
+    request_actions,
+    replaced_import_lines,
+    request_errors,
+);

@@ -397,8 +397,8 @@ impl Query for InventoryReceipt<'_> {
 
 /// On PostgreSQL, the whole receipt of an inventory message is one prepared statement (run after
 /// the receipt's advisory lock, in its own snapshot): look for earlier copies of the messageSeqId;
-/// count a byte-identical copy; otherwise insert the request (flagged as a conflict when the id was
-/// used with another body) and its lines. Returns one row: (request id, conflict, repeat).
+/// count a copy with the same (masked) body hash; otherwise insert the request (flagged as a
+/// conflict when the id was used with another body) and its lines. Returns one row: (request id, conflict, repeat).
 impl QueryFragment<Pg> for InventoryReceipt<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("WITH prior AS (SELECT id, body_hash FROM requests WHERE operation = ");

@@ -180,6 +180,9 @@ fn handle(
     };
     let version = env.version;
     let op = &env.operation;
+    // What is hashed and stored: the body with its credentials masked (rejections mask their
+    // excerpt themselves, since theirs need not be well-formed).
+    let masked = soap::mask::apply(body, &env.credentials);
     let Some(kind) = OperationKind::of(&op.name) else {
         let fault = Fault::client(format!(
             "unknown operation {:?}; wharf accepts login, endSession, \
@@ -260,7 +263,12 @@ fn handle(
     };
 
     match call {
-        Call::Login { username, api_key } => match auth::login(&mut conn, &username, &api_key) {
+        Call::Login { username, api_key } => match auth::login(
+            &mut conn,
+            &username,
+            &api_key,
+            auth::Lifetimes::of(&state.settings.soap),
+        ) {
             Ok(session) => answer(
                 &session,
                 if rpc { "loginReturn" } else { "result" },
@@ -290,7 +298,8 @@ fn handle(
         },
         Call::AdminToken { username, password } => {
             let lifetime = TimeDelta::seconds(state.settings.soap.token_lifetime_secs as i64);
-            match auth::create_access_token(&mut conn, &username, &password, lifetime) {
+            let lifetimes = auth::Lifetimes::of(&state.settings.soap);
+            match auth::create_access_token(&mut conn, &username, &password, lifetime, lifetimes) {
                 Ok((token, expires)) => Reply {
                     token_expires: Some(expires.and_utc().to_rfc3339()),
                     ..answer(&token, "result", "string")
@@ -317,14 +326,14 @@ fn handle(
         }
         Call::InventoryUpdate(msg) => {
             let caller = caller.as_deref().unwrap_or_default();
-            let stored = queue::receive_inventory(&mut conn, caller, body, &msg);
+            let stored = queue::receive_inventory(&mut conn, caller, &masked, &msg);
             acknowledge(stored, op_name, msg.message_seq_id, msg.lines.len(), caller)
                 .map(|text| answer(&text, "result", "string"))
                 .unwrap_or_else(|e| server_error(version, &e))
         }
         Call::ShipmentCreate(msg) => {
             let caller = caller.as_deref().unwrap_or_default();
-            let stored = queue::receive_shipment(&mut conn, caller, body, &msg);
+            let stored = queue::receive_shipment(&mut conn, caller, &masked, &msg);
             acknowledge(stored, op_name, msg.message_seq_id, msg.lines.len(), caller)
                 .map(|text| answer(&text, "result", "string"))
                 .unwrap_or_else(|e| server_error(version, &e))
@@ -374,15 +383,15 @@ fn authenticate(
     op: &envelope::Element,
     authorization: Option<&str>,
 ) -> Result<String, AuthError> {
+    let lifetimes = auth::Lifetimes::of(&state.settings.soap);
     if let Some(session) = messages::session_id(op) {
-        let idle = TimeDelta::seconds(state.settings.soap.session_idle_timeout_secs as i64);
-        return auth::check_session(conn, session, idle);
+        return auth::check_session(conn, session, lifetimes);
     }
     let Some((scheme, value)) = authorization.and_then(|h| h.trim().split_once(' ')) else {
         return Err(AuthError::NoCredentials);
     };
     if scheme.eq_ignore_ascii_case("bearer") {
-        auth::check_access_token(conn, value.trim())
+        auth::check_access_token(conn, value.trim(), lifetimes)
     } else if scheme.eq_ignore_ascii_case("basic") {
         use base64::Engine;
         let decoded = base64::engine::general_purpose::STANDARD

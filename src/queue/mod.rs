@@ -5,14 +5,18 @@
 //! States: `queued` → `processing` (leased) → `processed`; a transient failure goes back to `queued`
 //! with a later `next_attempt_at`; after `max_attempts` a request is `dead` (kept, visible, replayable).
 
+pub mod inspect;
+pub mod lifecycle;
 pub mod report;
+pub mod scrub;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::db::schema::{
-    import_lines, imports, rejections, request_lines, request_shipments, request_tracking, requests,
+    import_lines, imports, rejections, request_errors, request_lines, request_shipments,
+    request_tracking, requests,
 };
 use crate::db::{self, DbConnection};
 use crate::inventory::InventoryMessage;
@@ -23,12 +27,57 @@ pub const OP_INVENTORY: &str = "inventory.update";
 /// Operation name of shipments in the queue.
 pub const OP_SHIPMENT: &str = "shipment.create";
 
+/// Where a received request stands (stored as text in `requests.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    /// Waiting for a worker (perhaps until a retry time, after a failed attempt).
+    Queued,
+    /// Claimed by a worker under a lease.
+    Processing,
+    /// Applied, with its import report.
+    Processed,
+    /// Failed `max_attempts` times; kept until support requeues it.
+    Dead,
+}
+
+impl RequestState {
+    /// Every state.
+    pub const ALL: [RequestState; 4] = [
+        RequestState::Queued,
+        RequestState::Processing,
+        RequestState::Processed,
+        RequestState::Dead,
+    ];
+
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Queued => "queued",
+            RequestState::Processing => "processing",
+            RequestState::Processed => "processed",
+            RequestState::Dead => "dead",
+        }
+    }
+
+    /// The state a stored text names.
+    pub fn parse(text: &str) -> Option<RequestState> {
+        RequestState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for RequestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a stored message was received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Receipt {
     /// First time: queued.
     Queued(i64),
-    /// A byte-identical re-send of a message already stored: counted, not queued again.
+    /// A re-send of a message already stored, identical once credentials are masked (so also after
+    /// a new login): counted, not queued again.
     Repeat(i64),
     /// A new body under a messageSeqId already used: queued and flagged for support.
     Conflict(i64),
@@ -40,7 +89,8 @@ pub fn body_hash(body: &[u8]) -> String {
 }
 
 /// Stores an inventory message whole — the request row and one line per SKU — in one transaction.
-/// Only when this returns `Ok` may the caller be told the message was received.
+/// Only when this returns `Ok` may the caller be told the message was received. `body` must already
+/// have its credentials masked ([`crate::soap::mask`]): it is hashed and stored as given.
 pub fn receive_inventory(
     conn: &mut DbConnection,
     caller: &str,
@@ -104,7 +154,8 @@ pub fn receive_inventory(
 }
 
 /// Stores a shipment message whole — the request row, its header, lines and tracking numbers — in one
-/// transaction. Only when this returns `Ok` may the caller be told the message was received.
+/// transaction. Only when this returns `Ok` may the caller be told the message was received. `body`
+/// must already have its credentials masked, as for [`receive_inventory`].
 pub fn receive_shipment(
     conn: &mut DbConnection,
     caller: &str,
@@ -191,8 +242,8 @@ fn insert_chunked_lines(conn: &mut DbConnection, lines: &[NewLine<'_>]) -> Query
     Ok(())
 }
 
-/// The receipt protocol shared by every operation, in one write transaction: a byte-identical re-send
-/// of a stored message is counted and not queued again; a new body under a used messageSeqId is queued
+/// The receipt protocol shared by every operation, in one write transaction: a re-send of a stored
+/// message (the same masked body, hence the same hash) is counted and not queued again; a new body under a used messageSeqId is queued
 /// and flagged as a conflict; otherwise the request row is inserted and `store_parts` writes the rest.
 fn receive(
     conn: &mut DbConnection,
@@ -271,21 +322,22 @@ fn operation_lock_key(operation: &str) -> i32 {
         .fold(0x5f3759dfu32, |h, b| h.rotate_left(5) ^ u32::from(b)) as i32
 }
 
-/// Keeps the first 64 KiB of a refused body, cut on a character boundary.
+/// Keeps the first 64 KiB of a refused body, cut on a character boundary, with whatever looks like a
+/// credential masked. The cut comes first: it bounds the work, and the masking copes with a
+/// credential cut in half (it masks to the end).
 fn excerpt(body: &[u8]) -> String {
     const MAX: usize = 64 * 1024;
     let cut = &body[..body.len().min(MAX)];
-    match std::str::from_utf8(cut) {
-        Ok(s) => s.to_string(),
-        Err(e) if e.error_len().is_none() => {
-            String::from_utf8_lossy(&cut[..e.valid_up_to()]).into_owned()
-        }
-        Err(_) => String::from_utf8_lossy(cut).into_owned(),
-    }
+    let text = match std::str::from_utf8(cut) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(e) if e.error_len().is_none() => String::from_utf8_lossy(&cut[..e.valid_up_to()]),
+        Err(_) => String::from_utf8_lossy(cut),
+    };
+    crate::soap::mask::mask_lossy(&text).into_owned()
 }
 
 /// Records a refused message so support can see it: when, who, which operation, why, and the start of
-/// the body.
+/// the body (credentials masked).
 pub fn record_rejection(
     conn: &mut DbConnection,
     caller: Option<&str>,
@@ -335,6 +387,14 @@ pub fn recent_rejections(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec
         .load(conn)
 }
 
+/// The stored (masked) body excerpts of these rejections: (id, excerpt).
+pub fn rejection_excerpts(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
+    rejections::table
+        .filter(rejections::id.eq_any(ids))
+        .select((rejections::id, rejections::body_excerpt))
+        .load(conn)
+}
+
 /// Marks claimed requests processed where `owner` still holds them, and returns how many it marked.
 /// Run inside the transaction that applies them: the rows stay locked until commit, and a worker whose
 /// lease was taken over marks fewer than it asked for and must roll back, so a late finisher can never
@@ -367,8 +427,8 @@ pub fn backoff(attempts: i32, base_secs: i64, ceiling_secs: i64) -> TimeDelta {
 }
 
 /// Records a transient failure of a claimed request: back to `queued` with a later retry time, or
-/// `dead` once `attempts` reached `max_attempts`. Does nothing if `owner` no longer holds the lease.
-/// Returns whether the request is now dead.
+/// `dead` once `attempts` reached `max_attempts`, and the error in the request's error history.
+/// Does nothing if `owner` no longer holds the lease. Returns whether the request is now dead.
 pub fn fail(
     conn: &mut DbConnection,
     id: i64,
@@ -378,27 +438,40 @@ pub fn fail(
     settings: &crate::config::WorkerSettings,
 ) -> QueryResult<bool> {
     let dead = attempts >= settings.max_attempts;
-    let next = db::now()
+    let now = db::now();
+    let next = now
         + backoff(
             attempts,
             settings.backoff_base_secs,
             settings.backoff_ceiling_secs,
         );
-    diesel::update(
-        requests::table
-            .filter(requests::id.eq(id))
-            .filter(requests::state.eq("processing"))
-            .filter(requests::lease_owner.eq(owner)),
-    )
-    .set((
-        requests::state.eq(if dead { "dead" } else { "queued" }),
-        requests::next_attempt_at.eq(next),
-        requests::lease_owner.eq(None::<String>),
-        requests::lease_expires_at.eq(None::<NaiveDateTime>),
-        requests::last_error.eq(Some(error)),
-    ))
-    .execute(conn)?;
-    Ok(dead)
+    db::write_tx(conn, |conn| {
+        let held = diesel::update(
+            requests::table
+                .filter(requests::id.eq(id))
+                .filter(requests::state.eq("processing"))
+                .filter(requests::lease_owner.eq(owner)),
+        )
+        .set((
+            requests::state.eq(if dead { "dead" } else { "queued" }),
+            requests::next_attempt_at.eq(next),
+            requests::lease_owner.eq(None::<String>),
+            requests::lease_expires_at.eq(None::<NaiveDateTime>),
+            requests::last_error.eq(Some(error)),
+        ))
+        .execute(conn)?;
+        if held == 1 {
+            diesel::insert_into(request_errors::table)
+                .values((
+                    request_errors::request_id.eq(id),
+                    request_errors::attempt.eq(attempts),
+                    request_errors::at.eq(now),
+                    request_errors::error.eq(error),
+                ))
+                .execute(conn)?;
+        }
+        Ok(dead)
+    })
 }
 
 /// Puts a claimed request back to wait until `until` without counting the attempt (the claim counted

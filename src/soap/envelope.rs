@@ -85,6 +85,10 @@ pub struct Envelope {
     pub operation: Element,
     /// The namespace URI of the operation element (empty when unqualified); answers use it.
     pub operation_ns: String,
+    /// Byte spans of the contents of credential elements (`sessionId`, `apiKey`, `password`, see
+    /// [`mask`](super::mask)) anywhere in the document, in order: what is masked before the body is
+    /// hashed and stored. Recorded while parsing so the body is not read a second time.
+    pub credentials: Vec<std::ops::Range<usize>>,
 }
 
 /// Why a body is not a usable SOAP envelope. The text is shown to the caller in a Client fault.
@@ -127,8 +131,17 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut operation: Option<Element> = None;
     let mut operation_ns = String::new();
+    let mut credentials = Vec::new();
+    // The credential element being read: (its depth, where its content starts). The start is the
+    // reader's position after the start tag, known once the next event is asked for (the event
+    // borrows the reader).
+    let mut in_credential: Option<(usize, Option<usize>)> = None;
 
     loop {
+        let before = reader.buffer_position() as usize;
+        if let Some((_, start @ None)) = &mut in_credential {
+            *start = Some(before);
+        }
         let (ns, event) = reader.read_resolved_event().map_err(|e| match e {
             quick_xml::Error::Namespace(quick_xml::name::NamespaceError::TooManyBindings(n)) => {
                 EnvelopeError::TooLarge(format!(
@@ -163,6 +176,12 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
                         "elements are nested deeper than {} levels",
                         limits.max_depth
                     )));
+                }
+                if !is_empty
+                    && in_credential.is_none()
+                    && super::mask::is_credential(local.as_bytes())
+                {
+                    in_credential = Some((depth, None));
                 }
                 if depth == 1 {
                     version = if local != "Envelope" {
@@ -206,6 +225,12 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
                 }
             }
             Event::End(_) => {
+                if let Some((d, start)) = in_credential
+                    && d == depth
+                {
+                    credentials.push(start.unwrap_or(before)..before);
+                    in_credential = None;
+                }
                 if body_depth == Some(depth) {
                     body_depth = Some(usize::MAX); // Body closed; ignore anything after it
                 }
@@ -253,6 +278,7 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
         version,
         operation,
         operation_ns,
+        credentials,
     })
 }
 
@@ -351,5 +377,44 @@ mod tests {
             parse(b"<a/>", limits()).unwrap_err(),
             EnvelopeError::NotEnvelope(_)
         ));
+    }
+
+    #[test]
+    fn records_credential_spans_that_agree_with_the_lossy_scan() {
+        let fixtures = [
+            include_str!("../../tests/fixtures/m1-login.xml"),
+            include_str!("../../tests/fixtures/m1-inventory-multi-update.xml"),
+            include_str!("../../tests/fixtures/m1-inventory-multi-update-skus.xml"),
+            include_str!("../../tests/fixtures/m1-inventory-ws-i.xml"),
+            include_str!("../../tests/fixtures/m1-shipment-create.xml"),
+            include_str!("../../tests/fixtures/m2-inventory-update.xml"),
+            include_str!("../../tests/fixtures/m2-shipment-create.xml"),
+        ];
+        for xml in fixtures {
+            let xml = xml.replace("[session_authentication_token]", "SeCrEt-SeSsIoN");
+            let env = parse(xml.as_bytes(), limits()).unwrap();
+            assert_eq!(
+                env.credentials,
+                super::super::mask::find_lossy(xml.as_bytes()),
+                "{xml}"
+            );
+            let masked = super::super::mask::apply(xml.as_bytes(), &env.credentials);
+            let masked = std::str::from_utf8(&masked).unwrap();
+            assert!(!masked.contains("SeCrEt-SeSsIoN"), "{masked}");
+            assert!(!masked.contains("change-me"), "{masked}");
+            // Masking keeps the document well-formed and parseable.
+            assert!(parse(masked.as_bytes(), limits()).is_ok(), "{masked}");
+        }
+        let nested = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Header>\
+                      <Password>h</Password></s:Header><s:Body><op><sessionId><![CDATA[a<b]]>&amp;c\
+                      </sessionId><apiKey/></op></s:Body></s:Envelope>";
+        let env = parse(nested.as_bytes(), limits()).unwrap();
+        let masked = super::super::mask::apply(nested.as_bytes(), &env.credentials);
+        assert_eq!(
+            std::str::from_utf8(&masked).unwrap(),
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Header>\
+             <Password>***</Password></s:Header><s:Body><op><sessionId>***</sessionId><apiKey/></op>\
+             </s:Body></s:Envelope>"
+        );
     }
 }

@@ -131,14 +131,14 @@ pub fn read(op: &Element, max_lines: usize) -> Result<Call, FieldError> {
     match OperationKind::of(&op.name) {
         Some(OperationKind::Login) => Ok(Call::Login {
             username: required_text(op, "username")?.to_string(),
-            api_key: required_text(op, "apiKey")?.to_string(),
+            api_key: required_secret(op, "apiKey")?.to_string(),
         }),
         Some(OperationKind::EndSession) => Ok(Call::EndSession {
             session_id: required_text(op, "sessionId")?.to_string(),
         }),
         Some(OperationKind::AdminToken) => Ok(Call::AdminToken {
             username: required_text(op, "username")?.to_string(),
-            password: required_text(op, "password")?.to_string(),
+            password: required_secret(op, "password")?.to_string(),
         }),
         Some(OperationKind::InventoryUpdate) => {
             read_inventory(op, max_lines).map(Call::InventoryUpdate)
@@ -152,6 +152,16 @@ pub fn read(op: &Element, max_lines: usize) -> Result<Call, FieldError> {
 
 fn required_text<'a>(op: &'a Element, name: &str) -> Result<&'a str, FieldError> {
     match op.child_text(name) {
+        Some(t) if !t.is_empty() => Ok(t),
+        Some(_) => Err(err(name, "is empty")),
+        None => Err(err(name, "is missing")),
+    }
+}
+
+/// A password exactly as sent: never trimmed, since a password may begin or end with a space (only
+/// an entirely empty one is refused as missing).
+fn required_secret<'a>(op: &'a Element, name: &str) -> Result<&'a str, FieldError> {
+    match op.child(name).map(|c| c.text.as_str()) {
         Some(t) if !t.is_empty() => Ok(t),
         Some(_) => Err(err(name, "is empty")),
         None => Err(err(name, "is missing")),
@@ -525,6 +535,34 @@ mod tests {
         assert_eq!(msg.lines[0].seq, 9000451);
         assert_eq!(msg.lines[1].seq, 9000452);
         assert_eq!(msg.lines[1].qty, -2);
+    }
+
+    #[test]
+    fn passwords_are_read_exactly_as_sent() {
+        let login = el(
+            "login",
+            vec![
+                leaf("username", " orderflow "),
+                leaf("apiKey", " pass word "),
+            ],
+        );
+        let Call::Login { username, api_key } = read(&login, 10).unwrap() else {
+            panic!("not a login")
+        };
+        assert_eq!(
+            (username.as_str(), api_key.as_str()),
+            ("orderflow", " pass word ")
+        );
+        let token = el(
+            "integrationAdminTokenServiceV1CreateAdminAccessToken",
+            vec![leaf("username", "u"), leaf("password", "pw\t")],
+        );
+        let Call::AdminToken { password, .. } = read(&token, 10).unwrap() else {
+            panic!("not a token request")
+        };
+        assert_eq!(password, "pw\t");
+        let empty = el("login", vec![leaf("username", "u"), leaf("apiKey", "")]);
+        assert_eq!(read(&empty, 10).unwrap_err().field, "apiKey");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! No business rules live here.
 
 pub mod envelope;
+pub mod mask;
 pub mod messages;
 
 use quick_xml::escape::escape;

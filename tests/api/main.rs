@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod clients;
 mod crash;
+mod creds;
 mod export;
 mod feed;
 mod hostile;

@@ -1,0 +1,4 @@
+DROP TABLE credential_scrub;
+DROP TABLE request_errors;
+DROP TABLE replaced_import_lines;
+DROP TABLE request_actions;
