@@ -216,7 +216,8 @@ async fn rejection_excerpts_hold_no_credentials(backend: Backend) {
 }
 
 async fn a_resend_after_a_new_login_is_a_repeat(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // The shipment's order is never created: let it fail at once instead of waiting for the order.
+    let app = TestApp::spawn_with(backend, |s| s.worker.unknown_order_retry_secs = 0).await;
     let first = app.login().await;
     assert_eq!(app.send_inventory(&first, 10, &[("A", 5, 10)]).await.0, 200);
     app.send_shipment(&first, "100000001", 11, &[("A", 1)], "TRACK1")
