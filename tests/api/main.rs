@@ -10,6 +10,7 @@ mod cli;
 mod clients;
 mod crash;
 mod export;
+mod export_failures;
 mod feed;
 mod hostile;
 mod inventory;
