@@ -150,7 +150,14 @@ fn summary(what: &str, o: &BatchOutcome, max_attempts: i32) -> Vec<String> {
                 .unwrap_or_else(|| "the next run".into())
         ));
     }
-    if let Some(b) = o.breaker.filter(|_| o.paused) {
+    if let Some(b) = o.breaker.filter(|_| o.paused && what == "cancellations") {
+        // The same warehouse: cancellations wait on the order breaker, reported with the orders.
+        lines.push(format!(
+            "{what}: not sent while the order breaker is open (until {}, after {} failed batches)",
+            b.paused_until.map(when).unwrap_or_default(),
+            b.failures
+        ));
+    } else if let Some(b) = o.breaker.filter(|_| o.paused) {
         lines.push(format!(
             "{what}: breaker open: exports paused until {} after {} failed batches; they resume by \
              themselves (check the warehouse meanwhile; `wharf exports list` shows what failed)",
@@ -175,7 +182,7 @@ fn problems_of(what: &str, o: &BatchOutcome) -> Vec<String> {
     if o.lost > 0 {
         out.push(count(o.lost, "lost"));
     }
-    if o.paused {
+    if o.paused && what != "cancellations" {
         out.push(format!("{one} exports paused by the breaker"));
     }
     out

@@ -122,9 +122,12 @@ pub fn breakers(conn: &mut DbConnection) -> QueryResult<Vec<(String, BreakerStat
 pub(super) fn log_failure(kind: &str, b: &BreakerState, error: &str, now: NaiveDateTime) {
     let failures = b.failures;
     match b.paused_until.filter(|_| b.is_open(now)) {
-        Some(until) => tracing::error!(kind, failures, until = %until, error,
-            "breaker open: {kind} exports paused until {until} UTC after {failures} failed batches \
-             ({error}); they resume by themselves, check the warehouse meanwhile"),
+        Some(until) => {
+            tracing::error!(kind, failures, until = %until.format("%Y-%m-%d %H:%M:%S"), error,
+            "breaker open: {kind} exports paused until {} UTC after {failures} failed batches \
+             ({error}); they resume by themselves, check the warehouse meanwhile",
+            until.format("%Y-%m-%d %H:%M:%S"))
+        }
         None => tracing::warn!(
             kind,
             failures,

@@ -441,8 +441,9 @@ fn not_answered(
         .execute(conn)?;
     exchange::log_failed(conn, log, 1, e)?;
     breaker::log_failure(noun, &b, &e.message, now);
-    tracing::warn!(order = %c.reference, error = %e.message, retry_at = %retry_at,
-        "the cancellation of order {} was not sent: {}; it is sent again at {retry_at} UTC",
+    let at = retry_at.format("%Y-%m-%d %H:%M:%S");
+    tracing::warn!(order = %c.reference, error = %e.message, retry_at = %at,
+        "the cancellation of order {} was not sent: {}; it is sent again at {at} UTC",
         c.reference, e.message);
     Ok(BatchOutcome::not_sent(1, e, retry_at, b, now))
 }

@@ -559,9 +559,10 @@ pub(super) fn settle_failed_batch(
     };
     exchange::log_failed(conn, log, batch.len(), e)?;
     breaker::log_failure(kind.noun(), &b, &e.message, now);
+    let at = retry_at.format("%Y-%m-%d %H:%M:%S");
     for r in &refs {
-        tracing::warn!(kind = kind.noun(), item = %r, error = %e.message, retry_at = %retry_at,
-            "{} {r} not sent: {}; it is sent again at {retry_at} UTC", kind.noun(), e.message);
+        tracing::warn!(kind = kind.noun(), item = %r, error = %e.message, retry_at = %at,
+            "{} {r} not sent: {}; it is sent again at {at} UTC", kind.noun(), e.message);
     }
     Ok(BatchOutcome::not_sent(batch.len(), e, retry_at, b, now))
 }

@@ -16,7 +16,7 @@ use wharf::db::schema::{order_export_actions, orders};
 use wharf::export::{self, Exporter};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, TestDb, order_json};
 use crate::warehouse_api::{Behaviour, WarehouseSim};
 
 both_backends!(
@@ -27,6 +27,7 @@ both_backends!(
     a_product_changed_while_being_sent_is_sent_again,
     a_refused_cancellation_backs_off_then_is_lost_then_resent_or_dismissed,
     an_unanswered_cancellation_waits_counts_on_the_breaker_and_stops_the_run,
+    existing_cancellations_and_log_rows_carry_over,
 );
 
 const WMS_USER: &str = "wharf";
@@ -718,5 +719,188 @@ async fn an_unanswered_cancellation_waits_counts_on_the_breaker_and_stops_the_ru
         breakers.is_empty(),
         "an answer closes the count: {breakers:?}"
     );
+
+    // Unanswered cancellations open the order breaker, and then wait for it like orders do.
+    for id in ["N-3", "N-4"] {
+        app.put_order(id, &[("A", 1)]).await;
+    }
+    assert_eq!(ex.export_orders().await.unwrap().exported, 2);
+    for id in ["N-3", "N-4"] {
+        app.api(Method::POST, &format!("/orders/{id}/cancel"), None)
+            .await;
+    }
+    sim.set_behaviour(Behaviour {
+        http_500: 2,
+        ..Behaviour::default()
+    });
+    assert!(!ex.export_cancellations().await.unwrap().paused);
+    let o = ex.export_cancellations().await.unwrap();
+    assert!(
+        o.batch_failed && o.paused,
+        "the second in a row opens it: {o:?}"
+    );
+    let before = cancel_requests(&sim);
+    let o = ex.export_cancellations().await.unwrap();
+    assert!(o.paused && o.items == 0, "{o:?}");
+    assert_eq!(cancel_requests(&sim), before, "paused: nothing sent");
+    let o = ex.export_orders().await.unwrap();
+    assert!(o.paused, "the same breaker holds the orders: {o:?}");
     sim.stop().await;
+}
+
+/// The server on an existing database (as `TestApp::spawn` does on a fresh one).
+async fn spawn_on(db: TestDb) -> TestApp {
+    wharf::tls::install_crypto_provider();
+    let settings = crate::helpers::test_settings(&db.url);
+    let app = wharf::Application::build(settings.clone())
+        .await
+        .expect("build app");
+    let base = format!("http://{}", app.addr());
+    let pool = app.pool();
+    tokio::spawn(app.run_until_stopped());
+    let p = pool.clone();
+    let token = tokio::task::spawn_blocking(move || {
+        wharf::auth::add_token(&mut p.get().unwrap(), "storefront").unwrap()
+    })
+    .await
+    .unwrap();
+    TestApp {
+        base,
+        pool,
+        settings: Arc::new(settings),
+        client: reqwest::Client::new(),
+        token,
+        db,
+    }
+}
+
+/// Applies the migrations of the given backend folder up to and including `last`.
+fn migrate_until(conn: &mut wharf::db::DbConnection, last: &str) {
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+    fn run<C: MigrationHarness<B>, B: diesel::backend::Backend>(c: &mut C, dir: &str, last: &str) {
+        let source = FileBasedMigrations::from_path(format!(
+            "{}/migrations/{dir}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        for m in c.pending_migrations(source).unwrap() {
+            if m.name().version().to_string().replace('-', "").as_str() > last {
+                break;
+            }
+            c.run_migration(&*m).unwrap();
+        }
+    }
+    match conn {
+        wharf::db::DbConnection::Sqlite(c) => run(c, "sqlite", last),
+        wharf::db::DbConnection::Postgresql(c) => run(c, "postgres", last),
+    }
+}
+
+async fn existing_cancellations_and_log_rows_carry_over(backend: Backend) {
+    let db = TestDb::new(backend);
+    let pool = wharf::db::connect(&db.url, 2).unwrap();
+    let document = order_json(&[("A", 1)]).to_string().replace('\'', "''");
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().unwrap();
+        migrate_until(&mut conn, "20261123000005");
+        // As the previous version left them: one cancellation confirmed, one refused last time
+        // (its error on the order), and their log rows all 'failure'.
+        let t = "'2026-11-30 10:00:00'";
+        for (id, status, cancel_sent_at, error) in [
+            ("O-SENT", "canceled", t, "NULL"),
+            ("O-REFUSED", "canceled", "NULL", "'the warehouse did not cancel order O-REFUSED: No cancel operation performed for order O-REFUSED'"),
+            ("O-LIVE", "processing", "NULL", "NULL"),
+        ] {
+            diesel::sql_query(format!(
+                "INSERT INTO orders (increment_id, status, source, is_virtual, document, ordered_at, \
+                 received_at, updated_at, exported_at, export_status, cancel_sent_at, export_error) \
+                 VALUES ('{id}', '{status}', 'web', false, '{document}', {t}, {t}, {t}, {t}, \
+                 'exported', {cancel_sent_at}, {error})"
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        }
+        for (outcome, http, error, s, f) in [
+            ("failure", "500", "'the warehouse answered HTTP 500'", 0, 1),
+            ("failure", "200", "'the warehouse did not cancel order O-REFUSED: No cancel operation performed'", 0, 1),
+            ("ok", "200", "NULL", 1, 0),
+        ] {
+            diesel::sql_query(format!(
+                "INSERT INTO exports (message_id, kind, operation, url, started_at, finished_at, \
+                 outcome, error, successes, duplicates, failures, http_status) VALUES \
+                 ('cancel-{outcome}-{http}-{s}', 'cancel', 'cancel', 'http://wms/', {t}, {t}, \
+                 '{outcome}', {error}, {s}, 0, {f}, {http})"
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        }
+        diesel::sql_query(format!(
+            "INSERT INTO exports (message_id, kind, operation, url, started_at, finished_at, \
+             outcome, successes, duplicates, failures, http_status) VALUES \
+             ('order-1', 'order', 'insert', 'http://wms/', {t}, {t}, 'ok', 2, 1, 1, 200)"
+        ))
+        .execute(&mut conn)
+        .unwrap();
+    })
+    .await
+    .unwrap();
+
+    // The current version starts on that database.
+    let app = spawn_on(db).await;
+    let c = order_view(&app, "O-SENT").await["cancellation"].clone();
+    assert_eq!(c["state"], "sent", "{c}");
+    assert_eq!(
+        time_of(&c["sent_at"]).to_rfc3339(),
+        "2026-11-30T10:00:00+00:00"
+    );
+    let c = order_view(&app, "O-REFUSED").await["cancellation"].clone();
+    assert_eq!(
+        (c["state"].as_str(), c["attempts"].as_i64()),
+        (Some("failed"), Some(1)),
+        "{c}"
+    );
+    has(
+        c["last_error"].as_str().unwrap(),
+        "No cancel operation performed",
+    );
+    assert!(order_view(&app, "O-LIVE").await["cancellation"].is_null());
+    let errors: Vec<Option<String>> = app
+        .with_conn(|c| {
+            orders::table
+                .order(orders::id)
+                .select(orders::export_error)
+                .load(c)
+                .unwrap()
+        })
+        .await;
+    assert_eq!(
+        errors,
+        vec![None, None, None],
+        "the export's own error is clear"
+    );
+
+    let log = app
+        .with_conn(|c| export::recent_exports(c, 10).unwrap())
+        .await;
+    let got: Vec<(&str, &str, i32, i32, i32)> = log
+        .iter()
+        .map(|e| {
+            (
+                e.kind.as_str(),
+                e.outcome.as_str(),
+                e.items,
+                e.successes,
+                e.failures,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("order", "ok", 4, 2, 1),
+            ("cancel", "ok", 1, 1, 0),
+            ("cancel", "ok", 1, 0, 1),
+            ("cancel", "http_error", 1, 0, 0),
+        ]
+    );
 }
