@@ -336,8 +336,12 @@ pub(super) fn settle_items(
     let mut counts = Counts::default();
     let mut log_lines = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
+    let mut last_refusal = None;
     for item in batch {
         let d = decide(item, lines, cfg, now);
+        if d.error.is_some() {
+            last_refusal.clone_from(&d.error);
+        }
         match d.verdict {
             Verdict::Success => counts.successes += 1,
             Verdict::Duplicate => counts.duplicates += 1,
@@ -368,7 +372,7 @@ pub(super) fn settle_items(
         Answered {
             items: batch.len(),
             counts,
-            refusal: None,
+            refusal: last_refusal.as_deref(),
             response: body,
         },
         &log_lines,

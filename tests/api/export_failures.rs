@@ -28,6 +28,7 @@ both_backends!(
     a_refused_cancellation_backs_off_then_is_lost_then_resent_or_dismissed,
     an_unanswered_cancellation_waits_counts_on_the_breaker_and_stops_the_run,
     existing_cancellations_and_log_rows_carry_over,
+    support_cannot_resend_an_order_while_it_is_being_sent,
 );
 
 const WMS_USER: &str = "wharf";
@@ -903,4 +904,38 @@ async fn existing_cancellations_and_log_rows_carry_over(backend: Backend) {
             ("cancel", "http_error", 1, 0, 0),
         ]
     );
+}
+
+async fn support_cannot_resend_an_order_while_it_is_being_sent(backend: Backend) {
+    let (app, sim) = setup(backend, |_| {}).await;
+    app.put_order("F-1", &[("A", 1)]).await;
+    sim.set_behaviour(Behaviour {
+        fail: ["F-1".to_string()].into(),
+        ..Behaviour::default()
+    });
+    let ex = Arc::new(exporter(&app));
+    assert_eq!(ex.export_orders().await.unwrap().failed, 1);
+    sim.set_behaviour(Behaviour {
+        hang: Some(Duration::from_millis(1000)),
+        ..Behaviour::default()
+    });
+    let run = tokio::spawn({
+        let ex = ex.clone();
+        async move { ex.export_orders().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = app
+        .with_conn(|c| export::resend(c, Some(&["F-1".to_string()]), "alice"))
+        .await
+        .unwrap_err()
+        .to_string();
+    has(
+        &refused,
+        "the export of order F-1 is being sent to the warehouse right now",
+    );
+    let o = run.await.unwrap().unwrap();
+    assert_eq!(o.exported, 1, "{o:?}");
+    let view = order_view(&app, "F-1").await;
+    assert_eq!(view["export"]["status"], "exported", "{view}");
+    sim.stop().await;
 }
