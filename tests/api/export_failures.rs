@@ -47,6 +47,8 @@ async fn setup(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> (TestApp
         w.timeout_secs = 5;
         for e in [&mut w.orders, &mut w.products] {
             e.enabled = true;
+            // The server's own exporter keeps out of the way: the tests run exporters themselves.
+            e.schedule = "0 0 1 1 *".into();
             e.batch_size = 10;
             e.max_attempts = 3;
             e.backoff_base_secs = 0;
@@ -78,6 +80,8 @@ async fn wharf(app: &TestApp, endpoint: &str, env: &[(&str, &str)], args: &[&str
     cmd.args(args)
         .env("DATABASE_URL", &app.db.url)
         .env("RUST_LOG", "warn")
+        // A short command needs few connections (the PostgreSQL server is shared by parallel tests).
+        .env("WHARF_DB_POOL_SIZE", "2")
         .env("WHARF_WAREHOUSE__ENDPOINT", endpoint)
         .env("WHARF_WAREHOUSE__USERNAME", WMS_USER)
         .env("WHARF_WAREHOUSE__PASSWORD", WMS_PASSWORD)
@@ -376,7 +380,7 @@ async fn a_late_exporter_still_records_the_rest_of_its_batch(backend: Backend) {
     app.put_order("T-1", &[("A", 1)]).await;
     app.put_order("T-2", &[("A", 1)]).await;
     sim.set_behaviour(Behaviour {
-        hang: Some(Duration::from_millis(1500)),
+        hang: Some(Duration::from_millis(2500)),
         ..Behaviour::default()
     });
     let a = Arc::new(exporter(&app));
@@ -384,12 +388,22 @@ async fn a_late_exporter_still_records_the_rest_of_its_batch(backend: Backend) {
         let a = a.clone();
         async move { a.export_order_batch().await }
     });
-    // A's lease (1 s) runs out while it waits; B takes T-1 over.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // A's lease (1 s) runs out while it waits for the answer (2.5 s); B takes T-1 over as soon as
+    // it can.
+    while sim.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut settings = (*app.settings).clone();
     settings.warehouse.orders.batch_size = 1;
     let b = Exporter::new(app.pool.clone(), Arc::new(settings)).unwrap();
-    let rb = b.export_order_batch().await.unwrap();
+    let mut rb = b.export_order_batch().await.unwrap();
+    for _ in 0..40 {
+        if rb.items > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rb = b.export_order_batch().await.unwrap();
+    }
     let ra = a_run
         .await
         .unwrap()
@@ -427,7 +441,9 @@ async fn a_product_changed_while_being_sent_is_sent_again(backend: Backend) {
         let ex = ex.clone();
         async move { ex.export_products().await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    while sim.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     app.api(Method::PUT, "/products/MUG-1", Some(product("Red mug")))
         .await;
     let o = run.await.unwrap().unwrap();
@@ -480,8 +496,8 @@ async fn a_refused_cancellation_backs_off_then_is_lost_then_resent_or_dismissed(
     let (app, sim) = setup(backend, |s| {
         let o = &mut s.warehouse.orders;
         o.max_attempts = 2;
-        o.backoff_base_secs = 1;
-        o.backoff_ceiling_secs = 1;
+        o.backoff_base_secs = 2;
+        o.backoff_ceiling_secs = 2;
     })
     .await;
     // The warehouse says it already has them, but has them under no such reference: it will refuse
@@ -534,7 +550,7 @@ async fn a_refused_cancellation_backs_off_then_is_lost_then_resent_or_dismissed(
     );
     let next = time_of(&c["next_attempt_at"]);
     assert!(
-        next > before && next <= before + chrono::TimeDelta::seconds(3),
+        next > before && next <= before + chrono::TimeDelta::seconds(4),
         "{c}"
     );
     assert_eq!(
@@ -549,13 +565,13 @@ async fn a_refused_cancellation_backs_off_then_is_lost_then_resent_or_dismissed(
     assert_eq!(cancel_requests(&sim), 2, "no retry before the backoff");
 
     // Refused at the last attempt: lost, and `wharf export` says so and fails.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let ran = wharf(
         &app,
         &sim.endpoint(),
         &[
             ("WHARF_WAREHOUSE__ORDERS__MAX_ATTEMPTS", "2"),
-            ("WHARF_WAREHOUSE__ORDERS__BACKOFF_BASE_SECS", "1"),
+            ("WHARF_WAREHOUSE__ORDERS__BACKOFF_BASE_SECS", "2"),
         ],
         &["export"],
     )
@@ -574,7 +590,7 @@ async fn a_refused_cancellation_backs_off_then_is_lost_then_resent_or_dismissed(
         "{c}"
     );
     assert!(c["next_attempt_at"].is_null());
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         ex.export_cancellations().await.unwrap().items,
         0,
@@ -923,7 +939,9 @@ async fn support_cannot_resend_an_order_while_it_is_being_sent(backend: Backend)
         let ex = ex.clone();
         async move { ex.export_orders().await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    while sim.requests().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let refused = app
         .with_conn(|c| export::resend(c, Some(&["F-1".to_string()]), "alice"))
         .await
