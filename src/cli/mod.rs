@@ -135,37 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Requests(cmd) => requests::requests(&settings, cmd),
         Command::Orders(cmd) => exports::orders(&settings, cmd),
         Command::Exports(cmd) => exports::exports(&settings, cmd),
-        Command::Export => {
-            let pool = open(&settings)?;
-            let settings = Arc::new(settings);
-            runtime()?.block_on(async move {
-                let exporter = crate::export::Exporter::new(pool, settings.clone())?;
-                let w = &settings.warehouse;
-                let o = exporter.export_orders().await?;
-                println!(
-                    "orders: {} sent, {} exported, {} failed, {} lost{}",
-                    o.items,
-                    o.exported,
-                    o.failed,
-                    o.lost,
-                    if o.paused {
-                        " (paused by the breaker)"
-                    } else {
-                        ""
-                    }
-                );
-                let c = exporter.send_cancellations().await?;
-                println!("cancellations sent: {c}");
-                if w.products.enabled {
-                    let p = exporter.export_products().await?;
-                    println!(
-                        "products: {} sent, {} exported, {} failed",
-                        p.items, p.exported, p.failed
-                    );
-                }
-                Ok(())
-            })
-        }
+        Command::Export => exports::export(settings),
     }
 }
 

@@ -205,7 +205,6 @@ diesel::table! {
         export_handled_by -> Nullable<Text>,
         export_handled_at -> Nullable<Timestamp>,
         export_note -> Nullable<Text>,
-        cancel_sent_at -> Nullable<Timestamp>,
     }
 }
 
@@ -323,6 +322,7 @@ diesel::table! {
         request_xml -> Nullable<Text>,
         response_body -> Nullable<Text>,
         http_status -> Nullable<Integer>,
+        items -> Integer,
     }
 }
 
@@ -418,3 +418,23 @@ diesel::allow_tables_to_appear_in_same_query!(
     replaced_import_lines,
     request_errors,
 );
+
+diesel::table! {
+    order_cancellations (order_id) {
+        order_id -> BigInt,
+        state -> Text,
+        attempts -> Integer,
+        next_at -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamp>,
+        handled_by -> Nullable<Text>,
+        handled_at -> Nullable<Timestamp>,
+        note -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(order_cancellations -> orders (order_id));
+diesel::allow_tables_to_appear_in_same_query!(order_cancellations, orders);

@@ -7,9 +7,19 @@
 //! handled by hand). An order that shipments complete before it was exported is `skipped` (see
 //! `shipments`), and never sent. Items are claimed under a lease, so two exporters never send the
 //! same order at once.
+//! Cancellations go the same way (see [`cancel`]).
+//!
+//! Settling is safe with any number of exporters in any number of processes: item writes are
+//! compare-and-set on the lease owner, the breaker counts by one atomic upsert ([`breaker`]), and
+//! support actions compare-and-set on the state they saw ([`support`]).
 
+pub mod breaker;
+pub mod cancel;
 pub mod document;
+pub mod exchange;
+mod items;
 pub mod report;
+pub mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,18 +27,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{NaiveDateTime, TimeDelta};
-use diesel::prelude::*;
 use tokio::sync::watch;
 
 use crate::config::{ExportSettings, Settings};
-use crate::db::schema::{
-    export_breakers, export_lines, exports, order_export_actions, orders, products,
-};
 use crate::db::{self, DbConnection, Pool};
-use crate::feed::{self, NewEvent};
-use crate::orders::OrderInput;
-use crate::products::ProductInput;
-use report::{AnswerError, ReportLine, Verdict};
+use crate::feed;
+pub use breaker::{BreakerState, breakers};
+pub use cancel::{CancelState, CancellationView, cancellation_view};
+use exchange::{BatchError, ExchangeLog};
+pub use exchange::{Exchange, ExportDetail, ExportSummary, export_detail, recent_exports};
+use items::{Claim, Item, Kind};
+pub use support::{Action, Handled, LostOrder, Subject, act, dismiss, lost_orders, resend};
 
 /// Order export status values.
 pub mod status {
@@ -46,30 +55,81 @@ pub mod status {
     pub const SKIPPED: &str = "skipped";
 }
 
-/// What one batch did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What one batch, or a whole run, did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchOutcome {
-    /// Items in the batch (0: nothing was due).
+    /// Items taken (0: nothing was due).
     pub items: usize,
-    /// Accepted (success or duplicate).
+    /// Accepted (success or duplicate; for cancellations: confirmed).
     pub exported: usize,
-    /// Refused or missing, to retry.
+    /// Refused or missing, to retry (including those lost).
     pub failed: usize,
-    /// Declared lost in this batch.
+    /// Declared lost.
     pub lost: usize,
-    /// The whole batch failed (transport, HTTP or unreadable answer).
+    /// Items of batches that got no usable answer (transport, HTTP status, unreadable answer).
+    pub not_sent: usize,
+    /// A batch got no usable answer.
     pub batch_failed: bool,
     /// Exports are paused by the breaker.
     pub paused: bool,
+    /// Why the last refused item was refused.
+    pub refusal: Option<String>,
+    /// Why the last batch that got no usable answer got none.
+    pub problem: Option<String>,
+    /// When the items not sent are due again.
+    pub retry_at: Option<NaiveDateTime>,
+    /// The breaker, when it is open.
+    pub breaker: Option<BreakerState>,
 }
 
-/// How a send went wrong as a whole.
-#[derive(Debug)]
-struct BatchError {
-    outcome: &'static str,
-    message: String,
-    http_status: Option<u16>,
-    body: Option<String>,
+impl BatchOutcome {
+    fn paused(b: BreakerState) -> BatchOutcome {
+        BatchOutcome {
+            paused: true,
+            breaker: Some(b),
+            ..BatchOutcome::default()
+        }
+    }
+
+    fn not_sent(
+        items: usize,
+        e: &BatchError,
+        retry_at: NaiveDateTime,
+        b: BreakerState,
+        now: NaiveDateTime,
+    ) -> BatchOutcome {
+        let open = b.is_open(now);
+        BatchOutcome {
+            items,
+            not_sent: items,
+            batch_failed: true,
+            paused: open,
+            problem: Some(e.message.clone()),
+            retry_at: Some(retry_at),
+            breaker: open.then_some(b),
+            ..BatchOutcome::default()
+        }
+    }
+
+    /// Adds a later batch's outcome to a run's totals.
+    pub fn add(&mut self, o: BatchOutcome) {
+        self.items += o.items;
+        self.exported += o.exported;
+        self.failed += o.failed;
+        self.lost += o.lost;
+        self.not_sent += o.not_sent;
+        self.batch_failed |= o.batch_failed;
+        self.paused |= o.paused;
+        self.refusal = o.refusal.or(self.refusal.take());
+        self.problem = o.problem.or(self.problem.take());
+        self.retry_at = o.retry_at.or(self.retry_at);
+        self.breaker = o.breaker.or(self.breaker);
+    }
+
+    /// Whether everything that was due went: nothing refused, lost or unsent, breaker closed.
+    pub fn all_went(&self) -> bool {
+        self.failed == 0 && self.lost == 0 && self.not_sent == 0 && !self.paused
+    }
 }
 
 /// Sends batches to the warehouse.
@@ -110,8 +170,12 @@ impl Exporter {
 
     fn url(&self, resource: &str, extra: &[(&str, &str)]) -> anyhow::Result<reqwest::Url> {
         let w = &self.settings.warehouse;
-        let base = reqwest::Url::parse(&w.endpoint)
-            .with_context(|| format!("the warehouse endpoint {:?} is not a URL", w.endpoint))?;
+        let base = reqwest::Url::parse(&w.endpoint).with_context(|| {
+            format!(
+                "the warehouse endpoint {:?} is not a URL; set warehouse.endpoint",
+                w.endpoint
+            )
+        })?;
         let mut url = base.join(resource)?;
         url.query_pairs_mut()
             .append_pair("channel", &w.channel)
@@ -146,187 +210,100 @@ impl Exporter {
         if let Some(b) = body {
             req = req.header("Content-Type", "application/xml").body(b);
         }
-        let resp = req.send().await.map_err(|e| BatchError {
-            outcome: "transport_error",
-            message: if e.is_timeout() {
-                format!("the warehouse did not answer within {} s", w.timeout_secs)
-            } else {
-                format!("cannot reach the warehouse: {e}")
-            },
-            http_status: None,
-            body: None,
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| BatchError::transport(&e, w.timeout_secs))?;
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        let text = match resp.text().await {
+            Ok(t) => t,
+            // The answer broke off (or timed out) half-way: nothing usable came back.
+            Err(e) => return Err(BatchError::transport(&e, w.timeout_secs)),
+        };
         if !status.is_success() {
-            return Err(BatchError {
-                outcome: "http_error",
-                message: format!(
-                    "the warehouse answered HTTP {status}: {}",
-                    report::excerpt(&text)
-                ),
-                http_status: Some(status.as_u16()),
-                body: Some(text),
-            });
+            return Err(BatchError::http(status, text));
         }
         Ok(text)
     }
 
-    /// Exports batches of due orders until none is due (or the breaker opens). Returns the totals.
+    /// Exports batches of due orders until none is due (or a batch gets no answer, or the breaker
+    /// opens). Returns the totals.
     pub async fn export_orders(&self) -> anyhow::Result<BatchOutcome> {
-        // Only what was due when the run started: an order that fails in this run waits for its
-        // backoff even when that is zero.
-        let run_started = db::now();
-        let mut total = BatchOutcome::default();
-        loop {
-            let o = self.order_batch(run_started).await?;
-            total.items += o.items;
-            total.exported += o.exported;
-            total.failed += o.failed;
-            total.lost += o.lost;
-            total.batch_failed |= o.batch_failed;
-            total.paused |= o.paused;
-            if o.items == 0 || o.batch_failed || o.paused {
-                return Ok(total);
-            }
-        }
+        self.export_run(Kind::Orders).await
+    }
+
+    /// Exports batches of changed products until none is due. Returns the totals.
+    pub async fn export_products(&self) -> anyhow::Result<BatchOutcome> {
+        self.export_run(Kind::Products).await
     }
 
     /// Claims and sends one batch of due orders.
     pub async fn export_order_batch(&self) -> anyhow::Result<BatchOutcome> {
-        self.order_batch(db::now()).await
+        self.batch(Kind::Orders, db::now()).await
     }
 
-    async fn order_batch(&self, due_at: NaiveDateTime) -> anyhow::Result<BatchOutcome> {
-        let cfg = self.settings.warehouse.orders.clone();
+    async fn export_run(&self, kind: Kind) -> anyhow::Result<BatchOutcome> {
+        // Only what was due when the run started: an item that fails in this run waits for its
+        // backoff even when that is zero.
+        let run_started = db::now();
+        let mut total = BatchOutcome::default();
+        loop {
+            let o = self.batch(kind, run_started).await?;
+            let stop = o.items == 0 || o.batch_failed || o.paused;
+            total.add(o);
+            if stop {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn batch(&self, kind: Kind, due_at: NaiveDateTime) -> anyhow::Result<BatchOutcome> {
+        let cfg = kind.settings(&self.settings.warehouse).clone();
         let owner = self.owner();
-        let claim_owner = owner.clone();
-        let claim_cfg = cfg.clone();
+        let (claim_owner, claim_cfg) = (owner.clone(), cfg.clone());
         let claimed = self
-            .blocking(move |conn| claim_orders(conn, &claim_owner, &claim_cfg, due_at))
+            .blocking(move |conn| items::claim(conn, kind, &claim_owner, &claim_cfg, due_at))
             .await?;
         let batch = match claimed {
-            Claim::Paused => {
-                return Ok(BatchOutcome {
-                    paused: true,
-                    ..BatchOutcome::default()
-                });
-            }
+            Claim::Paused(b) => return Ok(BatchOutcome::paused(b)),
             Claim::Items(b) if b.is_empty() => return Ok(BatchOutcome::default()),
             Claim::Items(b) => b,
         };
         let started = db::now();
-        let docs: Vec<(String, OrderInput)> = batch
-            .iter()
-            .map(|o| {
-                (
-                    o.reference.clone(),
-                    serde_json::from_str(&o.document).expect("stored orders parse"),
-                )
-            })
-            .collect();
-        let xml = document::orders_document(&docs, started);
-        let url = self.url("remoteorder/imports/importitems.xml", &[])?;
+        let xml = items::document(kind, &batch, started)?;
+        let url = self.url(kind.resource(), &[])?;
         let answer = self.post(url.clone(), Some(xml.clone())).await;
         let log = ExchangeLog {
-            kind: "order",
-            operation: "insert",
+            kind: kind.noun(),
+            operation: kind.operation(),
             url: url.to_string(),
             started,
-            request: xml,
+            request: Some(xml),
         };
-        self.settle(batch, answer, log, cfg, owner, Kind::Orders)
-            .await
-    }
-
-    /// Exports batches of changed products until none is due.
-    pub async fn export_products(&self) -> anyhow::Result<BatchOutcome> {
-        let run_started = db::now();
-        let mut total = BatchOutcome::default();
-        loop {
-            let cfg = self.settings.warehouse.products.clone();
-            let owner = self.owner();
-            let claim_owner = owner.clone();
-            let claim_cfg = cfg.clone();
-            let claimed = self
-                .blocking(move |conn| claim_products(conn, &claim_owner, &claim_cfg, run_started))
-                .await?;
-            let batch = match claimed {
-                Claim::Paused => {
-                    return Ok(BatchOutcome {
-                        paused: true,
-                        ..total
-                    });
-                }
-                Claim::Items(b) if b.is_empty() => return Ok(total),
-                Claim::Items(b) => b,
-            };
-            let started = db::now();
-            let docs: Vec<(String, ProductInput)> = batch
-                .iter()
-                .map(|p| {
-                    (
-                        p.reference.clone(),
-                        serde_json::from_str(&p.document).expect("stored products parse"),
-                    )
-                })
-                .collect();
-            let xml = document::products_document(&docs);
-            let url = self.url("remotewarehouse/imports/importitems.xml", &[])?;
-            let answer = self.post(url.clone(), Some(xml.clone())).await;
-            let log = ExchangeLog {
-                kind: "product",
-                operation: "merge",
-                url: url.to_string(),
-                started,
-                request: xml,
-            };
-            let o = self
-                .settle(batch, answer, log, cfg, owner, Kind::Products)
-                .await?;
-            total.items += o.items;
-            total.exported += o.exported;
-            total.failed += o.failed;
-            total.lost += o.lost;
-            total.batch_failed |= o.batch_failed;
-            if o.batch_failed {
-                return Ok(total);
-            }
-        }
+        self.settle(kind, batch, answer, log, cfg, owner).await
     }
 
     /// Records the outcome of a sent batch: per item from the import report, or as a whole when the
     /// answer was an error.
     async fn settle(
         &self,
+        kind: Kind,
         batch: Vec<Item>,
         answer: Result<String, BatchError>,
         log: ExchangeLog,
         cfg: ExportSettings,
         owner: String,
-        kind: Kind,
     ) -> anyhow::Result<BatchOutcome> {
-        let parsed: Result<(Vec<ReportLine>, String), BatchError> = answer.and_then(|body| {
-            report::parse_import_report(&body)
-                .map(|lines| (lines, body.clone()))
-                .map_err(|e| BatchError {
-                    outcome: match e {
-                        AnswerError::Exception(_) => "exception",
-                        _ => "bad_answer",
-                    },
-                    message: e.to_string(),
-                    http_status: Some(200),
-                    body: Some(body),
-                })
+        let parsed = answer.and_then(|body| match report::parse_import_report(&body) {
+            Ok(lines) => Ok((lines, body)),
+            Err(e) => Err(BatchError::unreadable(e, body)),
         });
         self.blocking(move |conn| {
-            db::write_tx(conn, |conn| -> anyhow::Result<BatchOutcome> {
-                match parsed {
-                    Ok((lines, body)) => {
-                        settle_items(conn, kind, &batch, &lines, &cfg, &owner, &log, body)
-                    }
-                    Err(e) => settle_failed_batch(conn, kind, &batch, e, &cfg, &owner, &log),
+            db::write_tx(conn, |conn| match &parsed {
+                Ok((lines, body)) => {
+                    items::settle_items(conn, kind, &batch, lines, &cfg, &owner, &log, body)
                 }
+                Err(e) => items::settle_failed_batch(conn, kind, &batch, e, &cfg, &owner, &log),
             })
         })
         .await
@@ -340,165 +317,106 @@ impl Exporter {
     /// Sends the cancellation of every cancelled order the warehouse already has. Returns how many the
     /// warehouse confirmed.
     pub async fn send_cancellations(&self) -> anyhow::Result<usize> {
-        let due: Vec<(i64, String)> = self
-            .blocking(|conn| {
-                Ok(orders::table
-                    .filter(orders::status.eq_any(["canceled", "cancelled"]))
-                    .filter(orders::export_status.eq(status::EXPORTED))
-                    .filter(orders::cancel_sent_at.is_null())
-                    .filter(
-                        orders::export_lease_expires_at
-                            .is_null()
-                            .or(orders::export_lease_expires_at.lt(db::now())),
-                    )
-                    .order(orders::id)
-                    .limit(100)
-                    .select((orders::id, orders::increment_id))
-                    .load(conn)?)
-            })
-            .await?;
-        let mut sent = 0;
-        for (id, reference) in due {
-            // Take the order under a lease; another exporter that got here first wins, and if this
-            // process dies before recording the answer the lease expires and the cancel is sent again.
+        Ok(self.export_cancellations().await?.exported)
+    }
+
+    /// Sends the due cancellations of exported orders, one request each, until none is due (or one
+    /// gets no answer, or the breaker opens). Returns the totals (`exported`: confirmed).
+    pub async fn export_cancellations(&self) -> anyhow::Result<BatchOutcome> {
+        let cfg = self.settings.warehouse.orders.clone();
+        let run_started = db::now();
+        let mut total = BatchOutcome::default();
+        loop {
             let owner = self.owner();
-            let lease = TimeDelta::seconds(self.settings.warehouse.orders.lease_secs);
-            let claim_owner = owner.clone();
-            let took = self
-                .blocking(move |conn| {
-                    let now = db::now();
-                    Ok(diesel::update(
-                        orders::table
-                            .find(id)
-                            .filter(orders::cancel_sent_at.is_null())
-                            .filter(
-                                orders::export_lease_expires_at
-                                    .is_null()
-                                    .or(orders::export_lease_expires_at.lt(now)),
-                            ),
-                    )
-                    .set((
-                        orders::export_lease_owner.eq(Some(&claim_owner)),
-                        orders::export_lease_expires_at.eq(Some(now + lease)),
-                    ))
-                    .execute(conn)?
-                        == 1)
-                })
+            let (claim_owner, claim_cfg) = (owner.clone(), cfg.clone());
+            let claimed = self
+                .blocking(move |conn| cancel::claim(conn, &claim_owner, &claim_cfg, run_started))
                 .await?;
-            if !took {
-                continue;
+            let batch = match claimed {
+                cancel::CancelClaim::Paused(b) => {
+                    total.add(BatchOutcome::paused(b));
+                    return Ok(total);
+                }
+                cancel::CancelClaim::Items(b) if b.is_empty() => return Ok(total),
+                cancel::CancelClaim::Items(b) => b,
+            };
+            let stopped = self
+                .send_claimed_cancellations(batch, &cfg, &owner, &mut total)
+                .await?;
+            if stopped {
+                return Ok(total);
             }
+        }
+    }
+
+    /// Sends claimed cancellations one by one. Returns whether the run must stop (no answer, or
+    /// the breaker opened); the ones not tried then are let go.
+    async fn send_claimed_cancellations(
+        &self,
+        batch: Vec<cancel::Claimed>,
+        cfg: &ExportSettings,
+        owner: &str,
+        total: &mut BatchOutcome,
+    ) -> anyhow::Result<bool> {
+        let mut batch = batch.into_iter();
+        while let Some(c) = batch.next() {
             let started = db::now();
             let url = self.url(
                 "remoteorder/order/cancel.xml",
-                &[("externalReference", &reference)],
+                &[("externalReference", &c.reference)],
             )?;
-            let answer = self.post(url.clone(), None).await;
-            let failure = match &answer {
-                Ok(body) if body.contains("No cancel operation performed") => Some(format!(
-                    "the warehouse did not cancel order {reference}: {}",
-                    report::excerpt(body)
-                )),
-                // An error page, an exception or a non-XML body is not a cancellation either.
-                Ok(body) => report::parse_import_report(body)
-                    .err()
-                    .map(|e| e.to_string()),
-                Err(e) => Some(e.message.clone()),
+            let answer = cancel::classify(self.post(url.clone(), None).await, &c.reference);
+            let log = ExchangeLog {
+                kind: "cancel",
+                operation: "cancel",
+                url: url.to_string(),
+                started,
+                request: None,
             };
-            let (body, http_status) = match &answer {
-                Ok(b) => (Some(b.clone()), Some(200)),
-                Err(e) => (e.body.clone(), e.http_status),
-            };
-            let reference2 = reference.clone();
-            let succeeded = failure.is_none();
-            self.blocking(move |conn| {
-                db::write_tx(conn, |conn| -> anyhow::Result<()> {
-                    let export_id = insert_export(
-                        conn,
-                        &ExportRow {
-                            kind: "cancel",
-                            operation: "cancel",
-                            url: url.as_str(),
-                            started,
-                            outcome: if failure.is_some() { "failure" } else { "ok" },
-                            error: failure.as_deref(),
-                            counts: (
-                                i32::from(failure.is_none()),
-                                0,
-                                i32::from(failure.is_some()),
-                            ),
-                            request: None,
-                            response: body.as_deref(),
-                            http_status,
-                        },
-                    )?;
-                    diesel::insert_into(export_lines::table)
-                        .values((
-                            export_lines::export_id.eq(export_id),
-                            export_lines::line_no.eq(1),
-                            export_lines::reference.eq(&reference2),
-                            export_lines::result.eq(if failure.is_some() {
-                                "Failure"
-                            } else {
-                                "Success"
-                            }),
-                            export_lines::message.eq(failure
-                                .clone()
-                                .unwrap_or_else(|| format!("Order {reference2} cancelled"))),
-                        ))
-                        .execute(conn)?;
-                    // Done, or released for the next run to try again.
-                    diesel::update(
-                        orders::table
-                            .find(id)
-                            .filter(orders::export_lease_owner.eq(&owner)),
-                    )
-                    .set((
-                        orders::cancel_sent_at.eq(failure.is_none().then(db::now)),
-                        orders::export_error.eq(failure.as_deref()),
-                        orders::export_lease_owner.eq(None::<String>),
-                        orders::export_lease_expires_at.eq(None::<NaiveDateTime>),
-                    ))
-                    .execute(conn)?;
-                    Ok(())
+            let (settle_cfg, settle_owner) = (cfg.clone(), owner.to_string());
+            let o = self
+                .blocking(move |conn| {
+                    cancel::settle(conn, &c, &answer, &settle_cfg, &settle_owner, &log)
                 })
-            })
-            .await?;
-            if succeeded {
-                sent += 1;
+                .await?;
+            let stop = o.batch_failed || o.paused;
+            total.add(o);
+            if stop {
+                let rest: Vec<cancel::Claimed> = batch.collect();
+                let owner = owner.to_string();
+                self.blocking(move |conn| Ok(cancel::release(conn, &rest, &owner)?))
+                    .await?;
+                return Ok(true);
             }
         }
-        Ok(sent)
+        Ok(false)
     }
 
-    /// Everything due now: orders, products, cancellations.
-    pub async fn run_once(&self) -> anyhow::Result<()> {
+    /// Everything due now: orders, cancellations, products. Returns the totals of each.
+    pub async fn run_once(&self) -> anyhow::Result<RunOutcome> {
         let w = &self.settings.warehouse;
+        let mut run = RunOutcome::default();
         if w.orders.enabled {
-            let o = self.export_orders().await?;
-            if o.items > 0 {
-                tracing::info!(
-                    sent = o.items,
-                    exported = o.exported,
-                    failed = o.failed,
-                    lost = o.lost,
-                    "order export done"
-                );
-            }
-            self.send_cancellations().await?;
+            run.orders = Some(self.export_orders().await?);
+            run.cancellations = Some(self.export_cancellations().await?);
         }
         if w.products.enabled {
-            let o = self.export_products().await?;
-            if o.items > 0 {
+            run.products = Some(self.export_products().await?);
+        }
+        for (what, o) in run.parts() {
+            if o.items > 0 || o.paused {
                 tracing::info!(
-                    sent = o.items,
-                    exported = o.exported,
-                    failed = o.failed,
-                    "product export done"
+                    taken = o.items,
+                    accepted = o.exported,
+                    refused = o.failed,
+                    lost = o.lost,
+                    not_sent = o.not_sent,
+                    paused = o.paused,
+                    "{what} export done"
                 );
             }
         }
-        Ok(())
+        Ok(run)
     }
 
     /// Runs on the orders' cron schedule until `stop` turns true.
@@ -556,705 +474,31 @@ pub fn spawn_if_enabled(
     }
 }
 
-/// Orders or products.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Orders,
-    Products,
+/// What one export run did, per part (`None`: not run).
+#[derive(Debug, Default, Clone)]
+pub struct RunOutcome {
+    /// Orders.
+    pub orders: Option<BatchOutcome>,
+    /// Cancellations of exported orders.
+    pub cancellations: Option<BatchOutcome>,
+    /// Products.
+    pub products: Option<BatchOutcome>,
 }
 
-impl Kind {
-    fn breaker(self) -> &'static str {
-        match self {
-            Kind::Orders => "order",
-            Kind::Products => "product",
-        }
+impl RunOutcome {
+    /// The parts that ran, named (`orders`, `cancellations`, `products`).
+    pub fn parts(&self) -> Vec<(&'static str, &BatchOutcome)> {
+        [
+            ("orders", &self.orders),
+            ("cancellations", &self.cancellations),
+            ("products", &self.products),
+        ]
+        .into_iter()
+        .filter_map(|(name, o)| o.as_ref().map(|o| (name, o)))
+        .collect()
     }
-}
-
-/// A claimed order or product.
-struct Item {
-    id: i64,
-    reference: String,
-    document: String,
-    attempts: i32,
-    previous_status: String,
-}
-
-enum Claim {
-    Paused,
-    Items(Vec<Item>),
-}
-
-fn breaker_open(conn: &mut DbConnection, kind: Kind, now: NaiveDateTime) -> QueryResult<bool> {
-    let until: Option<Option<NaiveDateTime>> = export_breakers::table
-        .find(kind.breaker())
-        .select(export_breakers::paused_until)
-        .first(conn)
-        .optional()?;
-    Ok(until.flatten().is_some_and(|t| t > now))
-}
-
-fn claim_orders(
-    conn: &mut DbConnection,
-    owner: &str,
-    cfg: &ExportSettings,
-    due_at: NaiveDateTime,
-) -> anyhow::Result<Claim> {
-    let now = db::now();
-    db::write_tx(conn, |conn| {
-        if breaker_open(conn, Kind::Orders, now)? {
-            return Ok(Claim::Paused);
-        }
-        let min_date = cfg
-            .min_order_date
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            // No setting: any date both backends can store.
-            .unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc());
-        let due = orders::status
-            .eq_any(&cfg.exportable_statuses)
-            .and(orders::is_virtual.eq(false))
-            .and(orders::export_status.eq_any([status::PENDING, status::FAILED]))
-            .and(
-                orders::export_next_at
-                    .is_null()
-                    .or(orders::export_next_at.le(due_at)),
-            )
-            .and(
-                orders::export_lease_expires_at
-                    .is_null()
-                    .or(orders::export_lease_expires_at.lt(now)),
-            )
-            .and(orders::ordered_at.ge(min_date));
-        let ids: Vec<i64> = crate::load_skip_locked!(
-            conn,
-            orders::table
-                .filter(due)
-                .order(orders::id)
-                .limit(cfg.batch_size)
-                .select(orders::id)
-        )?;
-        if ids.is_empty() {
-            return Ok(Claim::Items(Vec::new()));
-        }
-        diesel::update(orders::table.filter(orders::id.eq_any(&ids)))
-            .set((
-                orders::export_lease_owner.eq(owner),
-                orders::export_lease_expires_at.eq(now + TimeDelta::seconds(cfg.lease_secs)),
-            ))
-            .execute(conn)?;
-        let rows: Vec<(i64, String, String, i32, String)> = orders::table
-            .filter(orders::id.eq_any(&ids))
-            .order(orders::id)
-            .select((
-                orders::id,
-                orders::increment_id,
-                orders::document,
-                orders::export_attempts,
-                orders::export_status,
-            ))
-            .load(conn)?;
-        Ok(Claim::Items(
-            rows.into_iter()
-                .map(
-                    |(id, reference, document, attempts, previous_status)| Item {
-                        id,
-                        reference,
-                        document,
-                        attempts,
-                        previous_status,
-                    },
-                )
-                .collect(),
-        ))
-    })
-}
-
-fn claim_products(
-    conn: &mut DbConnection,
-    owner: &str,
-    cfg: &ExportSettings,
-    due_at: NaiveDateTime,
-) -> anyhow::Result<Claim> {
-    let now = db::now();
-    db::write_tx(conn, |conn| {
-        if breaker_open(conn, Kind::Products, now)? {
-            return Ok(Claim::Paused);
-        }
-        let due = products::export_pending
-            .eq(true)
-            .and(products::export_attempts.lt(cfg.max_attempts))
-            .and(
-                products::export_next_at
-                    .is_null()
-                    .or(products::export_next_at.le(due_at)),
-            )
-            .and(
-                products::export_lease_expires_at
-                    .is_null()
-                    .or(products::export_lease_expires_at.lt(now)),
-            );
-        let skus: Vec<String> = crate::load_skip_locked!(
-            conn,
-            products::table
-                .filter(due)
-                .order(products::updated_at)
-                .limit(cfg.batch_size)
-                .select(products::sku)
-        )?;
-        if skus.is_empty() {
-            return Ok(Claim::Items(Vec::new()));
-        }
-        diesel::update(products::table.filter(products::sku.eq_any(&skus)))
-            .set((
-                products::export_lease_owner.eq(owner),
-                products::export_lease_expires_at.eq(now + TimeDelta::seconds(cfg.lease_secs)),
-            ))
-            .execute(conn)?;
-        let rows: Vec<(String, String, i32)> = products::table
-            .filter(products::sku.eq_any(&skus))
-            .select((products::sku, products::document, products::export_attempts))
-            .load(conn)?;
-        Ok(Claim::Items(
-            rows.into_iter()
-                .map(|(sku, document, attempts)| Item {
-                    id: 0,
-                    reference: sku,
-                    document,
-                    attempts,
-                    previous_status: String::new(),
-                })
-                .collect(),
-        ))
-    })
-}
-
-/// What was sent, for the export log.
-struct ExchangeLog {
-    kind: &'static str,
-    operation: &'static str,
-    url: String,
-    started: NaiveDateTime,
-    request: String,
-}
-
-struct ExportRow<'a> {
-    kind: &'a str,
-    operation: &'a str,
-    url: &'a str,
-    started: NaiveDateTime,
-    outcome: &'a str,
-    error: Option<&'a str>,
-    counts: (i32, i32, i32),
-    request: Option<&'a str>,
-    response: Option<&'a str>,
-    http_status: Option<u16>,
-}
-
-fn insert_export(conn: &mut DbConnection, row: &ExportRow) -> QueryResult<i64> {
-    let message_id = format!("{}-{}", row.kind, &crate::auth::random_secret()[..20]);
-    crate::with_backend!(&mut *conn, |c| diesel::insert_into(exports::table)
-        .values((
-            exports::message_id.eq(&message_id),
-            exports::kind.eq(row.kind),
-            exports::operation.eq(row.operation),
-            exports::url.eq(row.url),
-            exports::started_at.eq(row.started),
-            exports::finished_at.eq(db::now()),
-            exports::outcome.eq(row.outcome),
-            exports::error.eq(row.error),
-            exports::successes.eq(row.counts.0),
-            exports::duplicates.eq(row.counts.1),
-            exports::failures.eq(row.counts.2),
-            exports::request_xml.eq(row.request),
-            exports::response_body.eq(row.response),
-            exports::http_status.eq(row.http_status.map(i32::from)),
-        ))
-        .returning(exports::id)
-        .get_result(c))
 }
 
 fn backoff(cfg: &ExportSettings, attempts: i32) -> TimeDelta {
     crate::queue::backoff(attempts, cfg.backoff_base_secs, cfg.backoff_ceiling_secs)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn settle_items(
-    conn: &mut DbConnection,
-    kind: Kind,
-    batch: &[Item],
-    lines: &[ReportLine],
-    cfg: &ExportSettings,
-    owner: &str,
-    log: &ExchangeLog,
-    body: String,
-) -> anyhow::Result<BatchOutcome> {
-    let now = db::now();
-    let mut outcome = BatchOutcome {
-        items: batch.len(),
-        ..BatchOutcome::default()
-    };
-    let mut log_lines: Vec<(String, &'static str, String, Option<String>)> = Vec::new();
-    let mut events = Vec::new();
-    let (mut successes, mut duplicates, mut failures) = (0, 0, 0);
-    for item in batch {
-        // A reference with any success is a success; then duplicate; then failure.
-        let mine: Vec<&ReportLine> = lines
-            .iter()
-            .filter(|l| l.reference == item.reference)
-            .collect();
-        let best = [Verdict::Success, Verdict::Duplicate, Verdict::Failure]
-            .into_iter()
-            .find_map(|v| mine.iter().find(|l| l.verdict == v).copied());
-        let (verdict, message, detail) = match best {
-            Some(l) => (l.verdict, l.message.clone(), l.detail.clone()),
-            None => (Verdict::Failure, "not in import report".to_string(), None),
-        };
-        match verdict {
-            Verdict::Success => successes += 1,
-            Verdict::Duplicate => duplicates += 1,
-            Verdict::Failure => failures += 1,
-        }
-        let accepted = verdict != Verdict::Failure;
-        let attempts = if accepted {
-            item.attempts
-        } else {
-            item.attempts + 1
-        };
-        let lost = !accepted && attempts >= cfg.max_attempts;
-        let error = (!accepted).then(|| match &detail {
-            Some(d) => format!("{message} ({d})"),
-            None => message.clone(),
-        });
-        match kind {
-            Kind::Orders => {
-                let new_status = if accepted {
-                    status::EXPORTED
-                } else if lost {
-                    status::LOST
-                } else {
-                    status::FAILED
-                };
-                // A refusal must not turn an order that shipped completely while it was being sent
-                // (`skipped`, set by the shipment) back into one to retry; an acceptance still wins.
-                let n = diesel::update(
-                    orders::table
-                        .find(item.id)
-                        .filter(orders::export_lease_owner.eq(owner))
-                        .filter(
-                            orders::export_status
-                                .ne(status::SKIPPED)
-                                .or(accepted.into_sql::<diesel::sql_types::Bool>()),
-                        ),
-                )
-                .set((
-                    orders::export_status.eq(new_status),
-                    orders::export_attempts.eq(attempts),
-                    orders::exported_at.eq(accepted.then_some(now)),
-                    orders::export_next_at.eq((!accepted).then(|| now + backoff(cfg, attempts))),
-                    orders::export_error.eq(&error),
-                    orders::export_lease_owner.eq(None::<String>),
-                    orders::export_lease_expires_at.eq(None::<NaiveDateTime>),
-                ))
-                .execute(conn)?;
-                if n == 0 {
-                    if !accepted && release_skipped(conn, item.id, owner)? {
-                        log_lines.push((item.reference.clone(), verdict.as_str(), message, detail));
-                        continue;
-                    }
-                    anyhow::bail!(
-                        "lost the lease on order {} while exporting it",
-                        item.reference
-                    );
-                }
-                if new_status != item.previous_status {
-                    events.push(NewEvent {
-                        kind: feed::ORDER_EXPORT_STATUS_CHANGED,
-                        payload: serde_json::json!({
-                            "order": item.reference, "status": new_status,
-                            "previous": item.previous_status, "message": message, "attempts": attempts,
-                        }),
-                    });
-                }
-                if lost {
-                    tracing::error!(order = %item.reference, attempts, error = error.as_deref().unwrap_or(""),
-                        "order export is lost after its last attempt; resend it with `wharf orders resend`");
-                }
-            }
-            Kind::Products => {
-                diesel::update(
-                    products::table
-                        .find(&item.reference)
-                        .filter(products::export_lease_owner.eq(owner)),
-                )
-                .set((
-                    products::export_pending.eq(!accepted),
-                    products::export_attempts.eq(if accepted { 0 } else { attempts }),
-                    products::exported_at.eq(accepted.then_some(now)),
-                    products::export_next_at.eq((!accepted).then(|| now + backoff(cfg, attempts))),
-                    products::export_error.eq(&error),
-                    products::export_lease_owner.eq(None::<String>),
-                    products::export_lease_expires_at.eq(None::<NaiveDateTime>),
-                ))
-                .execute(conn)?;
-            }
-        }
-        if accepted {
-            outcome.exported += 1;
-        } else {
-            outcome.failed += 1;
-            outcome.lost += usize::from(lost);
-        }
-        log_lines.push((item.reference.clone(), verdict.as_str(), message, detail));
-    }
-    let export_id = insert_export(
-        conn,
-        &ExportRow {
-            kind: log.kind,
-            operation: log.operation,
-            url: &log.url,
-            started: log.started,
-            outcome: "ok",
-            error: None,
-            counts: (successes, duplicates, failures),
-            request: Some(&log.request),
-            response: Some(&body),
-            http_status: Some(200),
-        },
-    )?;
-    for (i, (reference, result, message, detail)) in log_lines.iter().enumerate() {
-        diesel::insert_into(export_lines::table)
-            .values((
-                export_lines::export_id.eq(export_id),
-                export_lines::line_no.eq(i as i32 + 1),
-                export_lines::reference.eq(reference),
-                export_lines::result.eq(result),
-                export_lines::message.eq(message),
-                export_lines::detail.eq(detail),
-            ))
-            .execute(conn)?;
-    }
-    reset_breaker(conn, kind)?;
-    feed::append(conn, &events)?;
-    Ok(outcome)
-}
-
-/// Releases an order this exporter holds that a shipment marked `skipped` meanwhile. Returns whether
-/// it was such an order.
-fn release_skipped(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
-    let n = diesel::update(
-        orders::table
-            .find(id)
-            .filter(orders::export_lease_owner.eq(owner))
-            .filter(orders::export_status.eq(status::SKIPPED)),
-    )
-    .set((
-        orders::export_lease_owner.eq(None::<String>),
-        orders::export_lease_expires_at.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)?;
-    Ok(n == 1)
-}
-
-fn reset_breaker(conn: &mut DbConnection, kind: Kind) -> QueryResult<()> {
-    diesel::delete(export_breakers::table.find(kind.breaker())).execute(conn)?;
-    Ok(())
-}
-
-fn settle_failed_batch(
-    conn: &mut DbConnection,
-    kind: Kind,
-    batch: &[Item],
-    e: BatchError,
-    cfg: &ExportSettings,
-    owner: &str,
-    log: &ExchangeLog,
-) -> anyhow::Result<BatchOutcome> {
-    let now = db::now();
-    let failures: i32 = export_breakers::table
-        .find(kind.breaker())
-        .select(export_breakers::consecutive_failures)
-        .first(conn)
-        .optional()?
-        .unwrap_or(0)
-        + 1;
-    let paused_until = (failures >= cfg.breaker_threshold)
-        .then(|| now + TimeDelta::seconds(cfg.breaker_pause_secs));
-    diesel::delete(export_breakers::table.find(kind.breaker())).execute(conn)?;
-    diesel::insert_into(export_breakers::table)
-        .values((
-            export_breakers::kind.eq(kind.breaker()),
-            export_breakers::consecutive_failures.eq(failures),
-            export_breakers::paused_until.eq(paused_until),
-        ))
-        .execute(conn)?;
-    // The items go back, due again after a backoff; their attempts are not counted against them.
-    let retry_at = now + backoff(cfg, failures);
-    let refs: Vec<&str> = batch.iter().map(|i| i.reference.as_str()).collect();
-    match kind {
-        Kind::Orders => {
-            diesel::update(
-                orders::table
-                    .filter(orders::increment_id.eq_any(&refs))
-                    .filter(orders::export_lease_owner.eq(owner)),
-            )
-            .set((
-                orders::export_next_at.eq(Some(retry_at)),
-                orders::export_error.eq(Some(&e.message)),
-                orders::export_lease_owner.eq(None::<String>),
-                orders::export_lease_expires_at.eq(None::<NaiveDateTime>),
-            ))
-            .execute(conn)?;
-        }
-        Kind::Products => {
-            diesel::update(
-                products::table
-                    .filter(products::sku.eq_any(&refs))
-                    .filter(products::export_lease_owner.eq(owner)),
-            )
-            .set((
-                products::export_next_at.eq(Some(retry_at)),
-                products::export_error.eq(Some(&e.message)),
-                products::export_lease_owner.eq(None::<String>),
-                products::export_lease_expires_at.eq(None::<NaiveDateTime>),
-            ))
-            .execute(conn)?;
-        }
-    }
-    insert_export(
-        conn,
-        &ExportRow {
-            kind: log.kind,
-            operation: log.operation,
-            url: &log.url,
-            started: log.started,
-            outcome: e.outcome,
-            error: Some(&e.message),
-            counts: (0, 0, 0),
-            request: Some(&log.request),
-            response: e.body.as_deref(),
-            http_status: e.http_status,
-        },
-    )?;
-    if let Some(until) = paused_until {
-        tracing::error!(kind = kind.breaker(), failures, until = %until, error = %e.message,
-            "exports paused: the warehouse failed {failures} batches in a row");
-    } else {
-        tracing::warn!(kind = kind.breaker(), failures, error = %e.message, "export batch failed; it will be retried");
-    }
-    Ok(BatchOutcome {
-        items: batch.len(),
-        batch_failed: true,
-        paused: paused_until.is_some(),
-        ..BatchOutcome::default()
-    })
-}
-
-/// An order waiting for support: lost, with its last error.
-#[derive(Debug, Clone, Queryable)]
-pub struct LostOrder {
-    /// Order number.
-    pub increment_id: String,
-    /// Attempts made.
-    pub attempts: i32,
-    /// The warehouse's last answer about it.
-    pub error: Option<String>,
-    /// When it was last changed.
-    pub updated_at: NaiveDateTime,
-}
-
-/// Orders declared lost, oldest first.
-pub fn lost_orders(conn: &mut DbConnection) -> QueryResult<Vec<LostOrder>> {
-    orders::table
-        .filter(orders::export_status.eq(status::LOST))
-        .order(orders::id)
-        .select((
-            orders::increment_id,
-            orders::export_attempts,
-            orders::export_error,
-            orders::updated_at,
-        ))
-        .load(conn)
-}
-
-/// Puts lost (or failed) orders back to pending with their attempts reset, recording who did it.
-/// `None` resends every lost order. Returns the orders resent.
-pub fn resend(
-    conn: &mut DbConnection,
-    ids: Option<&[String]>,
-    actor: &str,
-) -> anyhow::Result<Vec<String>> {
-    support_action(conn, ids, actor, "resend", None)
-}
-
-/// Marks lost orders as handled by hand (never sent), recording who did it and why.
-pub fn dismiss(
-    conn: &mut DbConnection,
-    ids: &[String],
-    actor: &str,
-    reason: &str,
-) -> anyhow::Result<Vec<String>> {
-    support_action(conn, Some(ids), actor, "dismiss", Some(reason))
-}
-
-fn support_action(
-    conn: &mut DbConnection,
-    ids: Option<&[String]>,
-    actor: &str,
-    action: &str,
-    reason: Option<&str>,
-) -> anyhow::Result<Vec<String>> {
-    db::write_tx(conn, |conn| {
-        let allowed = [status::LOST, status::FAILED];
-        let rows: Vec<(i64, String, String)> = match ids {
-            Some(ids) => orders::table
-                .filter(orders::increment_id.eq_any(ids))
-                .select((orders::id, orders::increment_id, orders::export_status))
-                .load(conn)?,
-            None => orders::table
-                .filter(orders::export_status.eq(status::LOST))
-                .select((orders::id, orders::increment_id, orders::export_status))
-                .load(conn)?,
-        };
-        if let Some(ids) = ids {
-            for id in ids {
-                match rows.iter().find(|r| &r.1 == id) {
-                    None => anyhow::bail!("order {id:?} does not exist; nothing changed"),
-                    Some(r) if !allowed.contains(&r.2.as_str()) => anyhow::bail!(
-                        "order {id} is {} (only lost or failed orders can be resent or dismissed); nothing changed",
-                        r.2
-                    ),
-                    Some(_) => {}
-                }
-            }
-        }
-        let now = db::now();
-        let mut events = Vec::new();
-        for (id, reference, previous) in &rows {
-            let new_status = if action == "resend" {
-                status::PENDING
-            } else {
-                status::DISMISSED
-            };
-            diesel::update(orders::table.find(id))
-                .set((
-                    orders::export_status.eq(new_status),
-                    orders::export_attempts.eq(0),
-                    orders::export_next_at.eq(None::<NaiveDateTime>),
-                    orders::export_handled_by.eq(actor),
-                    orders::export_handled_at.eq(now),
-                    orders::export_note.eq(reason),
-                ))
-                .execute(conn)?;
-            diesel::insert_into(order_export_actions::table)
-                .values((
-                    order_export_actions::order_id.eq(id),
-                    order_export_actions::action.eq(action),
-                    order_export_actions::actor.eq(actor),
-                    order_export_actions::reason.eq(reason),
-                    order_export_actions::at.eq(now),
-                ))
-                .execute(conn)?;
-            events.push(NewEvent {
-                kind: feed::ORDER_EXPORT_STATUS_CHANGED,
-                payload: serde_json::json!({
-                    "order": reference, "status": new_status, "previous": previous,
-                    "message": format!("{action} by {actor}"), "attempts": 0,
-                }),
-            });
-        }
-        feed::append(conn, &events)?;
-        Ok(rows.into_iter().map(|r| r.1).collect())
-    })
-}
-
-/// One logged exchange with the warehouse.
-#[derive(Debug, Clone, Queryable)]
-pub struct ExportSummary {
-    /// Id.
-    pub id: i64,
-    /// Message id.
-    pub message_id: String,
-    /// `order`, `product` or `cancel`.
-    pub kind: String,
-    /// `insert`, `merge`, `cancel`.
-    pub operation: String,
-    /// When it started.
-    pub started_at: NaiveDateTime,
-    /// `ok`, `transport_error`, `http_error`, `bad_answer`, `exception`, `failure`.
-    pub outcome: String,
-    /// Successes.
-    pub successes: i32,
-    /// Duplicates.
-    pub duplicates: i32,
-    /// Failures.
-    pub failures: i32,
-    /// The batch-level error.
-    pub error: Option<String>,
-}
-
-/// The most recent exports, newest first.
-pub fn recent_exports(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<ExportSummary>> {
-    exports::table
-        .order(exports::id.desc())
-        .limit(limit)
-        .select((
-            exports::id,
-            exports::message_id,
-            exports::kind,
-            exports::operation,
-            exports::started_at,
-            exports::outcome,
-            exports::successes,
-            exports::duplicates,
-            exports::failures,
-            exports::error,
-        ))
-        .load(conn)
-}
-
-/// An export with its lines, request and response.
-pub type ExportDetail = (
-    ExportSummary,
-    Vec<(String, String, String, Option<String>)>,
-    Option<String>,
-    Option<String>,
-);
-
-/// One export in full.
-pub fn export_detail(conn: &mut DbConnection, id: i64) -> QueryResult<Option<ExportDetail>> {
-    let Some(summary) = exports::table
-        .find(id)
-        .select((
-            exports::id,
-            exports::message_id,
-            exports::kind,
-            exports::operation,
-            exports::started_at,
-            exports::outcome,
-            exports::successes,
-            exports::duplicates,
-            exports::failures,
-            exports::error,
-        ))
-        .first::<ExportSummary>(conn)
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let lines = export_lines::table
-        .filter(export_lines::export_id.eq(id))
-        .order(export_lines::line_no)
-        .select((
-            export_lines::reference,
-            export_lines::result,
-            export_lines::message,
-            export_lines::detail,
-        ))
-        .load(conn)?;
-    let (request, response): (Option<String>, Option<String>) = exports::table
-        .find(id)
-        .select((exports::request_xml, exports::response_body))
-        .first(conn)?;
-    Ok(Some((summary, lines, request, response)))
 }

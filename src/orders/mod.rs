@@ -437,6 +437,9 @@ pub struct OrderView {
     pub updated_at: DateTime<Utc>,
     /// Export to the warehouse.
     pub export: ExportState,
+    /// The cancellation at the warehouse of an exported order that was cancelled (null when no
+    /// cancellation is involved).
+    pub cancellation: Option<crate::export::CancellationView>,
     /// Lines with shipped quantities.
     pub lines: Vec<OrderLineView>,
     /// Shipments, oldest first.
@@ -493,6 +496,7 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
     ) = row;
     let details: OrderInput = serde_json::from_str(&document)
         .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+    let cancellation = crate::export::cancellation_view(conn, id, &status, &export_status)?;
     let shipped: Vec<i32> = order_lines::table
         .filter(order_lines::order_id.eq(id))
         .order(order_lines::line_no)
@@ -592,6 +596,7 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
         created_at: ordered_at.and_utc(),
         updated_at: updated_at.and_utc(),
         export: view::export_state(conn, id, &export_status, exported_at)?,
+        cancellation,
         lines,
         shipments,
         tracking_numbers,

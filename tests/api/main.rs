@@ -14,6 +14,7 @@ mod clients;
 mod crash;
 mod creds;
 mod export;
+mod export_failures;
 mod feed;
 mod hostile;
 mod inventory;
