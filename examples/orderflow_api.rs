@@ -2,8 +2,9 @@
 //! reports, cancellations), so wharf's exporter can be tried without a warehouse:
 //!
 //! ```sh
-//! cargo run --example orderflow_api -- --user wharf --password secret
-//! # then point wharf at the endpoint it prints (WHARF_WAREHOUSE__ENDPOINT=…) and run `wharf export`
+//! cargo run --example orderflow_api -- --port 9000 --user wharf --password secret
+//! # then point wharf at the endpoint it prints (WHARF_WAREHOUSE__ENDPOINT=http://127.0.0.1:9000/)
+//! # and run `wharf export`
 //! ```
 //!
 //! It checks HTTP Basic auth and the channel/organisation parameters, parses every document strictly,
@@ -30,12 +31,16 @@ struct Args {
     /// Order references to refuse (repeatable).
     #[arg(long)]
     fail: Vec<String>,
+    /// Port on 127.0.0.1 to listen on; 0 picks a free one (printed at start), so a fixed port keeps
+    /// wharf's configured endpoint valid across restarts.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let sim = warehouse_api::WarehouseSim::start(&args.user, &args.password).await;
+    let sim = warehouse_api::WarehouseSim::start_on(args.port, &args.user, &args.password).await;
     sim.set_behaviour(warehouse_api::Behaviour {
         fail: args.fail.iter().cloned().collect::<HashSet<_>>(),
         ..warehouse_api::Behaviour::default()

@@ -3,6 +3,15 @@
 //!
 //! Environment variables: `DATABASE_URL`, and `WHARF_<KEY>` for top-level keys (`WHARF_LISTEN`,
 //! `WHARF_PUBLIC_URL`, …) or `WHARF_<SECTION>__<KEY>` for nested ones (`WHARF_WORKER__BATCH_SIZE=50`).
+//! Booleans from the environment may be written `1`/`0` or `true`/`false`.
+//!
+//! Every setting's doc comment is also its documentation in `wharf config --defaults`
+//! ([`defaults_toml`]); the settings types derive `utoipa::ToSchema` only to make those comments
+//! readable at run time.
+
+mod document;
+mod env;
+mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,16 +20,23 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use document::{defaults_toml, effective_toml};
+pub use env::env_var;
+pub use validate::{InvalidSettings, Problem};
+
 /// Every setting wharf reads. `Debug` redacts secrets (the database password).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Where the data lives: `sqlite://path/to/wharf.db` (default `sqlite://wharf.db`, next to the config
-    /// file when one is given) or `postgres://user:pass@host/db`.
+    /// Where the data lives: an SQLite file, `sqlite://path/to/wharf.db` or `sqlite:path/to/wharf.db`
+    /// (`sqlite:///var/lib/wharf.db` is absolute; a relative path is read next to the settings file
+    /// when one is used), or PostgreSQL, `postgres://user:pass@host/db` (or `postgresql://`). Anything
+    /// else is refused, and in-memory SQLite too (each pooled connection would get its own database).
     pub database_url: String,
     /// Address the HTTP server binds to (`WHARF_LISTEN`, default `127.0.0.1:8080`). Port 0 picks a free one.
     pub listen: String,
     /// The URL the warehouse reaches wharf at, written into served WSDLs. Defaults to `http://<listen>`.
+    #[schema(example = "https://wharf.example.com")]
     pub public_url: Option<String>,
     /// Largest number of pooled database connections per process.
     pub db_pool_size: u32,
@@ -34,13 +50,20 @@ pub struct Settings {
     pub inventory: InventorySettings,
     /// Exports to the warehouse's HTTP API.
     pub warehouse: WarehouseSettings,
+    /// On SIGTERM or SIGINT, the longest wharf takes to stop, in seconds: open feed long polls are
+    /// answered at once, no new work is claimed, and requests in flight, the worker's batch and the
+    /// exporter's run get this long to finish. What is still unfinished then is left to its lease,
+    /// which another process takes over when it expires. Keep it below the time your supervisor
+    /// waits before SIGKILL (Kubernetes and systemd: 30 s, Docker: 10 s).
+    pub shutdown_deadline_secs: u64,
 }
 
 /// The warehouse's HTTP API and what is exported to it. `Debug` hides the password.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarehouseSettings {
-    /// Base URL of the OrderFlow API, ending with `/` (e.g. `https://wms.example.com/web/`).
+    /// Base URL of the OrderFlow API (e.g. `https://wms.example.com/web/`); a missing final `/` is
+    /// added, since the API's paths are resolved below it.
     pub endpoint: String,
     /// HTTP Basic user.
     pub username: String,
@@ -77,7 +100,7 @@ impl std::fmt::Debug for WarehouseSettings {
 }
 
 /// One kind of export (orders or products).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExportSettings {
     /// Export at all.
@@ -89,6 +112,7 @@ pub struct ExportSettings {
     /// Order statuses that are ready to ship (invoiced). Unused for products.
     pub exportable_statuses: Vec<String>,
     /// Only orders placed on or after this date (YYYY-MM-DD) are exported. Unused for products.
+    #[schema(example = "2026-01-01")]
     pub min_order_date: Option<chrono::NaiveDate>,
     /// Attempts before an item is declared lost.
     pub max_attempts: i32,
@@ -138,7 +162,7 @@ impl Default for ExportSettings {
 }
 
 /// Settings of the SOAP receiver.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SoapSettings {
     /// A `login` session that has not been used for this many seconds expires (fault 5).
@@ -156,7 +180,7 @@ pub struct SoapSettings {
 }
 
 /// Settings of the worker.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerSettings {
     /// Run the worker inside `wharf serve` (a separate `wharf worker` process works either way).
@@ -190,7 +214,7 @@ pub struct WorkerSettings {
 }
 
 /// Inventory rules.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct InventorySettings {
     /// Store negative quantities as they come; when off (default) a negative quantity is stored as 0.
@@ -208,7 +232,7 @@ pub struct InventorySettings {
 }
 
 /// Inventory adjustment mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Adjust {
     /// Store what the warehouse reports.
@@ -243,6 +267,7 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             inventory: InventorySettings::default(),
             warehouse: WarehouseSettings::default(),
+            shutdown_deadline_secs: 25,
         }
     }
 }
@@ -276,36 +301,85 @@ impl Default for WorkerSettings {
     }
 }
 
-/// A settings file or variable that could not be read.
+/// A settings file or variable that could not be read: one line per problem, each naming the
+/// setting (`worker.batch_size`) and where its value came from.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid settings: {0}")]
-pub struct SettingsError(#[from] Box<figment::Error>);
+#[error("{0}")]
+pub struct SettingsError(String);
+
+impl From<figment::Error> for SettingsError {
+    fn from(e: figment::Error) -> Self {
+        let mut lines: Vec<String> = Vec::new();
+        for one in e {
+            let line = env::describe(&one);
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
+        }
+        SettingsError(lines.join("\n"))
+    }
+}
+
+impl From<Box<figment::Error>> for SettingsError {
+    fn from(e: Box<figment::Error>) -> Self {
+        SettingsError::from(*e)
+    }
+}
 
 impl Settings {
     /// Loads defaults < `file` (or `wharf.toml` in the working directory when it exists) < environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        Ok(Settings::load_with_file(file)?.0)
+    }
+
+    /// Like [`Settings::load`], also returning the settings file that was read (`None`: defaults and
+    /// environment only), for start-up to say which one is in use.
+    pub fn load_with_file(
+        file: Option<&Path>,
+    ) -> Result<(Settings, Option<PathBuf>), SettingsError> {
         let path: Option<PathBuf> = match file {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from("wharf.toml")).filter(|p| p.exists()),
         };
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        let path = path.map(|p| std::path::absolute(&p).unwrap_or(p));
+        let defaults = Serialized::defaults(Settings::default());
+        let default_values = figment::Provider::data(&defaults)
+            .ok()
+            .and_then(|mut by_profile| by_profile.remove(&figment::Profile::Default))
+            .unwrap_or_default();
+        let mut figment = Figment::from(defaults);
         if let Some(p) = &path {
             figment = figment.merge(Toml::file_exact(p));
         }
         figment = figment
-            .merge(Env::prefixed("WHARF_").split("__"))
-            .merge(Env::raw().only(&["DATABASE_URL"]));
-        let mut settings: Settings = figment.extract().map_err(Box::new)?;
-        // A relative SQLite path in a config file is read next to that file.
-        if let (Some(p), Some(rel)) = (&path, settings.database_url.strip_prefix("sqlite://"))
-            && !rel.starts_with('/')
-            && rel != ":memory:"
-            && std::env::var_os("DATABASE_URL").is_none()
-            && let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty())
+            .merge(env::LenientBools::new(
+                Env::prefixed("WHARF_").split("__"),
+                default_values.clone(),
+            ))
+            .merge(env::LenientBools::new(
+                Env::raw().only(&["DATABASE_URL"]),
+                default_values,
+            ));
+        let mut settings: Settings = figment.extract()?;
+        let from_env = figment
+            .find_metadata("database_url")
+            .is_some_and(|md| md.name.contains("environment"));
+        if let Some(p) = &path
+            && !from_env
         {
-            settings.database_url = format!("sqlite://{}", dir.join(rel).display());
+            settings.database_url = sqlite_next_to(&settings.database_url, p);
         }
-        Ok(settings)
+        settings.normalise();
+        Ok((settings, path))
+    }
+
+    /// Fixes what has one obvious meaning: the warehouse endpoint gets its final `/`, without which
+    /// `https://wms/web` + `remoteorder/…` would resolve to `https://wms/remoteorder/…`.
+    fn normalise(&mut self) {
+        let endpoint = &mut self.warehouse.endpoint;
+        if !endpoint.is_empty() && !endpoint.ends_with('/') {
+            endpoint.push('/');
+        }
     }
 
     /// The base URL written into served WSDLs, without a trailing slash.
@@ -317,6 +391,19 @@ impl Settings {
                 None => format!("http://{}", self.listen),
             },
         }
+    }
+}
+
+/// A relative SQLite path in a config file is read next to that file (other URLs unchanged).
+fn sqlite_next_to(url: &str, config: &Path) -> String {
+    match crate::db::DbTarget::parse(url) {
+        Ok(crate::db::DbTarget::Sqlite(rel)) if rel.is_relative() => {
+            match config.parent().filter(|d| !d.as_os_str().is_empty()) {
+                Some(dir) => format!("sqlite://{}", dir.join(rel).display()),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -346,6 +433,7 @@ impl fmt::Debug for Settings {
             .field("worker", &self.worker)
             .field("inventory", &self.inventory)
             .field("warehouse", &self.warehouse)
+            .field("shutdown_deadline_secs", &self.shutdown_deadline_secs)
             .finish()
     }
 }

@@ -8,6 +8,7 @@
 //! - [`http`] wires it all to actix-web; [`db`] is storage; [`cli`] the `wharf` command.
 
 pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -20,6 +21,7 @@ pub mod products;
 pub mod queue;
 pub mod reservations;
 pub mod shipments;
+pub mod shutdown;
 pub mod soap;
 pub mod telemetry;
 pub mod tls;

@@ -126,6 +126,11 @@ impl ImportedItem {
 impl WarehouseSim {
     /// Starts on 127.0.0.1 (a free port) with these Basic credentials, on the current tokio runtime.
     pub async fn start(username: &str, password: &str) -> WarehouseSim {
+        Self::start_on(0, username, password).await
+    }
+
+    /// Starts on 127.0.0.1:`port` (0 picks a free one) with these Basic credentials.
+    pub async fn start_on(port: u16, username: &str, password: &str) -> WarehouseSim {
         let state = Arc::new(Mutex::new(State::new(username, password)));
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
@@ -137,8 +142,8 @@ impl WarehouseSim {
         .workers(1)
         .disable_signals()
         .shutdown_timeout(1)
-        .bind(("127.0.0.1", 0))
-        .expect("the warehouse simulator binds a loopback port");
+        .bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("the warehouse simulator cannot bind 127.0.0.1:{port}: {e}"));
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();

@@ -1,19 +1,23 @@
 //! The `wharf` command line: one binary, one subcommand per job.
 
+mod config;
 mod exports;
 mod requests;
 mod users;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::background::{Background, WorkerMode};
 use crate::config::{Settings, redact_url};
 use crate::db;
 use crate::http::Application;
+use crate::shutdown::Shutdown;
 use crate::worker::Worker;
 
 /// wharf — a SOAP-compatible gateway between an OrderFlow warehouse and an online store.
@@ -40,8 +44,15 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Apply pending database migrations and exit.
+    /// Apply pending database migrations and exit (creates an SQLite database that does not exist).
     Migrate,
+    /// Print the effective settings (secrets redacted) and check them; exits 1 when they would not
+    /// start.
+    Config {
+        /// Print a complete, commented wharf.toml with every setting at its default instead.
+        #[arg(long)]
+        defaults: bool,
+    },
     /// Manage API users (the warehouse's SOAP logins).
     #[command(subcommand)]
     Users(users::UsersCommand),
@@ -73,63 +84,64 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn load(cli: &Cli) -> anyhow::Result<Settings> {
-    let settings = Settings::load(cli.config.as_deref())?;
+fn load(cli: &Cli) -> anyhow::Result<(Settings, Option<PathBuf>)> {
+    let (settings, file) = Settings::load_with_file(cli.config.as_deref())?;
     crate::telemetry::init(settings.log_json);
-    Ok(settings)
+    Ok((settings, file))
 }
 
-/// Opens the pool and applies migrations (every command may be the first to touch the database).
+/// Says which settings file and database are in use.
+fn start(command: &str, settings: &Settings, file: Option<&Path>) -> anyhow::Result<()> {
+    let config = match file {
+        Some(p) => p.display().to_string(),
+        None => "none (built-in defaults and environment)".to_string(),
+    };
+    let database = db::DbTarget::parse(&settings.database_url)?.display();
+    tracing::info!(%config, %database, "wharf {command} starting");
+    Ok(())
+}
+
+/// Opens the pool of an existing database and applies pending migrations (a command may be the
+/// first to run after an upgrade). Only `serve` and `migrate` create a database.
 pub(crate) fn open(settings: &Settings) -> anyhow::Result<db::Pool> {
-    let pool = db::connect(&settings.database_url, settings.db_pool_size)?;
+    let pool = db::connect_existing(&settings.database_url, settings.db_pool_size)?;
     db::migrate(&pool)
         .with_context(|| format!("database {}", redact_url(&settings.database_url)))?;
     Ok(pool)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = load(&cli)?;
+    // The defaults are printed even when the environment holds a setting that does not parse.
+    if let Command::Config { defaults: true } = cli.command {
+        config::defaults();
+        return Ok(());
+    }
+    let (settings, file) = load(&cli)?;
     match cli.command {
-        Command::Serve => runtime()?.block_on(async move {
-            let app = Application::build(settings).await?;
-            app.run_until_stopped().await?;
-            Ok(())
-        }),
+        Command::Serve => {
+            settings.validate()?;
+            start("serve", &settings, file.as_deref())?;
+            block_on(async move {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped().await?;
+                Ok(())
+            })
+        }
         Command::Worker { once } => {
+            settings.validate()?;
+            start("worker", &settings, file.as_deref())?;
             let pool = open(&settings)?;
             let settings = Arc::new(settings);
-            let worker = Arc::new(Worker::new(pool.clone(), settings.clone()));
             if once {
+                let worker = Worker::new(pool, settings);
                 let n = worker.drain()?;
                 println!("applied {n} request(s); nothing else is due");
                 return Ok(());
             }
-            runtime()?.block_on(async move {
-                let (tx, rx) = tokio::sync::watch::channel(false);
-                let exporter = crate::export::spawn_if_enabled(&pool, &settings, tx.subscribe());
-                let run = tokio::spawn(worker.run(rx));
-                shutdown_signal().await;
-                tracing::info!("stopping: finishing the batch in hand");
-                let _ = tx.send(true);
-                let _ = run.await;
-                if let Some(e) = exporter {
-                    let _ = e.await;
-                }
-                Ok(())
-            })
+            block_on(run_worker(pool, settings))
         }
-        Command::Migrate => {
-            let pool = db::connect(&settings.database_url, 1)?;
-            let applied = db::migrate(&pool)?;
-            if applied.is_empty() {
-                println!("database is up to date");
-            } else {
-                for m in applied {
-                    println!("applied migration {m}");
-                }
-            }
-            Ok(())
-        }
+        Command::Migrate => migrate(&settings, file.as_deref()),
+        Command::Config { .. } => config::show(&settings, file.as_deref()),
         Command::Users(cmd) => users::users(&settings, cmd),
         Command::Tokens(cmd) => users::tokens(&settings, cmd),
         Command::Requests(cmd) => requests::requests(&settings, cmd),
@@ -139,25 +151,53 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `wharf migrate`: creates the database when it is an SQLite file that does not exist yet.
+fn migrate(settings: &Settings, file: Option<&Path>) -> anyhow::Result<()> {
+    start("migrate", settings, file)?;
+    let pool = db::connect(&settings.database_url, 1)?;
+    let applied = db::migrate(&pool)?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    } else {
+        for m in applied {
+            println!("applied migration {m}");
+        }
+    }
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+/// Runs `f` on a fresh runtime. Dropping a runtime waits for every blocking task without limit; the
+/// shutdown deadline has already been spent waiting for them, so this waits only briefly more.
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let rt = runtime()?;
+    let result = rt.block_on(f);
+    rt.shutdown_timeout(Duration::from_millis(500));
+    result
+}
+
+/// `wharf worker`: the worker loops and the exporter until SIGTERM or SIGINT, then the work in hand
+/// finishes within `shutdown_deadline_secs`.
+async fn run_worker(pool: db::Pool, settings: Arc<Settings>) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    let background = Background::start(&pool, &settings, &shutdown, WorkerMode::Run);
+    let signal = crate::shutdown::signal().await;
+    tracing::info!(
+        signal,
+        deadline_secs = settings.shutdown_deadline_secs,
+        "stopping: claiming no new work, finishing the batch in hand"
+    );
+    shutdown.trigger();
+    background
+        .finish(crate::background::deadline(&settings))
+        .await;
+    tracing::info!("wharf worker stopped");
+    Ok(())
 }
 
 #[cfg(test)]

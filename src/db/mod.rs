@@ -6,6 +6,7 @@ pub mod file;
 pub mod schema;
 pub mod sql;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
@@ -35,8 +36,98 @@ pub enum DbConnection {
 pub enum Backend {
     /// `postgres://` or `postgresql://`
     Postgres,
-    /// `sqlite://path` or a bare file path
+    /// `sqlite://path` or `sqlite:path`
     Sqlite,
+}
+
+/// How long start-up waits for the first database connection before it gives up with one message.
+/// Four seconds leave room for the rest of the start within the five the operator is promised.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// libpq's `connect_timeout`, which bounds every later (re)connection too. A second longer than
+/// [`CONNECT_TIMEOUT`], so that at start-up the clearer "no answer within 4 s" is what people read.
+const PG_CONNECT_TIMEOUT_SECS: u64 = 5;
+
+/// A database URL, checked: the only two forms wharf can open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DbTarget {
+    /// `postgres://…` or `postgresql://…`, passed to libpq as written.
+    Postgres(String),
+    /// The file of `sqlite://PATH` or `sqlite:PATH` (`sqlite:///abs/path` and `sqlite:/abs/path` are
+    /// absolute, `sqlite://wharf.db` and `sqlite:wharf.db` relative to the working directory).
+    Sqlite(PathBuf),
+}
+
+/// A database URL wharf cannot open: what is wrong with it and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("DATABASE_URL {0}")]
+pub struct UrlError(String);
+
+impl UrlError {
+    /// The problem without the variable's name (for messages that already name the setting).
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What to write instead, repeated by every URL error.
+const URL_FORMS: &str = "write sqlite://PATH for an SQLite file (e.g. sqlite://wharf.db) \
+                         or postgres://USER:PASSWORD@HOST/DATABASE for PostgreSQL";
+
+impl DbTarget {
+    /// Reads a database URL. Anything but SQLite or PostgreSQL is refused, so that a typo never
+    /// becomes an SQLite file named after it.
+    pub fn parse(url: &str) -> Result<DbTarget, UrlError> {
+        let refuse = |why: String| UrlError(format!("{why}; {URL_FORMS}"));
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DbTarget::Postgres(url.to_string()));
+        }
+        let Some(rest) = url.strip_prefix("sqlite:") else {
+            return Err(match url.split_once("://") {
+                Some((scheme, _)) => refuse(format!(
+                    "{} uses {scheme}://, which wharf does not support",
+                    crate::config::redact_url(url)
+                )),
+                None if url.trim().is_empty() => refuse("is empty".into()),
+                None => refuse(format!(
+                    "{url:?} has no scheme (if it is an SQLite file, write sqlite://{url})"
+                )),
+            });
+        };
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(refuse(format!("{url:?} names no file")));
+        }
+        if path == ":memory:" || path.starts_with("file:") || path.contains("mode=memory") {
+            // Every pooled connection would open its own, empty, in-memory database.
+            return Err(refuse(format!(
+                "{url:?} asks for an in-memory or URI-style SQLite database, which wharf cannot \
+                 share between its connections"
+            )));
+        }
+        Ok(DbTarget::Sqlite(PathBuf::from(path)))
+    }
+
+    /// The URL to show people: the password hidden, an SQLite path made absolute.
+    pub fn display(&self) -> String {
+        match self {
+            DbTarget::Postgres(url) => crate::config::redact_url(url),
+            DbTarget::Sqlite(path) => format!("sqlite://{}", absolute(path).display()),
+        }
+    }
+
+    /// The backend this URL selects.
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbTarget::Postgres(_) => Backend::Postgres,
+            DbTarget::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// `path` made absolute against the working directory (as written when that fails).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 impl Backend {
@@ -81,25 +172,34 @@ macro_rules! load_skip_locked {
 }
 
 /// Opens connections of the backend the URL names, with the per-connection settings SQLite needs.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Manager {
-    url: String,
-    backend: Backend,
+    target: DbTarget,
 }
 
 /// The database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// Could not connect.
-    #[error("cannot connect to the database {url}: {source}")]
+    /// The URL names no database wharf can open (the message says what to write instead).
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Could not connect. One line, so that it is printed once and read at a glance.
+    #[error("cannot connect to the database {url}: {reason}; check DATABASE_URL")]
     Connect {
         /// The URL, password hidden.
         url: String,
-        /// Why.
-        source: r2d2::Error,
+        /// Why, on one line.
+        reason: String,
     },
-    /// No connection could be taken from the pool.
-    #[error("no database connection available: {0}")]
+    /// The SQLite file does not exist and this command does not create databases.
+    #[error(
+        "the SQLite database {} does not exist; create it with `wharf migrate` (or by starting \
+         `wharf serve`), or point DATABASE_URL at the database wharf serve uses",
+        .0.display()
+    )]
+    Missing(PathBuf),
+    /// No connection could be taken from the pool (the cause follows as the error's source).
+    #[error("no database connection available")]
     Pool(#[from] r2d2::Error),
     /// Migrations failed.
     #[error("database migration failed: {0}")]
@@ -107,8 +207,36 @@ pub enum DbError {
 }
 
 impl Manager {
-    fn sqlite_path(&self) -> &str {
-        self.url.strip_prefix("sqlite://").unwrap_or(&self.url)
+    /// A manager for a checked URL; PostgreSQL connection attempts give up after
+    /// [`PG_CONNECT_TIMEOUT_SECS`] unless the URL sets its own `connect_timeout`.
+    fn new(target: DbTarget) -> Manager {
+        let target = match target {
+            DbTarget::Postgres(url) if !url.contains("connect_timeout=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                let secs = PG_CONNECT_TIMEOUT_SECS;
+                DbTarget::Postgres(format!("{url}{sep}connect_timeout={secs}"))
+            }
+            other => other,
+        };
+        Manager { target }
+    }
+
+    fn open_sqlite(path: &Path) -> Result<SqliteConnection, ConnectionError> {
+        let path = path.to_str().ok_or_else(|| {
+            ConnectionError::InvalidConnectionUrl("the SQLite path is not valid UTF-8".into())
+        })?;
+        file::prepare_sqlite_file(path);
+        let mut c = SqliteConnection::establish(path)?;
+        // busy_timeout first: switching to WAL takes a lock that other new connections wait
+        // for. WAL lets readers run beside the one writer; FULL sync because an acknowledgement
+        // promises the message survives a power cut; busy_timeout makes writers queue
+        // instead of failing.
+        c.batch_execute(
+            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+        Ok(c)
     }
 }
 
@@ -117,24 +245,9 @@ impl r2d2::ManageConnection for Manager {
     type Error = ConnectionError;
 
     fn connect(&self) -> Result<DbConnection, ConnectionError> {
-        match self.backend {
-            Backend::Postgres => Ok(DbConnection::Postgresql(PgConnection::establish(
-                &self.url,
-            )?)),
-            Backend::Sqlite => {
-                file::prepare_sqlite_file(self.sqlite_path());
-                let mut c = SqliteConnection::establish(self.sqlite_path())?;
-                // busy_timeout first: switching to WAL takes a lock that other new connections wait
-                // for. WAL lets readers run beside the one writer; FULL sync because an acknowledgement
-                // promises the message survives a power cut; busy_timeout makes writers queue
-                // instead of failing.
-                c.batch_execute(
-                    "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-                )
-                .map_err(ConnectionError::CouldntSetupConfiguration)?;
-                Ok(DbConnection::Sqlite(c))
-            }
+        match &self.target {
+            DbTarget::Postgres(url) => Ok(DbConnection::Postgresql(PgConnection::establish(url)?)),
+            DbTarget::Sqlite(path) => Ok(DbConnection::Sqlite(Manager::open_sqlite(path)?)),
         }
     }
 
@@ -148,24 +261,65 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
-/// Opens a pool for `url` (password never logged) without running migrations.
+/// Opens a pool for `url` (password never logged) without running migrations. One connection is
+/// opened first, within [`CONNECT_TIMEOUT`]: a database that is unreachable or refuses us fails here
+/// with one message instead of a pool retrying (and logging) for the whole checkout timeout.
 pub fn connect(url: &str, max_size: u32) -> Result<Pool, DbError> {
-    let backend = Backend::of_url(url);
-    let manager = Manager {
-        url: url.to_string(),
-        backend,
-    };
-    r2d2::Pool::builder()
+    let target = DbTarget::parse(url)?;
+    let shown = target.display();
+    let manager = probe(Manager::new(target), &shown)?;
+    Ok(r2d2::Pool::builder()
         .max_size(max_size.max(1))
         // A `SELECT 1` before every checkout would double the round trips of short calls; broken
         // connections are detected by `has_broken` and replaced instead.
         .test_on_check_out(false)
+        // How long a caller waits for a free connection under load; reachability was proven above.
         .connection_timeout(Duration::from_secs(30))
-        .build(manager)
-        .map_err(|source| DbError::Connect {
-            url: crate::config::redact_url(url),
-            source,
-        })
+        // Connections open when first needed, not all at once in r2d2's background threads: the
+        // probe proved the database answers, and a short command (`wharf requests list`) exiting
+        // while those threads were still inside libpq's connect aborted the process (SIGABRT).
+        .min_idle(Some(0))
+        .build_unchecked(manager))
+}
+
+/// Like [`connect`], for commands that must not create a database: a missing SQLite file is an
+/// error naming its absolute path instead of a new, empty database.
+pub fn connect_existing(url: &str, max_size: u32) -> Result<Pool, DbError> {
+    if let DbTarget::Sqlite(path) = DbTarget::parse(url)?
+        && !path.exists()
+    {
+        return Err(DbError::Missing(absolute(&path)));
+    }
+    connect(url, max_size)
+}
+
+/// Opens and drops one connection on a helper thread, giving up after [`CONNECT_TIMEOUT`] (libpq's
+/// own timeout does not cover every way a connection can hang, name resolution for one).
+fn probe(manager: Manager, shown: &str) -> Result<Manager, DbError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let m = manager.clone();
+    std::thread::spawn(move || {
+        let result = r2d2::ManageConnection::connect(&m).map(drop);
+        let _ = tx.send(result);
+    });
+    let reason = match rx.recv_timeout(CONNECT_TIMEOUT) {
+        Ok(Ok(())) => return Ok(manager),
+        Ok(Err(e)) => one_line(&e.to_string()),
+        Err(_) => format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+    };
+    Err(DbError::Connect {
+        url: shown.to_string(),
+        reason,
+    })
+}
+
+/// libpq's messages span lines ("…failed: Connection refused\n\tIs the server running…").
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Applies every pending migration; safe to run from several processes at once on PostgreSQL

@@ -697,12 +697,16 @@ async fn get_feed(
         let notified = feed::notifier().notified();
         let events = authorized(&req, &state, move |conn| read_feed(conn, after, limit)).await?;
         let now = Instant::now();
-        if !events.is_empty() || now >= deadline {
+        // A stopping server answers at once, so an open poll never holds the shutdown up.
+        if !events.is_empty() || now >= deadline || state.shutdown.is_stopping() {
             let last_id = events.last().map(|e| e.id).unwrap_or(after);
             return Ok(HttpResponse::Ok().json(FeedPage { events, last_id }));
         }
         let nap = feed::POLL_EVERY.min(deadline - now);
-        let _ = tokio::time::timeout(nap, notified).await;
+        tokio::select! {
+            _ = tokio::time::timeout(nap, notified) => {}
+            _ = state.shutdown.stopping() => {}
+        }
     }
 }
 

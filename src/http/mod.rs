@@ -10,11 +10,11 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use tokio::sync::watch;
 
+use crate::background::{Background, WorkerMode};
 use crate::config::Settings;
 use crate::db::{self, Pool};
-use crate::worker::Worker;
+use crate::shutdown::Shutdown;
 
 /// Shared state of the HTTP handlers.
 pub struct AppState {
@@ -26,6 +26,8 @@ pub struct AppState {
     pub public_url: String,
     /// Recently verified HTTP Basic credentials.
     pub credentials: crate::auth::CredentialCache,
+    /// Turns on when the server starts stopping (long polls answer at once).
+    pub shutdown: Shutdown,
 }
 
 /// A built server, bound to its port, not yet running.
@@ -34,6 +36,7 @@ pub struct Application {
     server: Server,
     pool: Pool,
     settings: Arc<Settings>,
+    shutdown: Shutdown,
 }
 
 impl Application {
@@ -53,11 +56,13 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let shutdown = Shutdown::new();
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             settings: settings.clone(),
             public_url: settings.public_base_url(Some(addr)),
             credentials: crate::auth::CredentialCache::default(),
+            shutdown: shutdown.clone(),
         });
         let max_body = settings.soap.max_body;
         let server = HttpServer::new(move || {
@@ -70,13 +75,17 @@ impl Application {
                 .configure(health::routes)
         })
         .listen(listener)?
-        .shutdown_timeout(30)
+        // Signals are handled by `run_until_stopped`, which first answers long polls and stops the
+        // background work; actix's own grace period is the same deadline, counted from then.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_deadline_secs.max(1))
         .run();
         Ok(Application {
             addr,
             server,
             pool,
             settings,
+            shutdown,
         })
     }
 
@@ -90,32 +99,63 @@ impl Application {
         self.pool.clone()
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM), running the worker beside it when
-    /// `worker.in_serve` is on. On shutdown, requests in flight are answered and the worker finishes
-    /// the batch it holds.
+    /// Serves until SIGTERM or SIGINT, running the worker beside it when `worker.in_serve` is on,
+    /// then stops as [`Application::run_until`] describes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = self.settings.worker.in_serve.then(|| {
-            let w = Arc::new(Worker::new(self.pool.clone(), self.settings.clone()));
-            tokio::spawn(w.run(stop_rx))
-        });
-        let exporter =
-            crate::export::spawn_if_enabled(&self.pool, &self.settings, stop_tx.subscribe());
+        self.run_until(crate::shutdown::signal()).await
+    }
+
+    /// Serves until `stop` resolves (with the reason to log), then stops within
+    /// `shutdown_deadline_secs`: open feed long polls are answered at once, the worker and exporter
+    /// claim nothing new, requests in flight and the work in hand get until the deadline to finish.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = &'static str>,
+    ) -> std::io::Result<()> {
+        let mode = if self.settings.worker.in_serve {
+            WorkerMode::Run
+        } else {
+            WorkerMode::Off
+        };
+        let background = Background::start(&self.pool, &self.settings, &self.shutdown, mode);
         tracing::info!(address = %self.addr, "wharf is listening");
-        let result = self.server.await;
-        let _ = stop_tx.send(true);
-        if let Some(w) = worker {
-            let _ = w.await;
-        }
-        if let Some(e) = exporter {
-            let _ = e.await;
-        }
-        result
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let ended = tokio::select! {
+            reason = stop => {
+                tracing::info!(
+                    signal = reason,
+                    deadline_secs = self.settings.shutdown_deadline_secs,
+                    "stopping: answering open long polls, claiming no new work, finishing what is in hand"
+                );
+                None
+            }
+            ended = &mut server => Some(ended),
+        };
+        let deadline = crate::background::deadline(&self.settings);
+        self.shutdown.trigger();
+        let result = match ended {
+            Some(ended) => ended,
+            None => {
+                // Stop accepting, let requests in flight finish (actix cuts them off at the same
+                // deadline), then collect the server task.
+                let _ = tokio::time::timeout_at(deadline, handle.stop(true)).await;
+                match tokio::time::timeout_at(deadline, server).await {
+                    Ok(ended) => ended,
+                    Err(_) => Ok(Ok(())),
+                }
+            }
+        };
+        background.finish(deadline).await;
+        tracing::info!("wharf stopped");
+        result.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 }
 
-/// Logs one line per request (method, path, status, time) without headers or bodies, which may
-/// carry credentials.
+/// Logs one line per request: client address (the TCP peer, not a header it could forge), method,
+/// path, status, time. Neither the query string, headers nor bodies, which may carry credentials.
 fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%r %s %Dms").exclude("/health")
+    actix_web::middleware::Logger::new("%a \"%{METHOD}xi %U\" %s %Dms")
+        .custom_request_replace("METHOD", |req| req.method().to_string())
+        .exclude("/health")
 }

@@ -21,6 +21,7 @@ use crate::helpers::{Backend, TestApp};
 /// What a `wharf` command printed.
 pub struct Run {
     pub ok: bool,
+    pub status: std::process::ExitStatus,
     pub stdout: String,
     pub stderr: String,
 }
@@ -46,6 +47,7 @@ pub fn wharf_blocking(db_url: &str, args: &[&str], stdin: &str, env: &[(&str, &s
     let out = child.wait_with_output().unwrap();
     Run {
         ok: out.status.success(),
+        status: out.status,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
@@ -74,8 +76,8 @@ pub async fn wharf_ok(app: &TestApp, args: &[&str]) -> String {
     let run = wharf_with(app, args, "", &[]).await;
     assert!(
         run.ok,
-        "wharf {args:?} failed: {}{}",
-        run.stdout, run.stderr
+        "wharf {args:?} failed ({:?}): {}{}",
+        run.status, run.stdout, run.stderr
     );
     run.stdout
 }

@@ -1,0 +1,78 @@
+//! The background work of a process — worker loops and the exporter — started the same way by
+//! `wharf serve` and `wharf worker`, and stopped within the shutdown deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::Settings;
+use crate::db::Pool;
+use crate::shutdown::Shutdown;
+use crate::worker::Worker;
+
+/// Whether this process runs the worker loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerMode {
+    /// Apply queued requests here.
+    Run,
+    /// Leave them to other processes.
+    Off,
+}
+
+/// Running background tasks.
+pub struct Background {
+    worker: Option<JoinHandle<()>>,
+    exporter: Option<JoinHandle<()>>,
+    lease_secs: i64,
+}
+
+impl Background {
+    /// Starts the worker (when `mode` says so) and the exporter (when an export is enabled); both
+    /// stop claiming work when `shutdown` triggers.
+    pub fn start(
+        pool: &Pool,
+        settings: &Arc<Settings>,
+        shutdown: &Shutdown,
+        mode: WorkerMode,
+    ) -> Background {
+        let worker = (mode == WorkerMode::Run).then(|| {
+            let w = Arc::new(Worker::new(pool.clone(), settings.clone()));
+            tokio::spawn(w.run(shutdown.subscribe()))
+        });
+        let exporter = crate::export::spawn_if_enabled(pool, settings, shutdown.subscribe());
+        Background {
+            worker,
+            exporter,
+            lease_secs: settings.worker.lease_secs,
+        }
+    }
+
+    /// Waits for the tasks to finish what they hold, until `deadline`. Whatever is still running
+    /// then is abandoned: its leases expire and another process takes the work over.
+    pub async fn finish(self, deadline: Instant) {
+        if let Some(w) = self.worker
+            && tokio::time::timeout_at(deadline, w).await.is_err()
+        {
+            tracing::warn!(
+                lease_secs = self.lease_secs,
+                "the worker did not finish its batch before the shutdown deadline; its requests are \
+                 taken over when their lease expires"
+            );
+        }
+        if let Some(e) = self.exporter
+            && tokio::time::timeout_at(deadline, e).await.is_err()
+        {
+            tracing::warn!(
+                "the exporter did not finish its run before the shutdown deadline; the items it was \
+                 sending are retried when their lease expires"
+            );
+        }
+    }
+}
+
+/// The deadline for a shutdown that starts now.
+pub fn deadline(settings: &Settings) -> Instant {
+    Instant::now() + Duration::from_secs(settings.shutdown_deadline_secs.max(1))
+}
