@@ -3,6 +3,7 @@
 
 mod doc;
 mod fallback;
+mod guard;
 mod query;
 
 use std::time::{Duration, Instant};
@@ -15,13 +16,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use super::AppState;
-use crate::auth;
 use crate::db::schema::stock;
 use crate::feed::{self, Event};
 use crate::orders::{self, ExportStatus, OrderError, OrderInput, OrderView};
 use crate::products::{self, ProductError, ProductInput, ProductView};
 use crate::reservations::{self, ReservationError, ReservationInput};
-use crate::validate::Invalid;
+use crate::validate::{self, Invalid, TextKind};
 use query::ApiQuery;
 
 /// Largest JSON body accepted by the API.
@@ -38,6 +38,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(web::QueryConfig::default().error_handler(fallback::query_error))
             .service(
                 web::scope("/v1")
+                    // First of all: no token, no diagnostics (see `guard`).
+                    .wrap(actix_web::middleware::from_fn(guard::require_token))
                     .service(resource("/openapi.json", "GET").route(web::get().to(openapi)))
                     .service(resource("/stock", "GET").route(web::get().to(list_stock)))
                     .service(resource("/stock/{sku}", "GET").route(web::get().to(get_stock)))
@@ -192,8 +194,9 @@ pub struct Problem {
     /// `body_too_large` (413), `http_error` (another 4xx), `internal` (500).
     #[schema(example = "invalid_field")]
     pub code: String,
-    /// The JSON path of the field at fault (`invalid_field`), or the query parameter
-    /// (`invalid_query`).
+    /// The field at fault: for `invalid_field` the JSON path of a body field (`lines[0].sku`) or
+    /// the name of a path or query parameter (`increment_id`, `status`); for `invalid_query` the
+    /// query parameter that does not parse.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The newest feed id, for `cursor_ahead`: follow the feed from here after reconciling.
@@ -298,8 +301,18 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
-/// Parses a JSON body, naming the field at fault (`lines[1].qty: invalid type…`).
+/// Parses a JSON body, naming the field at fault (`lines[1].qty: invalid type…`), and checks that
+/// every string in it can be stored and sent to the warehouse ([`validate::check_json_strings`]).
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let parsed = parse_typed(body)?;
+    // The body parsed as `T`, so it parses as a JSON value too (same parser, same limits).
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::Malformed(e.to_string()))?;
+    validate::check_json_strings(&value)?;
+    Ok(parsed)
+}
+
+fn parse_typed<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -324,35 +337,27 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     })
 }
 
-fn bearer(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-        .filter(|t| !t.is_empty())
+/// A path parameter (`sku`, `increment_id`, `quote_id`), refused when it holds a character wharf
+/// cannot store or send (`422 invalid_field` naming it). Its length is checked where it is stored:
+/// a read of a key too long to exist just finds nothing.
+fn path_key(field: &str, path: web::Path<String>) -> Result<String, ApiError> {
+    let value = path.into_inner();
+    validate::check_text(field, &value, TextKind::Identifier)?;
+    Ok(value)
 }
 
-/// Runs `f` on the blocking pool with a connection, after checking the bearer token.
-async fn authorized<T, F>(
-    req: &HttpRequest,
-    state: &web::Data<AppState>,
-    f: F,
-) -> Result<T, ApiError>
+/// Runs `f` on the blocking pool with a connection. (The token was checked by [`guard`] before the
+/// request got here.)
+async fn on_pool<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut crate::db::DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
-    let token = bearer(req).ok_or(ApiError::Unauthorized)?;
     let span = tracing::Span::current();
     let state = state.clone();
     web::block(move || {
         span.in_scope(|| {
             let mut conn = state.pool.get().map_err(ApiError::internal)?;
-            auth::check_token(&mut conn, &token).map_err(|e| match e {
-                auth::AuthError::Db(e) => ApiError::internal(e),
-                _ => ApiError::Unauthorized,
-            })?;
             f(&mut conn)
         })
     })
@@ -432,14 +437,13 @@ struct SourceQuery {
         (status = 404, description = "No stock is recorded for the SKU (at the source) (`not_found`)", body = Problem)),
     security(("bearer" = [])))]
 async fn get_stock(
-    req: HttpRequest,
     path: web::Path<String>,
     query: ApiQuery<SourceQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let sku = path.into_inner();
+    let sku = path_key("sku", path)?;
     let source = query.0.source;
-    let levels = authorized(&req, &state, move |conn| {
+    let levels = on_pool(&state, move |conn| {
         let levels = load_stock(conn, std::slice::from_ref(&sku), source.as_deref())?;
         if levels.is_empty() {
             return Err(ApiError::NotFound(match source {
@@ -462,7 +466,6 @@ async fn get_stock(
         (status = 422, description = "No or too many SKUs (`invalid_field`)", body = Problem)),
     security(("bearer" = [])))]
 async fn list_stock(
-    req: HttpRequest,
     query: ApiQuery<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -475,7 +478,7 @@ async fn list_stock(
     if skus.is_empty() || skus.len() > 500 {
         return Err(Invalid::new("sku", "give 1 to 500 `sku` query parameters").into());
     }
-    let levels = authorized(&req, &state, move |conn| Ok(load_stock(conn, &skus, None)?)).await?;
+    let levels = on_pool(&state, move |conn| Ok(load_stock(conn, &skus, None)?)).await?;
     Ok(HttpResponse::Ok().json(levels))
 }
 
@@ -493,14 +496,13 @@ async fn list_stock(
         (status = 409, description = "The change contradicts what already happened, e.g. fewer units than have shipped (`conflict`)", body = Problem)),
     security(("bearer" = [])))]
 async fn put_order(
-    req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path_key("increment_id", path)?;
     let input: OrderInput = parse_json(&body)?;
-    let (created, view) = authorized(&req, &state, move |conn| {
+    let (created, view) = on_pool(&state, move |conn| {
         let created = orders::upsert(conn, &id, &input)?;
         Ok((created, orders::get(conn, &id)?))
     })
@@ -519,12 +521,11 @@ async fn put_order(
         (status = 404, description = "No such order (`not_found`)", body = Problem)),
     security(("bearer" = [])))]
 async fn get_order(
-    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let view = authorized(&req, &state, move |conn| Ok(orders::get(conn, &id)?)).await?;
+    let id = path_key("increment_id", path)?;
+    let view = on_pool(&state, move |conn| Ok(orders::get(conn, &id)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -536,12 +537,11 @@ async fn get_order(
         (status = 409, description = "The order has shipped completely (`conflict`)", body = Problem)),
     security(("bearer" = [])))]
 async fn cancel_order(
-    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let view = authorized(&req, &state, move |conn| {
+    let id = path_key("increment_id", path)?;
+    let view = on_pool(&state, move |conn| {
         orders::cancel(conn, &id)?;
         Ok(orders::get(conn, &id)?)
     })
@@ -558,14 +558,13 @@ async fn cancel_order(
         (status = 422, description = "A field is missing or wrong (`invalid_field`) or the body is not JSON (`malformed_json`)", body = Problem)),
     security(("bearer" = [])))]
 async fn put_product(
-    req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let sku = path.into_inner();
+    let sku = path_key("sku", path)?;
     let input: ProductInput = parse_json(&body)?;
-    let (created, view) = authorized(&req, &state, move |conn| {
+    let (created, view) = on_pool(&state, move |conn| {
         let created = products::upsert(conn, &sku, &input)?;
         let view = products::get(conn, &sku)?.ok_or(ApiError::Internal)?;
         Ok((created, view))
@@ -585,12 +584,11 @@ async fn put_product(
         (status = 404, description = "No such product (`not_found`)", body = Problem)),
     security(("bearer" = [])))]
 async fn get_product(
-    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let sku = path.into_inner();
-    let view = authorized(&req, &state, move |conn| {
+    let sku = path_key("sku", path)?;
+    let view = on_pool(&state, move |conn| {
         products::get(conn, &sku)?
             .ok_or_else(|| ApiError::NotFound(format!("product {sku:?} does not exist")))
     })
@@ -606,14 +604,13 @@ async fn get_product(
         (status = 422, description = "A field is missing or wrong (`invalid_field`) or the body is not JSON (`malformed_json`)", body = Problem)),
     security(("bearer" = [])))]
 async fn put_reservation(
-    req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let quote = path.into_inner();
+    let quote = path_key("quote_id", path)?;
     let input: ReservationInput = parse_json(&body)?;
-    authorized(&req, &state, move |conn| {
+    on_pool(&state, move |conn| {
         Ok(reservations::upsert(conn, &quote, &input)?)
     })
     .await?;
@@ -627,12 +624,11 @@ async fn put_reservation(
         (status = 404, description = "No such reservation (`not_found`)", body = Problem)),
     security(("bearer" = [])))]
 async fn delete_reservation(
-    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let quote = path.into_inner();
-    authorized(&req, &state, move |conn| {
+    let quote = path_key("quote_id", path)?;
+    on_pool(&state, move |conn| {
         if reservations::delete(conn, &quote)? {
             Ok(())
         } else {
@@ -674,7 +670,6 @@ pub struct FeedPage {
         (status = 422, description = "A parameter is out of range (`invalid_field`)", body = Problem)),
     security(("bearer" = [])))]
 async fn get_feed(
-    req: HttpRequest,
     query: ApiQuery<FeedQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -695,7 +690,7 @@ async fn get_feed(
     loop {
         // Register interest before reading, so an event committed in between still wakes us.
         let notified = feed::notifier().notified();
-        let events = authorized(&req, &state, move |conn| read_feed(conn, after, limit)).await?;
+        let events = on_pool(&state, move |conn| read_feed(conn, after, limit)).await?;
         let now = Instant::now();
         // A stopping server answers at once, so an open poll never holds the shutdown up.
         if !events.is_empty() || now >= deadline || state.shutdown.is_stopping() {
@@ -738,11 +733,8 @@ pub struct FeedHead {
 #[utoipa::path(get, path = "/api/v1/feed/head", tag = "feed",
     responses((status = 200, description = "The newest id", body = FeedHead)),
     security(("bearer" = [])))]
-async fn get_feed_head(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let head = authorized(&req, &state, |conn| Ok(feed::head(conn)?)).await?;
+async fn get_feed_head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let head = on_pool(&state, |conn| Ok(feed::head(conn)?)).await?;
     Ok(HttpResponse::Ok().json(FeedHead { head }))
 }
 
@@ -794,7 +786,6 @@ pub struct OrderList {
         (status = 422, description = "A parameter is out of range (`invalid_field`)", body = Problem)),
     security(("bearer" = [])))]
 async fn list_orders(
-    req: HttpRequest,
     query: ApiQuery<OrderListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -806,7 +797,7 @@ async fn list_orders(
         export_status: q.export_status,
         updated_after: q.updated_after,
     };
-    let page = authorized(&req, &state, move |conn| {
+    let page = on_pool(&state, move |conn| {
         Ok(orders::list(conn, &filter, after, limit)?)
     })
     .await?;
@@ -853,7 +844,6 @@ pub struct ProductList {
         (status = 422, description = "A parameter is out of range (`invalid_field`)", body = Problem)),
     security(("bearer" = [])))]
 async fn list_products(
-    req: HttpRequest,
     query: ApiQuery<ProductListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -866,7 +856,7 @@ async fn list_products(
         }
         None => None,
     };
-    let page = authorized(&req, &state, move |conn| {
+    let page = on_pool(&state, move |conn| {
         Ok(products::list(
             conn,
             q.updated_after,

@@ -353,7 +353,10 @@ pub fn apply(
         lines.into_iter().zip(adjust).zip(after).zip(seqs)
     {
         let report = &mut reports[position[&request_id]];
-        let calculated = received - adj_o - adj_q;
+        // In i64 as for `stored` above: the adjustments reach i32::MAX each, so the difference
+        // can pass i32::MIN.
+        let calculated = (i64::from(received) - i64::from(adj_o) - i64::from(adj_q))
+            .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
         let (result, mut message) =
             classify(after.applied, calculated, after.qty, seq, after.last_seq);
         match result {

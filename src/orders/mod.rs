@@ -4,6 +4,8 @@
 
 mod update;
 
+use std::collections::HashMap;
+
 pub use update::{Refusal, RefusalCode, cancel, upsert};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -14,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::db::DbConnection;
 use crate::db::schema::{order_lines, orders, shipment_lines, shipment_tracking, shipments};
-use crate::validate::{Invalid, check_code, check_len, check_sku};
+use crate::validate::{Invalid, check_code, check_len, check_sku, check_time};
 
 mod view;
 pub use view::{ListFilter, OrderPage, OrderPosition, list};
@@ -189,6 +191,9 @@ impl OrderInput {
     pub fn validate(&self) -> Result<(), Invalid> {
         check_code("status", &self.status)?;
         check_source(&self.source)?;
+        if let Some(t) = self.created_at {
+            check_time("created_at", t)?;
+        }
         if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
             return Err(Invalid::new(
                 "currency",
@@ -238,8 +243,28 @@ impl OrderInput {
         if self.totals.grand_total.is_sign_negative() {
             return Err(Invalid::new("totals.grand_total", "must not be negative"));
         }
-        Ok(())
+        check_units_per_sku(&self.lines)
     }
+}
+
+/// The lines of one SKU add up to what a quantity column holds (`i32`): shipments and the stock
+/// adjustment count an order's units per SKU, and a total past that would wrap around.
+fn check_units_per_sku(lines: &[OrderLineInput]) -> Result<(), Invalid> {
+    let mut totals: HashMap<&str, i32> = HashMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        let total = totals.entry(l.sku.as_str()).or_default();
+        *total = total.checked_add(l.qty).ok_or_else(|| {
+            Invalid::new(
+                format!("lines[{i}].qty"),
+                format!(
+                    "the lines for SKU {:?} add up to more than {} units; order fewer",
+                    l.sku,
+                    i32::MAX
+                ),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// `web`, `affiliate`, `marketplace:<name>` or another channel name: lowercase letters, digits, `-`,

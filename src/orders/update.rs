@@ -22,7 +22,7 @@ use super::{Address, CANCELED, COMPLETE, OrderError, OrderInput, OrderLineInput,
 use crate::db::schema::{order_lines, orders};
 use crate::db::{self, DbConnection};
 use crate::export::status as export_status;
-use crate::validate::check_len;
+use crate::validate::check_key;
 
 /// The stable code of a refused order change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub fn upsert(
     increment_id: &str,
     input: &OrderInput,
 ) -> Result<bool, OrderError> {
-    check_len("increment_id", increment_id, 1, 64)?;
+    check_key("increment_id", increment_id)?;
     input.validate()?;
     db::write_tx(conn, |conn| {
         let now = db::now();
@@ -352,13 +352,15 @@ fn replace_lines(
         .filter(order_lines::order_id.eq(order_id))
         .select((order_lines::sku, order_lines::qty_shipped))
         .load(conn)?;
-    let mut shipped_by_sku: HashMap<String, i32> = HashMap::new();
+    // Counted in i64: a sum of i32 quantities cannot wrap there (validation also keeps each
+    // SKU's ordered total within i32, but what has shipped is counted from stored rows).
+    let mut shipped_by_sku: HashMap<String, i64> = HashMap::new();
     for (sku, q) in shipped {
-        *shipped_by_sku.entry(sku).or_default() += q;
+        *shipped_by_sku.entry(sku).or_default() += i64::from(q);
     }
-    let mut ordered_by_sku: HashMap<&str, i32> = HashMap::new();
+    let mut ordered_by_sku: HashMap<&str, i64> = HashMap::new();
     for l in &input.lines {
-        *ordered_by_sku.entry(l.sku.as_str()).or_default() += l.qty;
+        *ordered_by_sku.entry(l.sku.as_str()).or_default() += i64::from(l.qty);
     }
     for (sku, done) in &shipped_by_sku {
         let ordered = ordered_by_sku.get(sku.as_str()).copied().unwrap_or(0);
@@ -373,8 +375,9 @@ fn replace_lines(
     let mut rows = Vec::with_capacity(input.lines.len());
     for (i, l) in input.lines.iter().enumerate() {
         let left = shipped_by_sku.entry(l.sku.clone()).or_default();
-        let here = (*left).min(l.qty);
-        *left -= here;
+        // At most this line's qty, so it fits the i32 column.
+        let here = i32::try_from((*left).min(i64::from(l.qty))).unwrap_or(l.qty);
+        *left -= i64::from(here);
         rows.push((
             order_lines::order_id.eq(order_id),
             order_lines::line_no.eq(i as i32 + 1),

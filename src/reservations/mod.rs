@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::db::schema::{reservation_lines, reservations};
 use crate::db::{self, DbConnection};
-use crate::validate::{Invalid, check_len, check_sku};
+use crate::validate::{Invalid, check_key, check_sku, check_time};
 
 /// Units of a SKU in a cart.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -43,9 +43,12 @@ pub fn upsert(
     quote_id: &str,
     input: &ReservationInput,
 ) -> Result<(), ReservationError> {
-    check_len("quote_id", quote_id, 1, 64)?;
+    check_key("quote_id", quote_id)?;
     if input.lines.len() > MAX_LINES {
         return Err(Invalid::new("lines", format!("at most {MAX_LINES} lines")).into());
+    }
+    if let Some(t) = input.updated_at {
+        check_time("updated_at", t)?;
     }
     let mut seen = HashSet::new();
     for (i, l) in input.lines.iter().enumerate() {

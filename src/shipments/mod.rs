@@ -299,19 +299,44 @@ fn lock_order(conn: &mut DbConnection, order_no: &str) -> QueryResult<Option<Tar
     }
 }
 
-/// The shipment's units per SKU, in the order the SKUs first appear, with the lines that carry them.
-fn units_per_sku(lines: &[RequestLine]) -> Vec<(&str, i32, Vec<&RequestLine>)> {
-    let mut out: Vec<(&str, i32, Vec<&RequestLine>)> = Vec::new();
+/// Units of one SKU in a shipment, with the lines that carry them.
+struct SkuUnits<'a> {
+    sku: &'a str,
+    /// All lines together, in i64: lines of up to `i32::MAX` each add up past `i32`.
+    total: i64,
+    carried: Vec<&'a RequestLine>,
+}
+
+/// The shipment's units per SKU, in the order the SKUs first appear. Fails (SKU, reason) only when
+/// a total does not fit i64, which would take billions of lines (`soap.max_lines` and `max_body`
+/// keep a message far below that), so a sum can never wrap into a wrong verdict.
+fn units_per_sku(lines: &[RequestLine]) -> Result<Vec<SkuUnits<'_>>, (Option<String>, String)> {
+    let mut out: Vec<SkuUnits<'_>> = Vec::new();
     for l in lines {
-        match out.iter_mut().find(|(sku, _, _)| *sku == l.sku) {
-            Some((_, total, carried)) => {
-                *total = total.saturating_add(l.qty);
-                carried.push(l);
+        let index = match out.iter().position(|u| u.sku == l.sku) {
+            Some(i) => i,
+            None => {
+                out.push(SkuUnits {
+                    sku: &l.sku,
+                    total: 0,
+                    carried: Vec::new(),
+                });
+                out.len() - 1
             }
-            None => out.push((&l.sku, l.qty, vec![l])),
-        }
+        };
+        let units = &mut out[index];
+        units.total = units.total.checked_add(i64::from(l.qty)).ok_or_else(|| {
+            (
+                Some(l.sku.clone()),
+                format!(
+                    "The lines for SKU {} add up to more units than wharf can count",
+                    l.sku
+                ),
+            )
+        })?;
+        units.carried.push(l);
     }
-    out
+    Ok(out)
 }
 
 /// The rules a shipment must pass before anything of it is applied. On a violation: the SKU at
@@ -335,11 +360,21 @@ fn check(
     }
     // What is left to ship is per order line: every line of this shipment for a SKU counts against
     // it together, whatever stock source it left from.
-    for (sku, total, carried) in units_per_sku(&req.lines) {
+    for SkuUnits {
+        sku,
+        total,
+        carried,
+    } in units_per_sku(&req.lines)
+        .map_err(|(sku, why)| (sku, format!("{why}; shipment {seq} not applied")))?
+    {
+        // In i64: two order lines of one SKU at i32::MAX each add up past i32 (an order stored
+        // before the API checked its totals per SKU may hold such lines).
         let (ordered, shipped) = lines
             .iter()
             .filter(|l| l.sku == sku)
-            .fold((0, 0), |(o, s), l| (o + l.qty, s + l.qty_shipped));
+            .fold((0i64, 0i64), |(o, s), l| {
+                (o + i64::from(l.qty), s + i64::from(l.qty_shipped))
+            });
         if ordered == 0 {
             return Err((
                 Some(sku.to_string()),

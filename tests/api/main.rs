@@ -6,6 +6,7 @@ mod helpers;
 mod warehouse_api;
 
 mod api_contract;
+mod api_input;
 mod api_problems;
 mod api_views;
 mod auth;

@@ -76,7 +76,7 @@ async fn import_failures(app: &TestApp, message_seq_id: i64) -> Vec<i32> {
 }
 
 /// A Magento 2 shipment whose lines name their stock source: (sku, qty, source).
-async fn send_m2_shipment(
+pub(crate) async fn send_m2_shipment(
     app: &TestApp,
     session: &str,
     order: &str,

@@ -141,6 +141,11 @@ fn problem_responses(doc: &mut Value) {
             "A query parameter does not parse (`invalid_query`; `field` names it).",
         ),
         (
+            "InvalidField",
+            "A field or a path or query parameter is wrong (`invalid_field`; `field` names it), \
+             e.g. it holds a control character wharf cannot store or send to the warehouse.",
+        ),
+        (
             "BodyTooLarge",
             "The body is larger than the API accepts, 1 MiB (`body_too_large`).",
         ),
@@ -168,6 +173,9 @@ fn problem_responses(doc: &mut Value) {
             .as_array()
             .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
         let has_body = operation.get("requestBody").is_some();
+        let has_params = operation["parameters"]
+            .as_array()
+            .is_some_and(|ps| !ps.is_empty());
         let Some(responses) = operation
             .get_mut("responses")
             .and_then(Value::as_object_mut)
@@ -186,6 +194,7 @@ fn problem_responses(doc: &mut Value) {
             ("401", "Unauthorized", secured),
             ("400", "InvalidQuery", has_query),
             ("413", "BodyTooLarge", has_body),
+            ("422", "InvalidField", has_params || has_body),
             ("500", "Internal", true),
         ];
         for (status, name, applies) in wanted {
@@ -203,7 +212,12 @@ fn problem_responses(doc: &mut Value) {
 fn describe(doc: &mut Value) {
     doc["info"]["description"] = json!(
         "Orders, products, cart reservations, stock and the change feed of wharf.\n\n\
-         Every call needs `Authorization: Bearer <token>` (`wharf tokens add NAME`). Every error is \
+         Every call needs `Authorization: Bearer <token>` (`wharf tokens add NAME`), and the token \
+         is checked first: without a valid one every route answers 401 `unauthorized`, whatever \
+         the request holds. Only this document is served without a token. Strings (in the body, \
+         the path and the query) must not hold NUL or other control characters (tab, line feed \
+         and carriage return are allowed in free text such as names and notes), nor U+FFFE or \
+         U+FFFF: such a value is 422 `invalid_field` naming it. Every error is \
          `application/problem+json` with a stable `code`; besides the ones listed per operation, \
          an unknown route answers 404 `unknown_route` and a method a route does not serve 405 \
          `method_not_allowed` (with `Allow`). Times are RFC 3339 in UTC (`2024-05-01T09:30:00Z`)."

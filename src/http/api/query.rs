@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDateTime, Timelike};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use crate::validate::{self, TextKind};
 
 /// A query string parsed into `T`; a parameter that does not parse is a `400 invalid_query` problem
 /// naming it (actix's own `web::Query` says only "invalid digit found in string").
@@ -23,8 +24,13 @@ impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
     }
 }
 
-/// Parses a query string, naming the parameter at fault.
+/// Parses a query string, naming the parameter at fault. A value holding a character wharf cannot
+/// store or send (NUL, another control character) is `422 invalid_field` naming the parameter, even
+/// where the handler would ignore it: every value is checked here, in one place.
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        validate::check_text(&name, &value, TextKind::Identifier)?;
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let param = match e.path().to_string() {
@@ -62,6 +68,8 @@ pub fn decode_cursor(cursor: &str) -> Result<(NaiveDateTime, String), ApiError> 
     let secs: i64 = secs.parse().map_err(|_| invalid())?;
     let nanos: u32 = nanos.parse().map_err(|_| invalid())?;
     let at = DateTime::from_timestamp(secs, nanos).ok_or_else(invalid)?;
+    // A forged cursor could carry a key no SKU can hold (PostgreSQL refuses NUL in a comparison).
+    validate::check_text("after", key, TextKind::Identifier).map_err(|_| invalid())?;
     Ok((at.naive_utc(), key.to_string()))
 }
 
@@ -84,6 +92,19 @@ mod tests {
     }
 
     #[test]
+    fn a_control_character_in_any_value_is_refused_and_named() {
+        for (query, param) in [
+            ("limit=1&status=a%00b", "status"),
+            ("unknown=%07", "unknown"),
+        ] {
+            match parse_query::<Q>(query) {
+                Err(ApiError::Invalid(i)) => assert_eq!(i.field, param),
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn cursors_round_trip_and_reject_garbage() {
         let t = DateTime::from_timestamp(1_700_000_000, 123_456_000)
             .unwrap()
@@ -92,5 +113,7 @@ mod tests {
         assert_eq!(decode_cursor(&c).unwrap(), (t, "SKU:1".to_string()));
         assert!(decode_cursor("not a cursor").is_err());
         assert!(decode_cursor("").is_err());
+        let forged = encode_cursor(t, "A\u{0}B");
+        assert!(decode_cursor(&forged).is_err());
     }
 }
