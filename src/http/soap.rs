@@ -1,7 +1,9 @@
 //! SOAP endpoints: `POST /soap` and the Magento 1 aliases, and the WSDLs.
 //!
-//! Each call is handled on the blocking pool (XML parsing, argon2 and diesel all block): parse,
-//! authenticate, validate, store in one transaction, and only then answer.
+//! Each call is parsed on the blocking pool, its password (if it carries one) checked by the
+//! process-wide [`crate::auth::PasswordChecker`] without a thread or connection held while it waits,
+//! then authenticated, validated and stored in one transaction on the blocking pool, and only then
+//! answered.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
