@@ -137,7 +137,9 @@ impl Drop for Server {
 }
 
 fn wharf(args: &Args, db: &Database) -> Command {
-    let mut cmd = Command::new(&args.wharf);
+    // Absolute, since the server runs in the database's directory.
+    let program = std::fs::canonicalize(&args.wharf).unwrap_or_else(|_| args.wharf.clone().into());
+    let mut cmd = Command::new(program);
     cmd.env("DATABASE_URL", &db.url)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "warn")
@@ -294,8 +296,10 @@ async fn warehouse(
     session: String,
     interval: Duration,
     stop: Arc<AtomicBool>,
-) -> (Vec<Duration>, usize, Vec<String>) {
+) -> Acks {
+    let began = Instant::now();
     let mut latencies = Vec::new();
+    let mut timeline = Vec::new();
     let mut failures = 0;
     let mut first = Vec::new();
     let mut tick = tokio::time::interval(interval);
@@ -316,6 +320,7 @@ async fn warehouse(
             Err(e) => Err(e.to_string()),
         };
         latencies.push(t0.elapsed());
+        timeline.push((t0 - began, t0.elapsed()));
         let ok = answer
             .as_deref()
             .ok()
@@ -332,7 +337,26 @@ async fn warehouse(
         }
     }
     latencies.sort_unstable();
-    (latencies, failures, first)
+    timeline.sort_by_key(|(_, l)| std::cmp::Reverse(*l));
+    timeline.truncate(5);
+    Acks {
+        latencies,
+        failures,
+        first,
+        slowest: timeline,
+    }
+}
+
+/// What the warehouse saw.
+#[derive(Default)]
+struct Acks {
+    /// Every acknowledgement's latency, sorted.
+    latencies: Vec<Duration>,
+    failures: usize,
+    /// The first few failures, described.
+    first: Vec<String>,
+    /// The slowest acknowledgements: when they were sent (from the start) and how long they took.
+    slowest: Vec<(Duration, Duration)>,
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
@@ -417,18 +441,24 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         a.abort();
     }
     let answered_n = answered.load(Ordering::Relaxed);
-    let (latencies, failures, first) =
-        match tokio::time::timeout(Duration::from_secs(70), legit).await {
-            Ok(Ok(r)) => r,
-            _ => (
-                Vec::new(),
-                0,
-                vec!["the warehouse loop did not finish".into()],
-            ),
-        };
+    let acks = match tokio::time::timeout(Duration::from_secs(70), legit).await {
+        Ok(Ok(r)) => r,
+        _ => Acks {
+            first: vec!["the warehouse loop did not finish".into()],
+            ..Acks::default()
+        },
+    };
+    let Acks {
+        latencies,
+        failures,
+        first,
+        slowest,
+    } = acks;
     // Let requests in flight finish and the server go idle, then see what it kept.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_end = rss_kib(pid).map(|(r, _)| r);
+    let end = rss_kib(pid);
+    let rss_end = end.map(|(r, _)| r);
+    let hwm = hwm.max(end.map_or(0, |(_, h)| h));
 
     if let Some(at) = killed_at {
         println!(
@@ -449,6 +479,14 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default())
+    );
+    println!(
+        "slowest acks             {}",
+        slowest
+            .iter()
+            .map(|(at, took)| format!("{} at {:.1} s", ms(*took), at.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for f in first {
         println!(
