@@ -44,6 +44,8 @@ pub struct Settings {
     pub log_json: bool,
     /// The SOAP receiver.
     pub soap: SoapSettings,
+    /// Password checks and how password guessing is slowed down.
+    pub auth: AuthSettings,
     /// The background worker that applies queued requests.
     pub worker: WorkerSettings,
     /// Inventory rules.
@@ -179,6 +181,50 @@ pub struct SoapSettings {
     pub session_max_lifetime_secs: u64,
 }
 
+/// Password checks (SOAP `login`, admin token requests, HTTP Basic) and the throttle on failed ones.
+/// A failed check counts against the user name and against the client address (the TCP peer; for
+/// IPv6 its /64, which one host usually holds whole). After the free failures each further one makes
+/// that name or address wait: `throttle_base_ms`, doubling per failure, at most `throttle_max_secs`.
+/// While it waits, its attempts are refused without checking the password. A correct password after
+/// the wait works, and resets the count of that user name.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Most password verifications running at once (argon2id: 19 MiB and about 50 ms of one core
+    /// each); the others wait their turn holding neither a thread nor a database connection. Unset:
+    /// the number of cores, at most 4.
+    pub password_checks: Option<usize>,
+    /// Failed password checks for one user name before it is throttled.
+    pub free_failures_per_user: u32,
+    /// Failed password checks from one client address before it is throttled (more than per user:
+    /// several callers may share an address).
+    pub free_failures_per_address: u32,
+    /// The first wait once the free failures are used up, in milliseconds; doubles with each further
+    /// failure.
+    pub throttle_base_ms: u64,
+    /// The longest wait, in seconds.
+    pub throttle_max_secs: u64,
+    /// Failures of a user name or address are forgotten after this many seconds without one.
+    pub forget_after_secs: u64,
+    /// A throttled attempt is answered after this pause, in milliseconds (without checking the
+    /// password), so that a guesser cannot spin wharf's CPU by asking again at once.
+    pub throttled_pause_ms: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            password_checks: None,
+            free_failures_per_user: 5,
+            free_failures_per_address: 20,
+            throttle_base_ms: 1000,
+            throttle_max_secs: 60,
+            forget_after_secs: 900,
+            throttled_pause_ms: 1000,
+        }
+    }
+}
+
 /// Settings of the worker.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -264,6 +310,7 @@ impl Default for Settings {
             db_pool_size: 16,
             log_json: false,
             soap: SoapSettings::default(),
+            auth: AuthSettings::default(),
             worker: WorkerSettings::default(),
             inventory: InventorySettings::default(),
             warehouse: WarehouseSettings::default(),
@@ -430,6 +477,7 @@ impl fmt::Debug for Settings {
             .field("db_pool_size", &self.db_pool_size)
             .field("log_json", &self.log_json)
             .field("soap", &self.soap)
+            .field("auth", &self.auth)
             .field("worker", &self.worker)
             .field("inventory", &self.inventory)
             .field("warehouse", &self.warehouse)

@@ -3,23 +3,27 @@
 //! the database does not let anyone in. (A fast hash is enough for values that carry their own
 //! entropy; argon2 is kept for human-chosen passwords.)
 
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::db::schema::{access_tokens, api_tokens, api_users, soap_sessions};
-use crate::db::{self, DbConnection};
+use crate::db::{self, DbConnection, Pool};
 
 mod manage;
+mod passwords;
+pub mod throttle;
 pub use manage::{
     Ended, TokenSummary, UserSummary, list_tokens, list_users, remove_user, revoke_token,
     set_password,
 };
+pub use passwords::{PasswordChecker, Verified};
 
 /// Roles an API user can have.
 pub const ROLES: &[&str] = &["warehouse"];
@@ -61,6 +65,22 @@ pub enum AuthError {
     /// Hashing failed.
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// Too many failed password checks for this user name or from this address: the attempt was
+    /// refused without checking the password.
+    #[error(
+        "Too many failed sign-ins {}; the password was not checked. Wait {retry_after_secs} s \
+         before trying again.",
+        if *per_address { "from this address" } else { "for this user name" }
+    )]
+    Throttled {
+        /// Seconds until an attempt is checked again.
+        retry_after_secs: u64,
+        /// The address must wait (else the user name).
+        per_address: bool,
+    },
+    /// No database connection could be had.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A fresh random secret, hex encoded (64 characters).
@@ -84,16 +104,6 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| AuthError::Hash(e.to_string()))
-}
-
-fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 /// A hash to verify against when the user does not exist, so that the answer takes as long as for a
@@ -131,36 +141,6 @@ pub fn add_user(
             _,
         )) => Err(AuthError::Exists(format!("user {username:?}"))),
         other => other.map(|_| ()).map_err(AuthError::from),
-    }
-}
-
-/// Checks a user name and password; returns the user id. Blocking (argon2).
-pub fn verify_user(
-    conn: &mut DbConnection,
-    username: &str,
-    password: &str,
-) -> Result<i64, AuthError> {
-    check_password(conn, username, password).map(|(id, _)| id)
-}
-
-/// Checks a user name and password; returns the user id and the stored hash it matched.
-fn check_password(
-    conn: &mut DbConnection,
-    username: &str,
-    password: &str,
-) -> Result<(i64, String), AuthError> {
-    let found: Option<(i64, String)> = api_users::table
-        .filter(api_users::username.eq(username))
-        .select((api_users::id, api_users::password_hash))
-        .first(conn)
-        .optional()?;
-    match found {
-        Some((id, hash)) if verify_password(password, &hash) => Ok((id, hash)),
-        Some(_) => Err(AuthError::AccessDenied),
-        None => {
-            let _ = verify_password(password, dummy_hash());
-            Err(AuthError::AccessDenied)
-        }
     }
 }
 
@@ -212,15 +192,14 @@ pub fn delete_expired(conn: &mut DbConnection, lifetimes: Lifetimes) -> Result<(
     Ok(())
 }
 
-/// Logs a user in and returns a new session id (given to the caller once, never stored). Expired
-/// sessions and tokens are deleted on the way.
-pub fn login(
+/// Opens a session for a user whose password was checked ([`PasswordChecker::check`]) and returns
+/// its id (given to the caller once, never stored). Expired sessions and tokens are deleted on the
+/// way.
+pub fn open_session(
     conn: &mut DbConnection,
-    username: &str,
-    password: &str,
+    user_id: i64,
     lifetimes: Lifetimes,
 ) -> Result<String, AuthError> {
-    let user_id = verify_user(conn, username, password)?;
     delete_expired(conn, lifetimes)?;
     let session = random_secret();
     let now = db::now();
@@ -328,17 +307,15 @@ pub fn check_token(conn: &mut DbConnection, token: &str) -> Result<String, AuthE
     Ok(name)
 }
 
-/// Creates a Magento 2 style admin access token for a user (after checking the password) and returns
-/// it with its expiry: `lifetime` from now, or less when [`Lifetimes::max`] is shorter. Expired
-/// sessions and tokens are deleted on the way. Blocking (argon2).
-pub fn create_access_token(
+/// Creates a Magento 2 style admin access token for a user whose password was checked
+/// ([`PasswordChecker::check`]) and returns it with its expiry: `lifetime` from now, or less when
+/// [`Lifetimes::max`] is shorter. Expired sessions and tokens are deleted on the way.
+pub fn issue_access_token(
     conn: &mut DbConnection,
-    username: &str,
-    password: &str,
+    user_id: i64,
     lifetime: TimeDelta,
     lifetimes: Lifetimes,
 ) -> Result<(String, NaiveDateTime), AuthError> {
-    let user_id = verify_user(conn, username, password)?;
     delete_expired(conn, lifetimes)?;
     let token = random_secret();
     let now = db::now();
@@ -378,7 +355,8 @@ pub fn check_access_token(
 /// them with every message does not pay an argon2 verification per message. Keyed by a SHA-256 of the
 /// credentials; holds at most a thousand entries. A remembered entry is trusted only while the user
 /// still has the password hash it was verified against (one indexed read), so removing a user or
-/// changing its password takes effect at once, also in other processes.
+/// changing its password takes effect at once, also in other processes. A remembered entry needs no
+/// new check, so such a warehouse keeps working while someone guesses passwords from its address.
 #[derive(Default)]
 pub struct CredentialCache {
     entries: std::sync::Mutex<std::collections::HashMap<String, CachedCredential>>,
@@ -401,13 +379,15 @@ impl CredentialCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Checks `username`/`password`, from the cache when verified recently. Blocking (argon2).
-    pub fn verify(
+    /// Checks `username`/`password`, from the cache when verified recently, else with `checker`.
+    pub async fn verify(
         &self,
-        conn: &mut DbConnection,
+        checker: &PasswordChecker,
+        pool: &Pool,
         username: &str,
         password: &str,
-    ) -> Result<String, AuthError> {
+        peer: Option<IpAddr>,
+    ) -> Result<i64, AuthError> {
         let key = secret_hash(&format!("{username}\0{password}"));
         let remembered = self
             .entries()
@@ -415,17 +395,29 @@ impl CredentialCache {
             .filter(|c| c.verified_at.elapsed() < Self::TTL)
             .map(|c| c.password_hash.clone());
         if let Some(remembered) = remembered {
-            let current: Option<String> = api_users::table
-                .filter(api_users::username.eq(username))
-                .select(api_users::password_hash)
-                .first(conn)
-                .optional()?;
-            if current.as_deref() == Some(remembered.as_str()) {
-                return Ok(username.to_string());
+            let current = passwords::blocking({
+                let pool = pool.clone();
+                let username = username.to_string();
+                move || -> Result<Option<(i64, String)>, AuthError> {
+                    let mut conn = pool
+                        .get()
+                        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                    Ok(api_users::table
+                        .filter(api_users::username.eq(&username))
+                        .select((api_users::id, api_users::password_hash))
+                        .first(&mut conn)
+                        .optional()?)
+                }
+            })
+            .await??;
+            if let Some((user_id, hash)) = current
+                && hash == remembered
+            {
+                return Ok(user_id);
             }
             self.entries().remove(&key);
         }
-        let (_, password_hash) = check_password(conn, username, password)?;
+        let verified = checker.check(pool, username, password, peer).await?;
         let mut entries = self.entries();
         if entries.len() >= Self::MAX {
             entries.clear();
@@ -433,10 +425,10 @@ impl CredentialCache {
         entries.insert(
             key,
             CachedCredential {
-                password_hash,
+                password_hash: verified.password_hash,
                 verified_at: std::time::Instant::now(),
             },
         );
-        Ok(username.to_string())
+        Ok(verified.user_id)
     }
 }

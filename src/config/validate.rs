@@ -76,6 +76,14 @@ impl Settings {
             }
         }
         self.validate_warehouse(&mut refuse);
+        if self.auth.password_checks == Some(0) {
+            refuse(
+                "auth.password_checks",
+                "must be at least 1, or no password could ever be checked; leave it unset for the \
+                 number of cores"
+                    .into(),
+            );
+        }
         if self.shutdown_deadline_secs == 0 {
             refuse(
                 "shutdown_deadline_secs",

@@ -26,6 +26,8 @@ pub struct AppState {
     pub public_url: String,
     /// Recently verified HTTP Basic credentials.
     pub credentials: crate::auth::CredentialCache,
+    /// Checks passwords a few at a time and throttles failed checks.
+    pub passwords: crate::auth::PasswordChecker,
     /// Turns on when the server starts stopping (long polls answer at once).
     pub shutdown: Shutdown,
 }
@@ -62,6 +64,7 @@ impl Application {
             settings: settings.clone(),
             public_url: settings.public_base_url(Some(addr)),
             credentials: crate::auth::CredentialCache::default(),
+            passwords: crate::auth::PasswordChecker::new(&settings.auth),
             shutdown: shutdown.clone(),
         });
         let max_body = settings.soap.max_body;

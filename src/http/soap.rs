@@ -1,7 +1,9 @@
 //! SOAP endpoints: `POST /soap` and the Magento 1 aliases, and the WSDLs.
 //!
-//! Each call is handled on the blocking pool (XML parsing, argon2 and diesel all block): parse,
-//! authenticate, validate, store in one transaction, and only then answer.
+//! Each call is parsed on the blocking pool, its password (if it carries one) checked by the
+//! process-wide [`crate::auth::PasswordChecker`] without a thread or connection held while it waits,
+//! then authenticated, validated and stored in one transaction on the blocking pool, and only then
+//! answered.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
@@ -100,6 +102,8 @@ struct Reply {
     xml: String,
     /// When an issued admin token expires (RFC 3339), sent as `X-Wharf-Token-Expires`.
     token_expires: Option<String>,
+    /// Seconds a throttled caller must wait, sent as `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl Reply {
@@ -109,6 +113,7 @@ impl Reply {
             version,
             xml: fault.to_xml(version),
             token_expires: None,
+            retry_after: None,
         }
     }
 }
@@ -130,21 +135,9 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let span = tracing::Span::current();
-    let state = state.into_inner();
-    let reply = web::block(move || {
-        span.in_scope(|| handle(&state, &body, declared, authorization.as_deref()))
-    })
-    .await;
-    let reply = reply.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "SOAP handler did not finish");
-        Reply::fault(
-            declared,
-            &Fault::server(
-                "wharf could not handle the message; nothing was stored. Send it again.",
-            ),
-        )
-    });
+    // Failed password checks are counted per TCP peer: a forwarded-for header is the caller's to vary.
+    let peer = req.peer_addr().map(|a| a.ip());
+    let reply = respond(state.into_inner(), body, declared, authorization, peer).await;
     let content_type = match reply.version {
         SoapVersion::V11 => "text/xml; charset=utf-8",
         SoapVersion::V12 => "application/soap+xml; charset=utf-8",
@@ -154,35 +147,192 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     if let Some(expires) = reply.token_expires {
         resp.insert_header(("X-Wharf-Token-Expires", expires));
     }
+    if let Some(secs) = reply.retry_after {
+        resp.insert_header(("Retry-After", secs.to_string()));
+    }
     resp.body(reply.xml)
 }
 
-/// Parses, authenticates, validates and stores one SOAP call.
-fn handle(
+/// Handles one call in three steps, so that a password check holds neither a thread nor a pooled
+/// connection while it waits its turn: read the message (blocking pool, no connection), check the
+/// password it carries if any ([`auth::PasswordChecker`]), then authenticate, validate and store
+/// (blocking pool, one connection).
+async fn respond(
+    state: std::sync::Arc<AppState>,
+    body: web::Bytes,
+    declared: SoapVersion,
+    authorization: Option<String>,
+    peer: Option<std::net::IpAddr>,
+) -> Reply {
+    let message = {
+        let state = state.clone();
+        match on_blocking_pool(declared, move || {
+            read(&state, body, declared, authorization.as_deref())
+        })
+        .await
+        {
+            Ok(Ok(message)) => message,
+            Ok(Err(reply)) | Err(reply) => return reply,
+        }
+    };
+    let checked = match message.password() {
+        Some((user, password)) => Some(match &message.caller {
+            Caller::Basic { .. } => {
+                state
+                    .credentials
+                    .verify(&state.passwords, &state.pool, user, password, peer)
+                    .await
+            }
+            _ => state
+                .passwords
+                .check(&state.pool, user, password, peer)
+                .await
+                .map(|v| v.user_id),
+        }),
+        None => None,
+    };
+    if let Some(Err(throttled @ AuthError::Throttled { .. })) = checked {
+        return throttled_reply(&message, &throttled);
+    }
+    let version = message.env.version;
+    on_blocking_pool(version, move || handle(&state, message, checked))
+        .await
+        .unwrap_or_else(|reply| reply)
+}
+
+/// Runs `f` on the blocking pool within the current tracing span; a panic becomes a Server fault.
+async fn on_blocking_pool<T: Send + 'static>(
+    version: SoapVersion,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Reply> {
+    let span = tracing::Span::current();
+    web::block(move || span.in_scope(f)).await.map_err(|e| {
+        tracing::error!(error = %e, "SOAP handler did not finish");
+        Reply::fault(
+            version,
+            &Fault::server(
+                "wharf could not handle the message; nothing was stored. Send it again.",
+            ),
+        )
+    })
+}
+
+/// A throttled password check: refused, telling the caller how long to wait. Not recorded as a
+/// rejection (a guesser would fill the table) nor logged each time: the throttle logs once when a
+/// wait begins.
+fn throttled_reply(message: &Message, e: &AuthError) -> Reply {
+    let code = match message.kind {
+        OperationKind::AdminToken => soap::FaultCode::Client,
+        _ => soap::FaultCode::Magento(2),
+    };
+    let fault = Fault {
+        code,
+        message: e.to_string(),
+    };
+    Reply {
+        retry_after: match e {
+            AuthError::Throttled {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        },
+        ..Reply::fault(message.env.version, &fault)
+    }
+}
+
+/// How the caller of an operation that needs one authenticates: the `sessionId` in the body
+/// (Magento 1 login) when there is one, else the `Authorization` header — `Bearer` with a Magento 2
+/// admin token, or `Basic` with an API user's name and password.
+enum Caller {
+    /// The operation needs no caller (login, endSession, admin token).
+    NotNeeded,
+    Session(String),
+    Bearer(String),
+    Basic {
+        user: String,
+        password: String,
+    },
+    /// Credentials that cannot be right (no header, unknown scheme, undecodable Basic).
+    Refused(AuthError),
+}
+
+impl Caller {
+    fn of(op: &envelope::Element, authorization: Option<&str>) -> Caller {
+        if let Some(session) = messages::session_id(op) {
+            return Caller::Session(session.to_string());
+        }
+        let Some((scheme, value)) = authorization.and_then(|h| h.trim().split_once(' ')) else {
+            return Caller::Refused(AuthError::NoCredentials);
+        };
+        if scheme.eq_ignore_ascii_case("bearer") {
+            Caller::Bearer(value.trim().to_string())
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|decoded| {
+                    let (user, password) = decoded.split_once(':')?;
+                    Some(Caller::Basic {
+                        user: user.to_string(),
+                        password: password.to_string(),
+                    })
+                })
+                .unwrap_or(Caller::Refused(AuthError::AccessDenied))
+        } else {
+            Caller::Refused(AuthError::AccessDenied)
+        }
+    }
+}
+
+/// A parsed SOAP call of a known operation, between the steps of [`respond`].
+struct Message {
+    body: web::Bytes,
+    env: envelope::Envelope,
+    kind: OperationKind,
+    /// Read already when the operation needs no caller; else read once the caller is known, so an
+    /// unauthenticated caller learns nothing of how wharf validates.
+    call: Option<Call>,
+    caller: Caller,
+}
+
+impl Message {
+    /// The user name and password to check before the call is handled.
+    fn password(&self) -> Option<(&str, &str)> {
+        match (&self.call, &self.caller) {
+            (Some(Call::Login { username, api_key }), _) => Some((username, api_key)),
+            (Some(Call::AdminToken { username, password }), _) => Some((username, password)),
+            (_, Caller::Basic { user, password }) => Some((user, password)),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a call, refusing (and recording) what is malformed or unknown. Uses a connection only to
+/// record a refusal.
+fn read(
     state: &AppState,
-    body: &[u8],
+    body: web::Bytes,
     declared: SoapVersion,
     authorization: Option<&str>,
-) -> Reply {
+) -> Result<Message, Reply> {
     let limits = Limits::for_lines(state.settings.soap.max_lines);
-    let env = match envelope::parse(body, limits) {
+    let env = match envelope::parse(&body, limits) {
         Ok(env) => env,
         Err(e) => {
-            return reject(
+            return Err(reject(
                 state,
                 declared,
                 None,
                 None,
                 Fault::client(e.to_string()),
-                body,
-            );
+                &body,
+            ));
         }
     };
     let version = env.version;
     let op = &env.operation;
-    // What is hashed and stored: the body with its credentials masked (rejections mask their
-    // excerpt themselves, since theirs need not be well-formed).
-    let masked = soap::mask::apply(body, &env.credentials);
     let Some(kind) = OperationKind::of(&op.name) else {
         let fault = Fault::client(format!(
             "unknown operation {:?}; wharf accepts login, endSession, \
@@ -192,8 +342,51 @@ fn handle(
              realtimeDespatchOrderFlowShipmentRequestManagementV1Create, shipmentCreate)",
             op.name
         ));
-        return reject(state, version, None, None, fault, body);
+        return Err(reject(state, version, None, None, fault, &body));
     };
+    let (call, caller) = if kind.needs_caller() {
+        (None, Caller::of(op, authorization))
+    } else {
+        match messages::read(op, state.settings.soap.max_lines) {
+            Ok(call) => (Some(call), Caller::NotNeeded),
+            Err(e) => {
+                let fault = Fault::client(format!("Invalid {e}"));
+                return Err(reject(
+                    state,
+                    version,
+                    None,
+                    Some(kind.queue_name()),
+                    fault,
+                    &body,
+                ));
+            }
+        }
+    };
+    Ok(Message {
+        body,
+        env,
+        kind,
+        call,
+        caller,
+    })
+}
+
+/// Authenticates, validates and stores one SOAP call. `checked` is the outcome of the password
+/// check [`Message::password`] asked for: the user's id.
+fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthError>>) -> Reply {
+    let Message {
+        body,
+        env,
+        kind,
+        call,
+        caller,
+    } = message;
+    let body = &body[..];
+    let version = env.version;
+    let op = &env.operation;
+    // What is hashed and stored: the body with its credentials masked (rejections mask their
+    // excerpt themselves, since theirs need not be well-formed).
+    let masked = soap::mask::apply(body, &env.credentials);
     let mut conn = match state.pool.get() {
         Ok(c) => c,
         Err(e) => {
@@ -218,17 +411,23 @@ fn handle(
             value,
         ),
         token_expires: None,
+        retry_after: None,
     };
     // Magento 1 rpc/encoded names its answer parts `<op>Return`; WS-I, Magento 2 and wharf's own WSDL
     // use `result`.
     let rpc = !op.name.ends_with("Param") && env.operation_ns != soap::WHARF_NS;
     let op_name = kind.queue_name();
     let invalid = |e: messages::FieldError| Fault::client(format!("Invalid {e}"));
+    // Unchecked means refused: only an operation that carries a password gets it checked.
+    let mut checked = checked;
+    let mut checked = move || checked.take().unwrap_or(Err(AuthError::AccessDenied));
 
     let caller = if kind.needs_caller() {
-        match authenticate(state, &mut conn, op, authorization) {
+        match authenticate(state, &mut conn, caller, checked()) {
             Ok(user) => Some(user),
-            Err(AuthError::Db(e)) => return server_error(version, &e),
+            Err(e @ (AuthError::Db(_) | AuthError::Unavailable(_))) => {
+                return server_error(version, &e);
+            }
             Err(e) => {
                 let fault = match e {
                     AuthError::SessionExpired => Fault::session_expired(),
@@ -248,7 +447,7 @@ fn handle(
     } else {
         None
     };
-    let call = match messages::read(op, state.settings.soap.max_lines) {
+    let call = match call.map_or_else(|| messages::read(op, state.settings.soap.max_lines), Ok) {
         Ok(call) => call,
         Err(e) => {
             return reject_with(
@@ -263,19 +462,22 @@ fn handle(
     };
 
     match call {
-        Call::Login { username, api_key } => match auth::login(
-            &mut conn,
-            &username,
-            &api_key,
-            auth::Lifetimes::of(&state.settings.soap),
-        ) {
+        Call::Login { username, .. } => match checked().and_then(|user_id| {
+            auth::open_session(
+                &mut conn,
+                user_id,
+                auth::Lifetimes::of(&state.settings.soap),
+            )
+        }) {
             Ok(session) => answer(
                 &session,
                 if rpc { "loginReturn" } else { "result" },
                 "string",
             ),
             Err(AuthError::AccessDenied) => {
-                tracing::warn!(user = %username, "SOAP login refused");
+                // Debug formatting: a name is the caller's text, and may hold line breaks or
+                // terminal escapes meant to forge log lines.
+                tracing::warn!(user = ?username, "SOAP login refused");
                 let fault = Fault::access_denied();
                 reject_with(
                     &mut conn,
@@ -296,16 +498,18 @@ fn handle(
             ),
             Err(e) => server_error(version, &e),
         },
-        Call::AdminToken { username, password } => {
+        Call::AdminToken { username, .. } => {
             let lifetime = TimeDelta::seconds(state.settings.soap.token_lifetime_secs as i64);
             let lifetimes = auth::Lifetimes::of(&state.settings.soap);
-            match auth::create_access_token(&mut conn, &username, &password, lifetime, lifetimes) {
+            match checked().and_then(|user_id| {
+                auth::issue_access_token(&mut conn, user_id, lifetime, lifetimes)
+            }) {
                 Ok((token, expires)) => Reply {
                     token_expires: Some(expires.and_utc().to_rfc3339()),
                     ..answer(&token, "result", "string")
                 },
                 Err(AuthError::AccessDenied) => {
-                    tracing::warn!(user = %username, "admin token refused");
+                    tracing::warn!(user = ?username, "admin token refused");
                     let fault = Fault {
                         code: soap::FaultCode::Client,
                         message: "The account sign-in was incorrect or your account is disabled \
@@ -374,35 +578,21 @@ fn acknowledge(
     Ok(soap::received_text(message_seq_id))
 }
 
-/// Who is calling: the `sessionId` in the body (Magento 1 login) when there is one, else the
-/// `Authorization` header — `Bearer` with a Magento 2 admin token, or `Basic` with an API user's
-/// name and password.
+/// Who is calling. HTTP Basic passwords were checked before (`checked`, in [`respond`]); sessions
+/// and admin tokens are looked up by their hash.
 fn authenticate(
     state: &AppState,
     conn: &mut crate::db::DbConnection,
-    op: &envelope::Element,
-    authorization: Option<&str>,
+    caller: Caller,
+    checked: Result<i64, AuthError>,
 ) -> Result<String, AuthError> {
     let lifetimes = auth::Lifetimes::of(&state.settings.soap);
-    if let Some(session) = messages::session_id(op) {
-        return auth::check_session(conn, session, lifetimes);
-    }
-    let Some((scheme, value)) = authorization.and_then(|h| h.trim().split_once(' ')) else {
-        return Err(AuthError::NoCredentials);
-    };
-    if scheme.eq_ignore_ascii_case("bearer") {
-        auth::check_access_token(conn, value.trim(), lifetimes)
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        use base64::Engine;
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(value.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or(AuthError::AccessDenied)?;
-        let (user, password) = decoded.split_once(':').ok_or(AuthError::AccessDenied)?;
-        state.credentials.verify(conn, user, password)
-    } else {
-        Err(AuthError::AccessDenied)
+    match caller {
+        Caller::Session(session) => auth::check_session(conn, &session, lifetimes),
+        Caller::Bearer(token) => auth::check_access_token(conn, &token, lifetimes),
+        Caller::Basic { user, .. } => checked.map(|_| user),
+        Caller::Refused(e) => Err(e),
+        Caller::NotNeeded => Err(AuthError::NoCredentials),
     }
 }
 
@@ -443,7 +633,8 @@ fn reject_with(
     fault: Fault,
     body: &[u8],
 ) -> Reply {
-    tracing::warn!(caller = caller.unwrap_or("-"), operation = operation.unwrap_or("-"),
+    // `caller` may be the user name of a refused login, the caller's own text: Debug escapes it.
+    tracing::warn!(caller = ?caller.unwrap_or("-"), operation = operation.unwrap_or("-"),
         reason = %fault.message, "SOAP message rejected");
     if let Err(e) = queue::record_rejection(conn, caller, operation, &fault.message, body) {
         tracing::error!(error = %e, "could not record a rejected SOAP message");

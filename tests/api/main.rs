@@ -17,6 +17,7 @@ mod creds;
 mod export;
 mod export_failures;
 mod feed;
+mod guessing;
 mod hostile;
 mod inventory;
 mod order_rules;
