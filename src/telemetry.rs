@@ -29,7 +29,7 @@ pub struct Escaped<'a>(pub &'a str);
 
 impl Escaped<'_> {
     /// Most characters shown before the value is cut.
-    pub const MAX_CHARS: usize = 256;
+    pub const MAX_CHARS: usize = 1000;
 }
 
 impl std::fmt::Display for Escaped<'_> {
@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn cuts_long_values() {
-        let long = "é".repeat(300);
+        let long = "é".repeat(Escaped::MAX_CHARS + 44);
         let shown = Escaped(&long).to_string();
         assert_eq!(
             shown,

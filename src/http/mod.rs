@@ -28,6 +28,8 @@ pub struct AppState {
     pub credentials: crate::auth::CredentialCache,
     /// Turns on when the server starts stopping (long polls answer at once).
     pub shutdown: Shutdown,
+    /// How many refusals of unauthenticated callers are stored.
+    pub refusals: Arc<crate::queue::refusals::RefusalLimiter>,
 }
 
 /// A built server, bound to its port, not yet running.
@@ -57,12 +59,17 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let shutdown = Shutdown::new();
+        let refusals = Arc::new(crate::queue::refusals::RefusalLimiter::new(
+            settings.soap.anonymous_rejections_per_minute,
+        ));
+        crate::queue::refusals::spawn_flusher(refusals.clone(), pool.clone());
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             settings: settings.clone(),
             public_url: settings.public_base_url(Some(addr)),
             credentials: crate::auth::CredentialCache::default(),
             shutdown: shutdown.clone(),
+            refusals,
         });
         let max_body = settings.soap.max_body;
         let server = HttpServer::new(move || {

@@ -13,6 +13,7 @@ use crate::auth::{self, AuthError};
 use crate::queue::{self, Receipt};
 use crate::soap::messages::{self, Call, OperationKind};
 use crate::soap::{self, Fault, Limits, SoapVersion, envelope};
+use crate::telemetry::Escaped;
 
 /// The Magento 1 rpc/encoded WSDL; `{{SOAP_URL}}` is replaced by the endpoint's public URL.
 const MAGENTO1_WSDL: &str = include_str!("../../wsdl/magento1.wsdl");
@@ -130,10 +131,13 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // The TCP peer, not a header it could forge: refusals of unauthenticated callers are limited per
+    // client address.
+    let peer = req.peer_addr().map(|a| a.ip());
     let span = tracing::Span::current();
     let state = state.into_inner();
     let reply = web::block(move || {
-        span.in_scope(|| handle(&state, &body, declared, authorization.as_deref()))
+        span.in_scope(|| handle(&state, &body, declared, authorization.as_deref(), peer))
     })
     .await;
     let reply = reply.unwrap_or_else(|e| {
@@ -163,18 +167,28 @@ fn handle(
     body: &[u8],
     declared: SoapVersion,
     authorization: Option<&str>,
+    peer: Option<std::net::IpAddr>,
 ) -> Reply {
+    let anonymous = Sender {
+        peer,
+        caller: None,
+        authenticated: false,
+    };
     let limits = Limits::for_lines(state.settings.soap.max_lines);
     let env = match envelope::parse(body, limits) {
         Ok(env) => env,
         Err(e) => {
+            let fault = Fault::client(e.to_string());
+            let kind = e.kind();
             return reject(
                 state,
                 declared,
+                anonymous,
+                kind,
                 None,
-                None,
-                Fault::client(e.to_string()),
+                fault,
                 body,
+                authorization,
             );
         }
     };
@@ -192,7 +206,16 @@ fn handle(
              realtimeDespatchOrderFlowShipmentRequestManagementV1Create, shipmentCreate)",
             op.name
         ));
-        return reject(state, version, None, None, fault, body);
+        return reject(
+            state,
+            version,
+            anonymous,
+            "unknown-operation",
+            None,
+            fault,
+            body,
+            authorization,
+        );
     };
     let mut conn = match state.pool.get() {
         Ok(c) => c,
@@ -242,24 +265,50 @@ fn handle(
                         message: other.to_string(),
                     },
                 };
-                return reject_with(&mut conn, version, None, Some(op_name), fault, body);
+                return reject_with(
+                    state,
+                    &mut conn,
+                    version,
+                    anonymous,
+                    "unauthenticated",
+                    Some(op_name),
+                    fault,
+                    body,
+                );
             }
         }
     } else {
         None
     };
-    let call = match messages::read(op, state.settings.soap.max_lines) {
+    let soap_settings = &state.settings.soap;
+    let call = match messages::read(
+        op,
+        soap_settings.max_lines,
+        soap_settings.max_tracking_numbers,
+    ) {
         Ok(call) => call,
         Err(e) => {
+            let sender = Sender {
+                caller: caller.as_deref(),
+                authenticated: caller.is_some(),
+                ..anonymous
+            };
             return reject_with(
+                state,
                 &mut conn,
                 version,
-                caller.as_deref(),
+                sender,
+                "invalid-field",
                 Some(op_name),
                 invalid(e),
                 body,
             );
         }
+    };
+    // Whoever logs in is not authenticated until the login succeeds.
+    let claiming = |username| Sender {
+        caller: Some(username),
+        ..anonymous
     };
 
     match call {
@@ -278,9 +327,11 @@ fn handle(
                 tracing::warn!(user = %username, "SOAP login refused");
                 let fault = Fault::access_denied();
                 reject_with(
+                    state,
                     &mut conn,
                     version,
-                    Some(&username),
+                    claiming(&username),
+                    "login-refused",
                     Some(op_name),
                     fault,
                     body,
@@ -313,9 +364,11 @@ fn handle(
                             .into(),
                     };
                     reject_with(
+                        state,
                         &mut conn,
                         version,
-                        Some(&username),
+                        claiming(&username),
+                        "token-refused",
                         Some(op_name),
                         fault,
                         body,
@@ -355,7 +408,7 @@ fn acknowledge(
             operation,
             message_seq_id,
             lines,
-            caller,
+            caller = %Escaped(caller),
             "message queued"
         ),
         Receipt::Repeat(id) => tracing::info!(
@@ -416,36 +469,157 @@ fn server_error(version: SoapVersion, e: &dyn std::fmt::Display) -> Reply {
     )
 }
 
-/// Answers with `fault` and records the refusal (taking a connection for it).
+/// Who sent a refused message.
+#[derive(Clone, Copy, Debug)]
+struct Sender<'a> {
+    /// The TCP peer's address.
+    peer: Option<std::net::IpAddr>,
+    /// The authenticated caller, or the user name a refused login claimed.
+    caller: Option<&'a str>,
+    /// Whether `caller` is authenticated: only then is the refusal always stored, with the large
+    /// excerpt.
+    authenticated: bool,
+}
+
+/// How much of a refused body to store, or `None` when the refusal is only counted: an
+/// authenticated caller's refusals are all stored (64 KiB); others' are limited per `kind` and
+/// client address and keep `soap.anonymous_excerpt_bytes`.
+fn excerpt_bytes(state: &AppState, sender: Sender<'_>, kind: &'static str) -> Option<usize> {
+    if sender.authenticated {
+        return Some(queue::EXCERPT_BYTES);
+    }
+    match state.refusals.admit(kind, sender.peer) {
+        queue::refusals::Verdict::Store => Some(state.settings.soap.anonymous_excerpt_bytes),
+        queue::refusals::Verdict::Count => None,
+    }
+}
+
+/// Answers with `fault` and records the refusal (taking a connection for it when it is stored).
+///
+/// These refusals come before the caller is known (the body is not a usable envelope, or names no
+/// known operation). When the message carries a credential — a `sessionId` element the lossy scan
+/// finds, or a Bearer token — it is looked up (one indexed read), so the warehouse's own broken
+/// messages are stored like its other refusals.
+#[allow(clippy::too_many_arguments)]
 fn reject(
     state: &AppState,
     version: SoapVersion,
-    caller: Option<&str>,
+    sender: Sender<'_>,
+    kind: &'static str,
     operation: Option<&str>,
     fault: Fault,
     body: &[u8],
+    authorization: Option<&str>,
 ) -> Reply {
-    match state.pool.get() {
-        Ok(mut conn) => reject_with(&mut conn, version, caller, operation, fault, body),
+    let sessions = soap::mask::find_lossy(body);
+    let bearer = authorization
+        .and_then(|h| h.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let mut conn = None;
+    let mut identified = None;
+    if !sessions.is_empty() || bearer.is_some() {
+        match state.pool.get() {
+            Ok(mut c) => {
+                identified = identify(state, &mut c, body, &sessions, bearer);
+                conn = Some(c);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "no database connection to look up a refused message's sender")
+            }
+        }
+    }
+    let sender = match identified.as_deref() {
+        Some(caller) => Sender {
+            caller: Some(caller),
+            authenticated: true,
+            ..sender
+        },
+        None => sender,
+    };
+    let Some(excerpt) = excerpt_bytes(state, sender, kind) else {
+        return counted(version, sender, kind, fault);
+    };
+    let conn = match conn {
+        Some(c) => Ok(c),
+        None => state.pool.get(),
+    };
+    match conn {
+        Ok(mut conn) => record(&mut conn, version, sender, operation, fault, body, excerpt),
         Err(e) => {
-            tracing::error!(error = %e, reason = %fault.message, "could not record a rejected SOAP message");
+            tracing::error!(error = %e, reason = %Escaped(&fault.message), "could not record a rejected SOAP message");
             Reply::fault(version, &fault)
         }
     }
 }
 
+/// The API user a refused message's credential belongs to, if it is a live one: the first two
+/// credential elements of a plausible length are tried as session ids, then the Bearer token.
+fn identify(
+    state: &AppState,
+    conn: &mut crate::db::DbConnection,
+    body: &[u8],
+    spans: &[std::ops::Range<usize>],
+    bearer: Option<&str>,
+) -> Option<String> {
+    let lifetimes = auth::Lifetimes::of(&state.settings.soap);
+    let sessions = spans
+        .iter()
+        .filter_map(|span| std::str::from_utf8(body.get(span.clone())?).ok())
+        .map(str::trim)
+        .filter(|s| (8..=256).contains(&s.len()))
+        .take(2);
+    for session in sessions {
+        if let Ok(user) = auth::check_session(conn, session, lifetimes) {
+            return Some(user);
+        }
+    }
+    bearer
+        .filter(|t| !t.is_empty() && t.len() <= 512)
+        .and_then(|t| auth::check_access_token(conn, t, lifetimes).ok())
+}
+
 /// Answers with `fault` and records the refusal.
+#[allow(clippy::too_many_arguments)]
 fn reject_with(
+    state: &AppState,
     conn: &mut crate::db::DbConnection,
     version: SoapVersion,
-    caller: Option<&str>,
+    sender: Sender<'_>,
+    kind: &'static str,
     operation: Option<&str>,
     fault: Fault,
     body: &[u8],
 ) -> Reply {
-    tracing::warn!(caller = caller.unwrap_or("-"), operation = operation.unwrap_or("-"),
-        reason = %fault.message, "SOAP message rejected");
-    if let Err(e) = queue::record_rejection(conn, caller, operation, &fault.message, body) {
+    match excerpt_bytes(state, sender, kind) {
+        Some(excerpt) => record(conn, version, sender, operation, fault, body, excerpt),
+        None => counted(version, sender, kind, fault),
+    }
+}
+
+/// A refusal over the limit: answered, counted, logged only at debug level (a flood must not fill
+/// the log either).
+fn counted(version: SoapVersion, sender: Sender<'_>, kind: &str, fault: Fault) -> Reply {
+    tracing::debug!(client = ?sender.peer, kind, reason = %Escaped(&fault.message),
+        "SOAP message rejected (counted, not stored)");
+    Reply::fault(version, &fault)
+}
+
+fn record(
+    conn: &mut crate::db::DbConnection,
+    version: SoapVersion,
+    sender: Sender<'_>,
+    operation: Option<&str>,
+    fault: Fault,
+    body: &[u8],
+    excerpt: usize,
+) -> Reply {
+    let caller = sender.caller;
+    tracing::warn!(caller = %Escaped(caller.unwrap_or("-")),
+        operation = %Escaped(operation.unwrap_or("-")), client = ?sender.peer,
+        reason = %Escaped(&fault.message), "SOAP message rejected");
+    if let Err(e) = queue::record_rejection(conn, caller, operation, &fault.message, body, excerpt)
+    {
         tracing::error!(error = %e, "could not record a rejected SOAP message");
     }
     Reply::fault(version, &fault)

@@ -131,6 +131,24 @@ pub enum EnvelopeError {
     AfterRoot(String),
 }
 
+impl EnvelopeError {
+    /// A short stable name for the kind of problem, whatever the details (counting refusals per
+    /// kind must not let a sender make every message a kind of its own).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EnvelopeError::NotUtf8(_) => "not-utf8",
+            EnvelopeError::Malformed(_) => "malformed",
+            EnvelopeError::Doctype => "doctype",
+            EnvelopeError::UnknownEntity(_) => "unknown-entity",
+            EnvelopeError::NotEnvelope(_) => "not-envelope",
+            EnvelopeError::NoBody => "no-body",
+            EnvelopeError::TooLarge(_) => "too-large",
+            EnvelopeError::InvalidChar { .. } => "invalid-character",
+            EnvelopeError::AfterRoot(_) => "after-root",
+        }
+    }
+}
+
 /// Whether `c` is a character XML 1.0 allows (`Char ::= #x9 | #xA | #xD | [#x20-#xD7FF] |
 /// [#xE000-#xFFFD] | [#x10000-#x10FFFF]`; Rust's `char` already excludes the surrogates).
 pub fn is_xml_char(c: char) -> bool {

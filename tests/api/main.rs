@@ -21,6 +21,7 @@ mod hostile;
 mod inventory;
 mod order_rules;
 mod orders;
+mod refusals;
 mod shipment_failures;
 mod shutdown;
 mod soap_forms;
