@@ -630,4 +630,32 @@ mod tests {
         );
         assert_eq!(read(&too_many, 1, 10).unwrap_err().field, "skusQty");
     }
+
+    #[test]
+    fn tracking_numbers_are_limited_and_kept_once_in_order() {
+        let shipment = |tracks: &[&str]| {
+            el(
+                "orderflowShipmentCreate",
+                vec![
+                    leaf("orderIncrementId", "100"),
+                    leaf("messageSeqId", "1"),
+                    el("skuQty", vec![kv("A", "1")]),
+                    leaf("trackingNumber", "T1"),
+                    el("tracks", tracks.iter().map(|t| leaf("item", t)).collect()),
+                ],
+            )
+        };
+        let Call::ShipmentCreate(msg) = read(&shipment(&["T2", "T1", "T3", "T2"]), 10, 5).unwrap()
+        else {
+            panic!("not a shipment")
+        };
+        assert_eq!(msg.tracking_numbers, ["T1", "T2", "T3"]);
+        let e = read(&shipment(&["T2", "T3", "T4", "T5", "T6"]), 10, 5).unwrap_err();
+        assert_eq!(e.field, "tracks");
+        assert!(
+            e.reason
+                .starts_with("6 tracking numbers is more than the limit of 5"),
+            "{e}"
+        );
+    }
 }
