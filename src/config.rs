@@ -179,6 +179,17 @@ pub struct SoapSettings {
     /// (default 24 hours): a leaked session id or token stops working by then. Expired sessions
     /// and tokens are deleted whenever someone logs in or asks for a token.
     pub session_max_lifetime_secs: u64,
+    /// Most tracking numbers in one shipment (`trackingNumber` plus the `tracks` items); more is
+    /// refused with a Client fault naming the field.
+    pub max_tracking_numbers: usize,
+    /// Refused messages of callers that are not authenticated (junk, failed logins, unknown
+    /// sessions) stored per minute, per kind of refusal and client address. The rest are counted, not
+    /// stored: a row "N more … counted, not stored" says how many. Refusals of authenticated callers
+    /// are always stored.
+    pub anonymous_rejections_per_minute: u32,
+    /// How much of an unauthenticated caller's refused body is kept, in bytes (authenticated
+    /// callers' refusals keep 64 KiB).
+    pub anonymous_excerpt_bytes: usize,
 }
 
 /// Password checks (SOAP `login`, admin token requests, HTTP Basic) and the throttle on failed ones.
@@ -327,6 +338,9 @@ impl Default for SoapSettings {
             max_lines: 10_000,
             token_lifetime_secs: 4 * 3600,
             session_max_lifetime_secs: 24 * 3600,
+            max_tracking_numbers: 1_000,
+            anonymous_rejections_per_minute: 10,
+            anonymous_excerpt_bytes: 1024,
         }
     }
 }

@@ -84,6 +84,12 @@ impl Settings {
                     .into(),
             );
         }
+        if self.soap.max_tracking_numbers == 0 {
+            refuse(
+                "soap.max_tracking_numbers",
+                "must be at least 1, or no shipment with a tracking number is accepted".into(),
+            );
+        }
         if self.shutdown_deadline_secs == 0 {
             refuse(
                 "shutdown_deadline_secs",

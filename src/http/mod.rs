@@ -30,6 +30,8 @@ pub struct AppState {
     pub passwords: crate::auth::PasswordChecker,
     /// Turns on when the server starts stopping (long polls answer at once).
     pub shutdown: Shutdown,
+    /// How many refusals of unauthenticated callers are stored.
+    pub refusals: Arc<crate::queue::refusals::RefusalLimiter>,
 }
 
 /// A built server, bound to its port, not yet running.
@@ -59,6 +61,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let shutdown = Shutdown::new();
+        let refusals = Arc::new(crate::queue::refusals::RefusalLimiter::new(
+            settings.soap.anonymous_rejections_per_minute,
+        ));
+        crate::queue::refusals::spawn_flusher(refusals.clone(), pool.clone());
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             settings: settings.clone(),
@@ -66,6 +72,7 @@ impl Application {
             credentials: crate::auth::CredentialCache::default(),
             passwords: crate::auth::PasswordChecker::new(&settings.auth),
             shutdown: shutdown.clone(),
+            refusals,
         });
         let max_body = settings.soap.max_body;
         let server = HttpServer::new(move || {

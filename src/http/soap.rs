@@ -15,6 +15,7 @@ use crate::auth::{self, AuthError};
 use crate::queue::{self, Receipt};
 use crate::soap::messages::{self, Call, OperationKind};
 use crate::soap::{self, Fault, Limits, SoapVersion, envelope};
+use crate::telemetry::Escaped;
 
 /// The Magento 1 rpc/encoded WSDL; `{{SOAP_URL}}` is replaced by the endpoint's public URL.
 const MAGENTO1_WSDL: &str = include_str!("../../wsdl/magento1.wsdl");
@@ -167,7 +168,7 @@ async fn respond(
     let message = {
         let state = state.clone();
         match on_blocking_pool(declared, move || {
-            read(&state, body, declared, authorization.as_deref())
+            read(&state, body, declared, authorization.as_deref(), peer)
         })
         .await
         {
@@ -295,6 +296,8 @@ struct Message {
     /// unauthenticated caller learns nothing of how wharf validates.
     call: Option<Call>,
     caller: Caller,
+    /// The TCP peer: refusals of unauthenticated callers are limited per client address.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl Message {
@@ -316,19 +319,20 @@ fn read(
     body: web::Bytes,
     declared: SoapVersion,
     authorization: Option<&str>,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Message, Reply> {
+    let anonymous = Sender {
+        peer,
+        caller: None,
+        authenticated: false,
+    };
     let limits = Limits::for_lines(state.settings.soap.max_lines);
     let env = match envelope::parse(&body, limits) {
         Ok(env) => env,
         Err(e) => {
-            return Err(reject(
-                state,
-                declared,
-                None,
-                None,
-                Fault::client(e.to_string()),
-                &body,
-            ));
+            let fault = Fault::client(e.to_string());
+            let refusal = Refusal::new(anonymous, e.kind(), None);
+            return Err(reject(state, declared, refusal, fault, &body, authorization));
         }
     };
     let version = env.version;
@@ -342,23 +346,18 @@ fn read(
              realtimeDespatchOrderFlowShipmentRequestManagementV1Create, shipmentCreate)",
             op.name
         ));
-        return Err(reject(state, version, None, None, fault, &body));
+        let refusal = Refusal::new(anonymous, "unknown-operation", None);
+        return Err(reject(state, version, refusal, fault, &body, authorization));
     };
     let (call, caller) = if kind.needs_caller() {
         (None, Caller::of(op, authorization))
     } else {
-        match messages::read(op, state.settings.soap.max_lines) {
+        match read_call(state, op) {
             Ok(call) => (Some(call), Caller::NotNeeded),
             Err(e) => {
                 let fault = Fault::client(format!("Invalid {e}"));
-                return Err(reject(
-                    state,
-                    version,
-                    None,
-                    Some(kind.queue_name()),
-                    fault,
-                    &body,
-                ));
+                let refusal = Refusal::new(anonymous, "invalid-field", Some(kind.queue_name()));
+                return Err(reject(state, version, refusal, fault, &body, authorization));
             }
         }
     };
@@ -368,7 +367,14 @@ fn read(
         kind,
         call,
         caller,
+        peer,
     })
+}
+
+/// Reads the operation's fields under the configured limits.
+fn read_call(state: &AppState, op: &envelope::Element) -> Result<Call, messages::FieldError> {
+    let soap = &state.settings.soap;
+    messages::read(op, soap.max_lines, soap.max_tracking_numbers)
 }
 
 /// Authenticates, validates and stores one SOAP call. `checked` is the outcome of the password
@@ -380,7 +386,13 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
         kind,
         call,
         caller,
+        peer,
     } = message;
+    let anonymous = Sender {
+        peer,
+        caller: None,
+        authenticated: false,
+    };
     let body = &body[..];
     let version = env.version;
     let op = &env.operation;
@@ -441,24 +453,32 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
                         message: other.to_string(),
                     },
                 };
-                return reject_with(&mut conn, version, None, Some(op_name), fault, body);
+                let refusal = Refusal::new(anonymous, "unauthenticated", Some(op_name));
+                return reject_with(state, &mut conn, version, refusal, fault, body);
             }
         }
     } else {
         None
     };
-    let call = match call.map_or_else(|| messages::read(op, state.settings.soap.max_lines), Ok) {
+    let call = match call.map_or_else(|| read_call(state, op), Ok) {
         Ok(call) => call,
         Err(e) => {
-            return reject_with(
-                &mut conn,
-                version,
-                caller.as_deref(),
-                Some(op_name),
-                invalid(e),
-                body,
-            );
+            let sender = Sender {
+                caller: caller.as_deref(),
+                authenticated: caller.is_some(),
+                ..anonymous
+            };
+            let refusal = Refusal::new(sender, "invalid-field", Some(op_name));
+            return reject_with(state, &mut conn, version, refusal, invalid(e), body);
         }
+    };
+    // Whoever logs in is not authenticated until the login succeeds.
+    let claiming = |username, kind| {
+        let sender = Sender {
+            caller: Some(username),
+            ..anonymous
+        };
+        Refusal::new(sender, kind, Some(op_name))
     };
 
     match call {
@@ -479,14 +499,8 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
                 // terminal escapes meant to forge log lines.
                 tracing::warn!(user = ?username, "SOAP login refused");
                 let fault = Fault::access_denied();
-                reject_with(
-                    &mut conn,
-                    version,
-                    Some(&username),
-                    Some(op_name),
-                    fault,
-                    body,
-                )
+                let refusal = claiming(&username, "login-refused");
+                reject_with(state, &mut conn, version, refusal, fault, body)
             }
             Err(e) => server_error(version, &e),
         },
@@ -516,14 +530,8 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
                                   temporarily. Please wait and try again later."
                             .into(),
                     };
-                    reject_with(
-                        &mut conn,
-                        version,
-                        Some(&username),
-                        Some(op_name),
-                        fault,
-                        body,
-                    )
+                    let refusal = claiming(&username, "token-refused");
+                    reject_with(state, &mut conn, version, refusal, fault, body)
                 }
                 Err(e) => server_error(version, &e),
             }
@@ -559,7 +567,7 @@ fn acknowledge(
             operation,
             message_seq_id,
             lines,
-            caller,
+            caller = %Escaped(caller),
             "message queued"
         ),
         Receipt::Repeat(id) => tracing::info!(
@@ -606,37 +614,172 @@ fn server_error(version: SoapVersion, e: &dyn std::fmt::Display) -> Reply {
     )
 }
 
-/// Answers with `fault` and records the refusal (taking a connection for it).
+/// Who sent a refused message.
+#[derive(Clone, Copy, Debug)]
+struct Sender<'a> {
+    /// The TCP peer's address.
+    peer: Option<std::net::IpAddr>,
+    /// The authenticated caller, or the user name a refused login claimed.
+    caller: Option<&'a str>,
+    /// Whether `caller` is authenticated: only then is the refusal always stored, with the large
+    /// excerpt.
+    authenticated: bool,
+}
+
+/// A refusal to answer and record: who sent it, what kind of refusal it is (the unit the limit of
+/// stored anonymous refusals counts) and the operation, when known.
+#[derive(Clone, Copy, Debug)]
+struct Refusal<'a> {
+    sender: Sender<'a>,
+    kind: &'static str,
+    operation: Option<&'a str>,
+}
+
+impl<'a> Refusal<'a> {
+    fn new(sender: Sender<'a>, kind: &'static str, operation: Option<&'a str>) -> Refusal<'a> {
+        Refusal {
+            sender,
+            kind,
+            operation,
+        }
+    }
+}
+
+/// How much of a refused body to store, or `None` when the refusal is only counted: an
+/// authenticated caller's refusals are all stored (64 KiB); others' are limited per kind and
+/// client address and keep `soap.anonymous_excerpt_bytes`.
+fn excerpt_bytes(state: &AppState, refusal: Refusal<'_>) -> Option<usize> {
+    if refusal.sender.authenticated {
+        return Some(queue::EXCERPT_BYTES);
+    }
+    match state.refusals.admit(refusal.kind, refusal.sender.peer) {
+        queue::refusals::Verdict::Store => Some(state.settings.soap.anonymous_excerpt_bytes),
+        queue::refusals::Verdict::Count => None,
+    }
+}
+
+/// Answers with `fault` and records the refusal (taking a connection for it when it is stored).
+///
+/// These refusals come before the caller is known (the body is not a usable envelope, names no
+/// known operation, or a field of an operation without a caller is invalid). When the message
+/// carries a credential — a `sessionId` element the lossy scan finds, or a Bearer token — it is
+/// looked up (one indexed read), so the warehouse's own broken messages are stored like its other
+/// refusals.
 fn reject(
     state: &AppState,
     version: SoapVersion,
-    caller: Option<&str>,
-    operation: Option<&str>,
+    refusal: Refusal<'_>,
     fault: Fault,
     body: &[u8],
+    authorization: Option<&str>,
 ) -> Reply {
-    match state.pool.get() {
-        Ok(mut conn) => reject_with(&mut conn, version, caller, operation, fault, body),
+    let sessions = soap::mask::find_lossy(body);
+    let bearer = authorization
+        .and_then(|h| h.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let mut conn = None;
+    let mut identified = None;
+    if !sessions.is_empty() || bearer.is_some() {
+        match state.pool.get() {
+            Ok(mut c) => {
+                identified = identify(state, &mut c, body, &sessions, bearer);
+                conn = Some(c);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "no database connection to look up a refused message's sender")
+            }
+        }
+    }
+    let refusal = match identified.as_deref() {
+        Some(caller) => Refusal {
+            sender: Sender {
+                caller: Some(caller),
+                authenticated: true,
+                ..refusal.sender
+            },
+            ..refusal
+        },
+        None => refusal,
+    };
+    let Some(excerpt) = excerpt_bytes(state, refusal) else {
+        return counted(version, refusal, fault);
+    };
+    match conn.map_or_else(|| state.pool.get(), Ok) {
+        Ok(mut conn) => record(&mut conn, version, refusal, fault, body, excerpt),
         Err(e) => {
-            tracing::error!(error = %e, reason = %fault.message, "could not record a rejected SOAP message");
+            tracing::error!(error = %e, reason = %Escaped(&fault.message), "could not record a rejected SOAP message");
             Reply::fault(version, &fault)
         }
     }
 }
 
+/// The API user a refused message's credential belongs to, if it is a live one: the first two
+/// credential elements of a plausible length are tried as session ids, then the Bearer token.
+fn identify(
+    state: &AppState,
+    conn: &mut crate::db::DbConnection,
+    body: &[u8],
+    spans: &[std::ops::Range<usize>],
+    bearer: Option<&str>,
+) -> Option<String> {
+    let lifetimes = auth::Lifetimes::of(&state.settings.soap);
+    let sessions = spans
+        .iter()
+        .filter_map(|span| std::str::from_utf8(body.get(span.clone())?).ok())
+        .map(str::trim)
+        .filter(|s| (8..=256).contains(&s.len()))
+        .take(2);
+    for session in sessions {
+        if let Ok(user) = auth::check_session(conn, session, lifetimes) {
+            return Some(user);
+        }
+    }
+    bearer
+        .filter(|t| !t.is_empty() && t.len() <= 512)
+        .and_then(|t| auth::check_access_token(conn, t, lifetimes).ok())
+}
+
 /// Answers with `fault` and records the refusal.
 fn reject_with(
+    state: &AppState,
     conn: &mut crate::db::DbConnection,
     version: SoapVersion,
-    caller: Option<&str>,
-    operation: Option<&str>,
+    refusal: Refusal<'_>,
     fault: Fault,
     body: &[u8],
 ) -> Reply {
-    // `caller` may be the user name of a refused login, the caller's own text: Debug escapes it.
-    tracing::warn!(caller = ?caller.unwrap_or("-"), operation = operation.unwrap_or("-"),
-        reason = %fault.message, "SOAP message rejected");
-    if let Err(e) = queue::record_rejection(conn, caller, operation, &fault.message, body) {
+    match excerpt_bytes(state, refusal) {
+        Some(excerpt) => record(conn, version, refusal, fault, body, excerpt),
+        None => counted(version, refusal, fault),
+    }
+}
+
+/// A refusal over the limit: answered, counted, logged only at debug level (a flood must not fill
+/// the log either).
+fn counted(version: SoapVersion, refusal: Refusal<'_>, fault: Fault) -> Reply {
+    tracing::debug!(client = ?refusal.sender.peer, kind = refusal.kind,
+        reason = %Escaped(&fault.message), "SOAP message rejected (counted, not stored)");
+    Reply::fault(version, &fault)
+}
+
+/// Logs a refusal (input values escaped: a claimed user name may hold line breaks or terminal
+/// escapes meant to forge log lines) and stores it with `excerpt` bytes of its body.
+fn record(
+    conn: &mut crate::db::DbConnection,
+    version: SoapVersion,
+    refusal: Refusal<'_>,
+    fault: Fault,
+    body: &[u8],
+    excerpt: usize,
+) -> Reply {
+    let caller = refusal.sender.caller;
+    let operation = refusal.operation;
+    tracing::warn!(caller = %Escaped(caller.unwrap_or("-")),
+        operation = %Escaped(operation.unwrap_or("-")), client = ?refusal.sender.peer,
+        reason = %Escaped(&fault.message), "SOAP message rejected");
+    if let Err(e) = queue::record_rejection(conn, caller, operation, &fault.message, body, excerpt)
+    {
         tracing::error!(error = %e, "could not record a rejected SOAP message");
     }
     Reply::fault(version, &fault)

@@ -7,6 +7,7 @@
 
 pub mod inspect;
 pub mod lifecycle;
+pub mod refusals;
 pub mod report;
 pub mod scrub;
 
@@ -209,9 +210,10 @@ pub fn receive_shipment(
                     )
                 })
                 .collect();
-            if !tracks.is_empty() {
+            // Three parameters a row: 1000 rows stay under SQLite's 32 766 and PostgreSQL's 65 535.
+            for chunk in tracks.chunks(1000) {
                 crate::with_backend!(&mut *conn, |c| diesel::insert_into(request_tracking::table)
-                    .values(&tracks)
+                    .values(chunk)
                     .execute(c))?;
             }
             Ok(())
@@ -322,36 +324,49 @@ fn operation_lock_key(operation: &str) -> i32 {
         .fold(0x5f3759dfu32, |h, b| h.rotate_left(5) ^ u32::from(b)) as i32
 }
 
-/// Keeps the first 64 KiB of a refused body, cut on a character boundary, with whatever looks like a
-/// credential masked. The cut comes first: it bounds the work, and the masking copes with a
+/// How much of an authenticated caller's refused body is kept.
+pub const EXCERPT_BYTES: usize = 64 * 1024;
+
+/// Keeps the first `max` bytes of a refused body, cut on a character boundary, with whatever looks
+/// like a credential masked. The cut comes first: it bounds the work, and the masking copes with a
 /// credential cut in half (it masks to the end).
-fn excerpt(body: &[u8]) -> String {
-    const MAX: usize = 64 * 1024;
-    let cut = &body[..body.len().min(MAX)];
+fn excerpt(body: &[u8], max: usize) -> String {
+    let cut = &body[..body.len().min(max)];
     let text = match std::str::from_utf8(cut) {
         Ok(s) => std::borrow::Cow::Borrowed(s),
         Err(e) if e.error_len().is_none() => String::from_utf8_lossy(&cut[..e.valid_up_to()]),
         Err(_) => String::from_utf8_lossy(cut),
     };
-    crate::soap::mask::mask_lossy(&text).into_owned()
+    storable(&crate::soap::mask::mask_lossy(&text)).into_owned()
 }
 
-/// Records a refused message so support can see it: when, who, which operation, why, and the start of
-/// the body (credentials masked).
+/// Text as a column can hold it: PostgreSQL text cannot hold NUL (the whole insert fails, and the
+/// refusal would go unrecorded), so NUL is written as U+2400 SYMBOL FOR NULL (␀) on both backends.
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\u{2400}").into()
+    } else {
+        text.into()
+    }
+}
+
+/// Records a refused message so support can see it: when, who, which operation, why, and the first
+/// `excerpt_bytes` of the body (credentials masked, NUL shown as ␀ so the row is always written).
 pub fn record_rejection(
     conn: &mut DbConnection,
     caller: Option<&str>,
     operation: Option<&str>,
     reason: &str,
     body: &[u8],
+    excerpt_bytes: usize,
 ) -> QueryResult<()> {
     diesel::insert_into(rejections::table)
         .values((
             rejections::received_at.eq(db::now()),
-            rejections::caller.eq(caller),
-            rejections::operation.eq(operation),
-            rejections::reason.eq(reason),
-            rejections::body_excerpt.eq(excerpt(body)),
+            rejections::caller.eq(caller.map(storable)),
+            rejections::operation.eq(operation.map(storable)),
+            rejections::reason.eq(storable(reason)),
+            rejections::body_excerpt.eq(excerpt(body, excerpt_bytes)),
         ))
         .execute(conn)?;
     Ok(())

@@ -115,6 +115,156 @@ pub enum EnvelopeError {
     /// A limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
+    /// A character outside XML 1.0's `Char` production (NUL and the other C0 controls but tab, line
+    /// feed and carriage return; U+FFFE, U+FFFF), raw or as a character reference. PostgreSQL text
+    /// cannot hold NUL, and escape characters would end up in stock rows, the feed and logs.
+    #[error("Invalid {field}: {reason}")]
+    InvalidChar {
+        /// Where: a field path like the ones in [`FieldError`](super::messages::FieldError)
+        /// (`skusQty[2].key`), relative to the operation, or `Header.…` outside the Body.
+        field: String,
+        /// Which character and how it was written.
+        reason: String,
+    },
+    /// Anything but white space, comments and processing instructions after the Envelope.
+    #[error("the request has {0} after the Envelope; send exactly one Envelope per request")]
+    AfterRoot(String),
+}
+
+impl EnvelopeError {
+    /// A short stable name for the kind of problem, whatever the details (counting refusals per
+    /// kind must not let a sender make every message a kind of its own).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EnvelopeError::NotUtf8(_) => "not-utf8",
+            EnvelopeError::Malformed(_) => "malformed",
+            EnvelopeError::Doctype => "doctype",
+            EnvelopeError::UnknownEntity(_) => "unknown-entity",
+            EnvelopeError::NotEnvelope(_) => "not-envelope",
+            EnvelopeError::NoBody => "no-body",
+            EnvelopeError::TooLarge(_) => "too-large",
+            EnvelopeError::InvalidChar { .. } => "invalid-character",
+            EnvelopeError::AfterRoot(_) => "after-root",
+        }
+    }
+}
+
+/// Whether `c` is a character XML 1.0 allows (`Char ::= #x9 | #xA | #xD | [#x20-#xD7FF] |
+/// [#xE000-#xFFFD] | [#x10000-#x10FFFF]`; Rust's `char` already excludes the surrogates).
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{fffd}' | '\u{10000}'..)
+}
+
+/// The byte offset and value of the first character of `text` that XML 1.0 does not allow. A byte
+/// scan: every such character is a C0 byte or the UTF-8 encoding of U+FFFE/U+FFFF (EF BF BE/BF).
+fn first_invalid_char(text: &str) -> Option<(usize, char)> {
+    let bytes = text.as_bytes();
+    let at = bytes.iter().enumerate().position(|(i, &b)| {
+        (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+            || (b == 0xef
+                && bytes.get(i + 1) == Some(&0xbf)
+                && matches!(bytes.get(i + 2), Some(0xbe | 0xbf)))
+    })?;
+    text[at..].chars().next().map(|c| (at, c))
+}
+
+/// The first character XML 1.0 does not allow in the text of an event (its markup included).
+fn invalid_in(event: &Event<'_>) -> Option<char> {
+    let text: &str = match event {
+        Event::Start(e) | Event::Empty(e) => e,
+        Event::End(e) => e,
+        Event::Text(e) => e,
+        Event::CData(e) => e,
+        Event::Comment(e) => e,
+        Event::PI(e) => e,
+        Event::Decl(e) => e,
+        Event::DocType(e) => e,
+        Event::GeneralRef(e) => e,
+        Event::Eof => "",
+    };
+    first_invalid_char(text).map(|(_, c)| c)
+}
+
+/// How a refused character is named to the caller.
+fn describe(c: char, how: &str) -> String {
+    let what = if c.is_control() {
+        "a control character"
+    } else {
+        "a noncharacter"
+    };
+    format!(
+        "{how} U+{:04X} ({what}) is not allowed in XML 1.0",
+        u32::from(c)
+    )
+}
+
+/// The character a reference `&#<number>;` stands for, if XML 1.0 allows it; else why not.
+fn char_ref(number: &str) -> Result<char, String> {
+    let code = match number.strip_prefix('x') {
+        Some(hex) if !hex.starts_with(['+', '-']) => u32::from_str_radix(hex, 16).ok(),
+        None if !number.starts_with(['+', '-']) => number.parse::<u32>().ok(),
+        _ => None,
+    };
+    let how = || format!("the reference &#{};", crate::telemetry::Escaped(number));
+    match code.and_then(char::from_u32) {
+        Some(c) if is_xml_char(c) => Ok(c),
+        Some(c) => Err(describe(c, &how())),
+        None => Err(format!("{} is not a character", how())),
+    }
+}
+
+/// Every character reference (`&#…;`) in a raw attribute value, checked like text: attribute values
+/// are not split into events, so their references are found here.
+fn check_attribute_refs(raw: &str) -> Result<(), String> {
+    let mut rest = raw;
+    while let Some(start) = rest.find("&#") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find(';') else { break };
+        char_ref(&after[..end])?;
+        rest = &after[end..];
+    }
+    Ok(())
+}
+
+/// An open element, for naming the field a refused character is in.
+struct Frame {
+    name: String,
+    /// Its position among its parent's child elements (1-based).
+    index: usize,
+    /// Child elements seen so far.
+    children: usize,
+}
+
+/// The field path of the innermost open element, in the style of
+/// [`FieldError`](super::messages::FieldError): relative to the operation inside the Body
+/// (`skusQty[2].key`; array items named `item` or `complexObjectArray` are shown by position), the
+/// operation's own name for its direct text, `Header.…` and the like outside the Body.
+fn field_path(frames: &[Frame]) -> String {
+    let in_body = frames.get(1).is_some_and(|f| f.name == "Body");
+    let below = if in_body && frames.len() >= 3 {
+        if frames.len() == 3 {
+            return frames[2].name.clone();
+        }
+        &frames[3..]
+    } else if frames.len() > 1 {
+        &frames[1..]
+    } else if let Some(root) = frames.first() {
+        return root.name.clone();
+    } else {
+        return "document".into();
+    };
+    let mut path = String::new();
+    for f in below {
+        if !path.is_empty() && matches!(f.name.as_str(), "item" | "complexObjectArray") {
+            path.push_str(&format!("[{}]", f.index));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&f.name);
+        }
+    }
+    path
 }
 
 /// Parses `body` into an [`Envelope`].
@@ -136,25 +286,66 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
     // reader's position after the start tag, known once the next event is asked for (the event
     // borrows the reader).
     let mut in_credential: Option<(usize, Option<usize>)> = None;
+    // Every event is scanned for characters XML 1.0 does not allow (quick-xml lets control
+    // characters through in text); the open elements name the field.
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut root_closed = false;
+    let refused = |frames: &[Frame], reason: String| EnvelopeError::InvalidChar {
+        field: field_path(frames),
+        reason,
+    };
 
     loop {
         let before = reader.buffer_position() as usize;
         if let Some((_, start @ None)) = &mut in_credential {
             *start = Some(before);
         }
-        let (ns, event) = reader.read_resolved_event().map_err(|e| match e {
-            quick_xml::Error::Namespace(quick_xml::name::NamespaceError::TooManyBindings(n)) => {
-                EnvelopeError::TooLarge(format!(
-                    "the message declares too many namespaces (more than {n} in scope)"
-                ))
+        let (ns, event) = match reader.read_resolved_event() {
+            Ok(read) => read,
+            Err(e) => {
+                // quick-xml gives up on some markup with a control character in it; name the
+                // character rather than the parse error it caused.
+                let upto = (reader.buffer_position() as usize).min(text.len());
+                if let Some((at, c)) = first_invalid_char(text)
+                    && at <= upto
+                {
+                    return Err(refused(&frames, describe(c, "the character")));
+                }
+                return Err(match e {
+                    quick_xml::Error::Namespace(
+                        quick_xml::name::NamespaceError::TooManyBindings(n),
+                    ) => EnvelopeError::TooLarge(format!(
+                        "the message declares too many namespaces (more than {n} in scope)"
+                    )),
+                    e => EnvelopeError::Malformed(e.to_string()),
+                });
             }
-            e => EnvelopeError::Malformed(e.to_string()),
-        })?;
+        };
+        let hit = invalid_in(&event).map(|c| describe(c, "the character"));
+        if let Some(reason) = &hit
+            && !matches!(event, Event::Start(_) | Event::Empty(_))
+        {
+            return Err(refused(&frames, reason.clone()));
+        }
         let ns_is = |uri: &str| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == uri);
         match event {
             Event::DocType(_) => return Err(EnvelopeError::Doctype),
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(event, Event::Empty(_));
+                if let Some(reason) = hit {
+                    frames.push(Frame {
+                        name: e.local_name().as_ref().to_string(),
+                        index: frames.last().map_or(1, |p| p.children + 1),
+                        children: 0,
+                    });
+                    return Err(refused(&frames, reason));
+                }
+                if root_closed {
+                    return Err(EnvelopeError::AfterRoot(format!(
+                        "a second root element <{}>",
+                        crate::telemetry::Escaped(e.name().as_ref())
+                    )));
+                }
                 elements += 1;
                 if elements > limits.max_elements {
                     return Err(EnvelopeError::TooLarge(format!(
@@ -176,6 +367,22 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
                         "elements are nested deeper than {} levels",
                         limits.max_depth
                     )));
+                }
+                if let Some(parent) = frames.last_mut() {
+                    parent.children += 1;
+                }
+                frames.push(Frame {
+                    index: frames.last().map_or(1, |p| p.children),
+                    name: local.clone(),
+                    children: 0,
+                });
+                for attr in e.attributes().flatten() {
+                    if attr.value.contains('&')
+                        && let Err(reason) = check_attribute_refs(&attr.value)
+                    {
+                        let name = crate::telemetry::Escaped(attr.key.as_ref());
+                        return Err(refused(&frames, format!("attribute {name}: {reason}")));
+                    }
                 }
                 if !is_empty
                     && in_credential.is_none()
@@ -222,6 +429,8 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
                 }
                 if is_empty {
                     close(&mut depth, &mut stack, &mut operation, body_depth);
+                    frames.pop();
+                    root_closed = depth == 0;
                 }
             }
             Event::End(_) => {
@@ -235,29 +444,41 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
                     body_depth = Some(usize::MAX); // Body closed; ignore anything after it
                 }
                 close(&mut depth, &mut stack, &mut operation, body_depth);
+                frames.pop();
+                root_closed = depth == 0;
             }
             Event::Text(t) => {
+                if root_closed && !t.trim_ascii().is_empty() {
+                    return Err(EnvelopeError::AfterRoot("text".into()));
+                }
                 if let Some(top) = stack.last_mut() {
                     top.text.push_str(&t.xml10_content());
                 }
             }
             Event::CData(c) => {
+                if root_closed {
+                    return Err(EnvelopeError::AfterRoot("a CDATA section".into()));
+                }
                 if let Some(top) = stack.last_mut() {
                     let raw = c.into_inner();
                     top.text.push_str(&raw);
                 }
             }
             Event::GeneralRef(r) => {
-                let resolved: String = match r.resolve_char_ref() {
-                    Ok(Some(ch)) => ch.to_string(),
-                    Ok(None) => {
-                        let name = r.xml10_content();
-                        match quick_xml::escape::resolve_xml_entity(&name) {
-                            Some(s) => s.to_string(),
-                            None => return Err(EnvelopeError::UnknownEntity(name.into_owned())),
-                        }
+                if root_closed {
+                    return Err(EnvelopeError::AfterRoot("text".into()));
+                }
+                let resolved: String = if let Some(number) = r.strip_prefix('#') {
+                    match char_ref(number) {
+                        Ok(ch) => ch.to_string(),
+                        Err(reason) => return Err(refused(&frames, reason)),
                     }
-                    Err(e) => return Err(EnvelopeError::Malformed(e.to_string())),
+                } else {
+                    let name = r.xml10_content();
+                    match quick_xml::escape::resolve_xml_entity(&name) {
+                        Some(s) => s.to_string(),
+                        None => return Err(EnvelopeError::UnknownEntity(name.into_owned())),
+                    }
                 };
                 if let Some(top) = stack.last_mut() {
                     top.text.push_str(&resolved);
@@ -415,6 +636,106 @@ mod tests {
             "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Header>\
              <Password>***</Password></s:Header><s:Body><op><sessionId>***</sessionId><apiKey/></op>\
              </s:Body></s:Envelope>"
+        );
+    }
+}
+
+#[cfg(test)]
+mod char_tests {
+    use super::*;
+
+    fn wrap(inner: &str) -> String {
+        format!(
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><op>{inner}</op></s:Body></s:Envelope>"
+        )
+    }
+
+    fn refused_field(xml: &str) -> (String, String) {
+        match parse(xml.as_bytes(), Limits::for_lines(100)) {
+            Err(EnvelopeError::InvalidChar { field, reason }) => (field, reason),
+            other => panic!("{xml:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_characters_outside_xml_char_naming_the_field() {
+        let items = |bad: &str| {
+            wrap(&format!(
+                "<skusQty><item><key>A</key><value>1</value></item><item><key>B{bad}</key><value>2</value></item></skusQty>"
+            ))
+        };
+        for bad in [
+            "\0", "\u{1}", "\u{1b}", "&#1;", "&#x1b;", "&#xFFFE;", "&#0;", "\u{ffff}",
+        ] {
+            let (field, reason) = refused_field(&items(bad));
+            assert_eq!(field, "skusQty[2].key", "{bad:?}: {reason}");
+            assert!(reason.contains("not allowed in XML 1.0"), "{reason}");
+        }
+        let (field, reason) = refused_field(&wrap("<sessionId a=\"x&#2;\">s</sessionId>"));
+        assert_eq!(field, "sessionId");
+        assert!(
+            reason.contains("attribute a") && reason.contains("&#2;"),
+            "{reason}"
+        );
+        let (field, _) = refused_field(&wrap("<tracks><item>T\u{7}</item></tracks>"));
+        assert_eq!(field, "tracks[1]");
+        let (field, _) = refused_field(&wrap("<comment><![CDATA[\u{0}]]></comment>"));
+        assert_eq!(field, "comment");
+        let header = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Header><a>\u{2}</a></s:Header>\
+                      <s:Body><op/></s:Body></s:Envelope>";
+        assert_eq!(refused_field(header).0, "Header.a");
+        // A control character inside markup is named too.
+        assert!(matches!(
+            parse(
+                wrap("<a\u{1}b>1</a\u{1}b>").as_bytes(),
+                Limits::for_lines(100)
+            ),
+            Err(EnvelopeError::InvalidChar { .. })
+        ));
+        // Tab, line feed, carriage return and the rest of Unicode pass.
+        let fine = parse(
+            wrap("<key>a\tb\r\nc é \u{fffd} \u{10000} &#9;&#x10FFFF;</key>").as_bytes(),
+            Limits::for_lines(100),
+        )
+        .unwrap();
+        assert!(
+            fine.operation
+                .child("key")
+                .unwrap()
+                .text
+                .contains('\u{10ffff}')
+        );
+    }
+
+    #[test]
+    fn refuses_anything_after_the_envelope() {
+        let one = wrap("<a>1</a>");
+        assert!(
+            parse(
+                format!("{one}\n<!-- ok --> ").as_bytes(),
+                Limits::for_lines(100)
+            )
+            .is_ok()
+        );
+        for after in [
+            one.clone(),
+            "<x/>".into(),
+            "junk".into(),
+            "&amp;".into(),
+            "<![CDATA[x]]>".into(),
+        ] {
+            let err =
+                parse(format!("{one}{after}").as_bytes(), Limits::for_lines(100)).unwrap_err();
+            assert!(
+                matches!(err, EnvelopeError::AfterRoot(_)),
+                "{after}: {err:?}"
+            );
+        }
+        assert!(
+            parse(format!("{one}{one}").as_bytes(), Limits::for_lines(100))
+                .unwrap_err()
+                .to_string()
+                .contains("a second root element <s:Envelope>")
         );
     }
 }

@@ -126,8 +126,13 @@ pub fn session_id(op: &Element) -> Option<&str> {
     op.child_text("sessionId").filter(|s| !s.is_empty())
 }
 
-/// Reads and validates a call. `max_lines` bounds the number of inventory lines.
-pub fn read(op: &Element, max_lines: usize) -> Result<Call, FieldError> {
+/// Reads and validates a call. `max_lines` bounds the number of inventory and shipment lines,
+/// `max_tracking_numbers` the tracking numbers of one shipment.
+pub fn read(
+    op: &Element,
+    max_lines: usize,
+    max_tracking_numbers: usize,
+) -> Result<Call, FieldError> {
     match OperationKind::of(&op.name) {
         Some(OperationKind::Login) => Ok(Call::Login {
             username: required_text(op, "username")?.to_string(),
@@ -144,7 +149,7 @@ pub fn read(op: &Element, max_lines: usize) -> Result<Call, FieldError> {
             read_inventory(op, max_lines).map(Call::InventoryUpdate)
         }
         Some(OperationKind::ShipmentCreate) => {
-            read_shipment(op, max_lines).map(Call::ShipmentCreate)
+            read_shipment(op, max_lines, max_tracking_numbers).map(Call::ShipmentCreate)
         }
         None => Err(err("operation", format!("unknown operation {:?}", op.name))),
     }
@@ -375,7 +380,11 @@ fn parse_flag(op: &Element, name: &str) -> Result<bool, FieldError> {
     }
 }
 
-fn read_shipment(op: &Element, max_lines: usize) -> Result<ShipmentMessage, FieldError> {
+fn read_shipment(
+    op: &Element,
+    max_lines: usize,
+    max_tracking_numbers: usize,
+) -> Result<ShipmentMessage, FieldError> {
     let order = required_text(op, "orderIncrementId")?;
     if order.chars().count() > MAX_ORDER_LEN {
         return Err(err(
@@ -443,7 +452,6 @@ fn read_shipment(op: &Element, max_lines: usize) -> Result<ShipmentMessage, Fiel
         }
         lines.push(ShipmentLine { sku, source, qty });
     }
-    let mut tracking_numbers: Vec<String> = Vec::new();
     let tracks = op
         .child("tracks")
         .map(|t| t.children.as_slice())
@@ -453,19 +461,36 @@ fn read_shipment(op: &Element, max_lines: usize) -> Result<ShipmentMessage, Fiel
             .or(Some(t.text.trim()))
             .filter(|s| !s.is_empty())
     });
-    for number in op
+    let numbers: Vec<&str> = op
         .child_text("trackingNumber")
         .filter(|s| !s.is_empty())
         .into_iter()
         .chain(from_tracks)
-    {
+        .collect();
+    // Counted before de-duplication: the limit bounds the work, not only what is stored.
+    if numbers.len() > max_tracking_numbers {
+        return Err(err(
+            if tracks.is_empty() {
+                "trackingNumber"
+            } else {
+                "tracks"
+            },
+            format!(
+                "{} tracking numbers is more than the limit of {max_tracking_numbers} per shipment",
+                numbers.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(numbers.len());
+    let mut tracking_numbers: Vec<String> = Vec::with_capacity(numbers.len());
+    for number in numbers {
         if number.chars().count() > 255 {
             return Err(err(
                 "trackingNumber",
                 "a tracking number is longer than 255 characters",
             ));
         }
-        if !tracking_numbers.iter().any(|n| n == number) {
+        if seen.insert(number) {
             tracking_numbers.push(number.to_string());
         }
     }
@@ -527,7 +552,7 @@ mod tests {
             vec![kv("B", "9000452"), kv("A", "9000451")],
             "700042",
         );
-        let Call::InventoryUpdate(msg) = read(&op, 100).unwrap() else {
+        let Call::InventoryUpdate(msg) = read(&op, 100, 1000).unwrap() else {
             panic!("not inventory")
         };
         assert_eq!(msg.message_seq_id, 700042);
@@ -546,7 +571,7 @@ mod tests {
                 leaf("apiKey", " pass word "),
             ],
         );
-        let Call::Login { username, api_key } = read(&login, 10).unwrap() else {
+        let Call::Login { username, api_key } = read(&login, 10, 10).unwrap() else {
             panic!("not a login")
         };
         assert_eq!(
@@ -557,12 +582,12 @@ mod tests {
             "integrationAdminTokenServiceV1CreateAdminAccessToken",
             vec![leaf("username", "u"), leaf("password", "pw\t")],
         );
-        let Call::AdminToken { password, .. } = read(&token, 10).unwrap() else {
+        let Call::AdminToken { password, .. } = read(&token, 10, 10).unwrap() else {
             panic!("not a token request")
         };
         assert_eq!(password, "pw\t");
         let empty = el("login", vec![leaf("username", "u"), leaf("apiKey", "")]);
-        assert_eq!(read(&empty, 10).unwrap_err().field, "apiKey");
+        assert_eq!(read(&empty, 10, 10).unwrap_err().field, "apiKey");
     }
 
     #[test]
@@ -595,7 +620,7 @@ mod tests {
             ),
         ];
         for (op, field) in cases {
-            let e = read(&op, 100).unwrap_err();
+            let e = read(&op, 100, 1000).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
         let too_many = m1(
@@ -603,6 +628,34 @@ mod tests {
             vec![kv("A", "1"), kv("B", "1")],
             "1",
         );
-        assert_eq!(read(&too_many, 1).unwrap_err().field, "skusQty");
+        assert_eq!(read(&too_many, 1, 10).unwrap_err().field, "skusQty");
+    }
+
+    #[test]
+    fn tracking_numbers_are_limited_and_kept_once_in_order() {
+        let shipment = |tracks: &[&str]| {
+            el(
+                "orderflowShipmentCreate",
+                vec![
+                    leaf("orderIncrementId", "100"),
+                    leaf("messageSeqId", "1"),
+                    el("skuQty", vec![kv("A", "1")]),
+                    leaf("trackingNumber", "T1"),
+                    el("tracks", tracks.iter().map(|t| leaf("item", t)).collect()),
+                ],
+            )
+        };
+        let Call::ShipmentCreate(msg) = read(&shipment(&["T2", "T1", "T3", "T2"]), 10, 5).unwrap()
+        else {
+            panic!("not a shipment")
+        };
+        assert_eq!(msg.tracking_numbers, ["T1", "T2", "T3"]);
+        let e = read(&shipment(&["T2", "T3", "T4", "T5", "T6"]), 10, 5).unwrap_err();
+        assert_eq!(e.field, "tracks");
+        assert!(
+            e.reason
+                .starts_with("6 tracking numbers is more than the limit of 5"),
+            "{e}"
+        );
     }
 }
