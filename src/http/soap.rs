@@ -332,7 +332,14 @@ fn read(
         Err(e) => {
             let fault = Fault::client(e.to_string());
             let refusal = Refusal::new(anonymous, e.kind(), None);
-            return Err(reject(state, declared, refusal, fault, &body, authorization));
+            return Err(reject(
+                state,
+                declared,
+                refusal,
+                fault,
+                &body,
+                authorization,
+            ));
         }
     };
     let version = env.version;
