@@ -44,6 +44,8 @@ pub struct Settings {
     pub log_json: bool,
     /// The SOAP receiver.
     pub soap: SoapSettings,
+    /// The HTTP server: connections and request bodies, on every endpoint.
+    pub http: HttpSettings,
     /// The background worker that applies queued requests.
     pub worker: WorkerSettings,
     /// Inventory rules.
@@ -75,6 +77,10 @@ pub struct WarehouseSettings {
     pub channel: String,
     /// Seconds before a call to the warehouse is abandoned.
     pub timeout_secs: u64,
+    /// Largest answer read from the warehouse, in bytes (default 16 MiB): a longer one is cut off
+    /// there and its batch fails "answer too large" (retried like any unanswered batch). The export
+    /// log keeps at most the first 1 MiB of any answer.
+    pub max_answer: usize,
     /// Order export.
     pub orders: ExportSettings,
     /// Product export.
@@ -93,6 +99,7 @@ impl std::fmt::Debug for WarehouseSettings {
             .field("organisation", &self.organisation)
             .field("channel", &self.channel)
             .field("timeout_secs", &self.timeout_secs)
+            .field("max_answer", &self.max_answer)
             .field("orders", &self.orders)
             .field("products", &self.products)
             .finish()
@@ -137,6 +144,7 @@ impl Default for WarehouseSettings {
             organisation: String::new(),
             channel: String::new(),
             timeout_secs: 30,
+            max_answer: 16 * 1024 * 1024,
             orders: ExportSettings::default(),
             products: ExportSettings::default(),
         }
@@ -177,6 +185,41 @@ pub struct SoapSettings {
     /// (default 24 hours): a leaked session id or token stops working by then. Expired sessions
     /// and tokens are deleted whenever someone logs in or asks for a token.
     pub session_max_lifetime_secs: u64,
+}
+
+/// Settings of the HTTP server, for every endpoint (SOAP, storefront API, health).
+///
+/// A client that sends its request slowly holds a connection, an open file and the part of its
+/// body received so far: these bound what slow or stalled clients can take.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// A request body must arrive whole within this many seconds of its head (default 30); a later
+    /// one is answered 408 and its connection closed.
+    pub body_timeout_secs: u64,
+    /// The slowest a request body may arrive, in bytes per second, judged over each 5 s window
+    /// (default 1024: a body stalled for 5 s is answered 408 and its connection closed). 0 turns
+    /// the check off, leaving `body_timeout_secs`.
+    pub body_min_rate: u64,
+    /// Most bytes of request bodies held at once by the whole process while they arrive and are
+    /// handled (default 128 MiB). A body that would pass it is answered 503 with `Retry-After`.
+    pub body_budget: usize,
+    /// Most client connections open at once (default 10 000). Start-up raises the open-file limit
+    /// to its hard limit and lowers this cap below it when needed, keeping files for the database
+    /// and the pool, so a flood of idle connections cannot lock wharf out of its own database.
+    /// Connections beyond the cap wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            body_timeout_secs: 30,
+            body_min_rate: 1024,
+            body_budget: 128 * 1024 * 1024,
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// Settings of the worker.
@@ -264,6 +307,7 @@ impl Default for Settings {
             db_pool_size: 16,
             log_json: false,
             soap: SoapSettings::default(),
+            http: HttpSettings::default(),
             worker: WorkerSettings::default(),
             inventory: InventorySettings::default(),
             warehouse: WarehouseSettings::default(),
@@ -430,6 +474,7 @@ impl fmt::Debug for Settings {
             .field("db_pool_size", &self.db_pool_size)
             .field("log_json", &self.log_json)
             .field("soap", &self.soap)
+            .field("http", &self.http)
             .field("worker", &self.worker)
             .field("inventory", &self.inventory)
             .field("warehouse", &self.warehouse)

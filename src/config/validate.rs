@@ -76,6 +76,18 @@ impl Settings {
             }
         }
         self.validate_warehouse(&mut refuse);
+        if self.http.body_timeout_secs == 0 {
+            refuse(
+                "http.body_timeout_secs",
+                "must be at least 1 second, or no request with a body can arrive".into(),
+            );
+        }
+        if self.http.max_connections == 0 {
+            refuse(
+                "http.max_connections",
+                "must be at least 1, or no client can connect".into(),
+            );
+        }
         if self.shutdown_deadline_secs == 0 {
             refuse(
                 "shutdown_deadline_secs",

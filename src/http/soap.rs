@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::TimeDelta;
 
 use super::AppState;
+use super::body::{self, BodyError, BodyGate};
 use crate::auth::{self, AuthError};
 use crate::queue::{self, Receipt};
 use crate::soap::messages::{self, Call, OperationKind};
@@ -113,7 +114,12 @@ impl Reply {
     }
 }
 
-async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn soap_post(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    gate: web::Data<BodyGate>,
+) -> HttpResponse {
     // The content type tells the version before the body is parsed, for faults about the body itself.
     let declared = if req
         .headers()
@@ -132,6 +138,11 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         .map(str::to_string);
     let span = tracing::Span::current();
     let state = state.into_inner();
+    let max_body = state.settings.soap.max_body;
+    let body = match body::read(&req, payload.into_inner(), gate.clone(), max_body).await {
+        Ok(body) => body,
+        Err(e) => return body_refused(state, declared, e, span).await,
+    };
     let reply = web::block(move || {
         span.in_scope(|| handle(&state, &body, declared, authorization.as_deref()))
     })
@@ -145,6 +156,10 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
             ),
         )
     });
+    send(reply)
+}
+
+fn send(reply: Reply) -> HttpResponse {
     let content_type = match reply.version {
         SoapVersion::V11 => "text/xml; charset=utf-8",
         SoapVersion::V12 => "application/soap+xml; charset=utf-8",
@@ -155,6 +170,36 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         resp.insert_header(("X-Wharf-Token-Expires", expires));
     }
     resp.body(reply.xml)
+}
+
+/// Answers a body that was not read whole with a SOAP fault in the version the content type
+/// declares: a Client fault for one over `soap.max_body` (recorded as a rejection with its first
+/// 64 KiB, like any refused message), a Server fault for the rest (slow or stalled bodies, the
+/// budget spent: not recorded, or a flood of them would fill the database). The connection closes.
+async fn body_refused(
+    state: std::sync::Arc<AppState>,
+    version: SoapVersion,
+    e: BodyError,
+    span: tracing::Span,
+) -> HttpResponse {
+    let status = e.status();
+    let mut reply = match &e {
+        BodyError::TooLarge { excerpt, .. } => {
+            let fault = Fault::client(format!("Invalid message: {e}"));
+            let excerpt = excerpt.clone();
+            web::block(move || {
+                span.in_scope(|| reject(&state, version, None, None, fault, &excerpt))
+            })
+            .await
+            .unwrap_or_else(|_| Reply::fault(version, &Fault::client(e.to_string())))
+        }
+        BodyError::Broken(_) => Reply::fault(version, &Fault::client(e.to_string())),
+        _ => Reply::fault(version, &Fault::server(e.to_string())),
+    };
+    reply.status = status;
+    let mut resp = send(reply);
+    e.apply_headers(&mut resp);
+    resp
 }
 
 /// Parses, authenticates, validates and stores one SOAP call.
