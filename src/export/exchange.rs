@@ -134,7 +134,7 @@ impl BatchError {
 }
 
 /// Reads an answer of at most `limit` bytes: `Ok(Ok(text))` when it fits, `Ok(Err(start))` with
-/// its first [`STORED_ANSWER`] bytes when it does not (the rest is not read: the connection is
+/// its first bytes (at most `limit` and [`STORED_ANSWER`]) when it does not (the rest is not read: the connection is
 /// dropped), `Err` when it broke off.
 pub(super) async fn read_capped(
     mut resp: reqwest::Response,
@@ -143,20 +143,26 @@ pub(super) async fn read_capped(
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let declared = resp.content_length().and_then(|n| usize::try_from(n).ok());
     let over = declared.is_some_and(|n| n > limit);
+    // What is kept of an answer that is too large: never more than is read of one that fits.
+    let start = STORED_ANSWER.min(limit);
     let mut body: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(1 << 20));
     while let Some(chunk) = resp.chunk().await? {
         if over || body.len() + chunk.len() > limit {
-            let room = STORED_ANSWER.saturating_sub(body.len().min(STORED_ANSWER));
-            body.truncate(STORED_ANSWER);
+            body.truncate(start);
+            let room = start - body.len();
             body.extend_from_slice(&chunk[..room.min(chunk.len())]);
-            if body.len() >= STORED_ANSWER || !over {
+            if body.len() >= start || !over {
                 return Ok(Err(lossy(&body)));
             }
             continue;
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(if over { Err(lossy(&body)) } else { Ok(lossy(&body)) })
+    Ok(if over {
+        Err(lossy(&body))
+    } else {
+        Ok(lossy(&body))
+    })
 }
 
 /// Most of an answer kept in the export log: a longer one is stored as its start and a note.

@@ -146,7 +146,8 @@ impl BodyError {
     /// body is not read, so the connection cannot carry another request) and, when the budget is
     /// spent, `Retry-After`.
     pub fn apply_headers(&self, resp: &mut HttpResponse) {
-        resp.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+        resp.head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
         if matches!(self, BodyError::Busy) {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,

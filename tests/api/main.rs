@@ -23,6 +23,7 @@ mod order_rules;
 mod orders;
 mod shipment_failures;
 mod shutdown;
+mod slow_clients;
 mod soap_forms;
 mod startup;
 mod stock_api;
