@@ -7,11 +7,15 @@
 //! of the limit hold a gigabyte. Here the buffer grows only as bytes arrive, and every byte held is
 //! counted against [`BodyGate`]'s budget before it is allocated.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use actix_web::body::{BodySize, MessageBody};
 
 use actix_web::dev::{self, Decompress};
 use actix_web::http::StatusCode;
@@ -98,7 +102,7 @@ impl std::ops::Deref for Body {
 }
 
 /// Why a body was not read whole. Every kind but [`BodyError::Broken`] leaves bytes unread, so the
-/// answer closes the connection.
+/// answer closes the connection (see [`Unread`]).
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     /// Larger than the endpoint accepts.
@@ -167,17 +171,108 @@ impl BodyError {
     }
 }
 
+/// The part of a body that was not read, kept in the body of the answer until actix has sent it.
+/// actix decides when an answer is sent whether to close the connection: while the request body
+/// is still held it closes; once the request body is dropped it *drains* a chunked one to keep the
+/// connection alive, for as long as the client keeps sending, deadline or not.
+pub struct Unread(#[allow(dead_code)] Decompress<dev::Payload>);
+
+/// A body that was not read whole: why, and what was left unread.
+pub struct BodyRefusal {
+    /// Why.
+    pub error: BodyError,
+    unread: RefCell<Option<Unread>>,
+}
+
+impl BodyRefusal {
+    /// The body of the answer: `bytes`, holding what was left unread until they are sent.
+    pub fn answer_body(&self, bytes: impl Into<web::Bytes>) -> HoldingBody {
+        let bytes = bytes.into();
+        HoldingBody {
+            size: bytes.len() as u64,
+            bytes: Some(bytes),
+            _unread: self.unread.borrow_mut().take(),
+        }
+    }
+}
+
+/// An answer's bytes, and the request body left unread (see [`Unread`]).
+pub struct HoldingBody {
+    size: u64,
+    bytes: Option<web::Bytes>,
+    _unread: Option<Unread>,
+}
+
+impl MessageBody for HoldingBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.size)
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<web::Bytes, Self::Error>>> {
+        Poll::Ready(self.get_mut().bytes.take().map(Ok))
+    }
+}
+
+/// A body that sends `body` and holds `keep` until it is dropped: the storefront API's problem JSON
+/// replacing an answer whose body holds an unread request body.
+pub struct Alongside<A> {
+    body: A,
+    _keep: Box<dyn std::any::Any>,
+}
+
+impl<A> Alongside<A> {
+    /// `body`, holding `keep`.
+    pub fn new(body: A, keep: impl std::any::Any) -> Alongside<A> {
+        Alongside {
+            body,
+            _keep: Box::new(keep),
+        }
+    }
+}
+
+impl<A: MessageBody + Unpin> MessageBody for Alongside<A> {
+    type Error = A::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<web::Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for BodyRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::fmt::Display for BodyRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
 /// The plain answer; the storefront API turns it into problem JSON, SOAP endpoints answer a fault.
-impl ResponseError for BodyError {
+impl ResponseError for BodyRefusal {
     fn status_code(&self) -> StatusCode {
-        self.status()
+        self.error.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut resp = HttpResponse::build(self.status())
+        let mut resp = HttpResponse::build(self.error.status())
             .content_type(ContentType::plaintext())
-            .body(self.to_string());
-        self.apply_headers(&mut resp);
+            .body(self.answer_body(self.error.to_string()));
+        self.error.apply_headers(&mut resp);
         resp
     }
 }
@@ -193,24 +288,25 @@ pub async fn read(
     payload: dev::Payload,
     gate: web::Data<BodyGate>,
     limit: usize,
-) -> Result<Body, BodyError> {
+) -> Result<Body, BodyRefusal> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
-    let read = Reader {
+    let mut reader = Reader {
         stream: Decompress::from_headers(payload, req.headers()),
         gate,
         limit,
         declared,
-    }
-    .run()
-    .await;
-    if let Err(e) = &read {
-        e.log(req);
-    }
-    read
+    };
+    reader.run().await.map_err(|error| {
+        error.log(req);
+        BodyRefusal {
+            error,
+            unread: RefCell::new(Some(Unread(reader.stream))),
+        }
+    })
 }
 
 struct Reader {
@@ -221,7 +317,7 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(mut self) -> Result<Body, BodyError> {
+    async fn run(&mut self) -> Result<Body, BodyError> {
         let started = Instant::now();
         let deadline = started + self.gate.timeout;
         let min_rate = self.gate.min_rate;
@@ -326,8 +422,8 @@ impl Reader {
 /// Extracts the whole body under the gate's limits and the route's [`BodyLimit`] (the storefront
 /// API's handlers use it in place of `web::Bytes`).
 impl FromRequest for Body {
-    type Error = BodyError;
-    type Future = Pin<Box<dyn Future<Output = Result<Body, BodyError>>>>;
+    type Error = BodyRefusal;
+    type Future = Pin<Box<dyn Future<Output = Result<Body, BodyRefusal>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
         let req = req.clone();
@@ -336,7 +432,10 @@ impl FromRequest for Body {
             let gate = req
                 .app_data::<web::Data<BodyGate>>()
                 .cloned()
-                .ok_or_else(|| BodyError::Broken("no body gate configured".into()))?;
+                .ok_or_else(|| BodyRefusal {
+                    error: BodyError::Broken("no body gate configured".into()),
+                    unread: RefCell::new(None),
+                })?;
             let limit = req
                 .app_data::<BodyLimit>()
                 .map_or(crate::config::SoapSettings::default().max_body, |l| l.0);

@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::TimeDelta;
 
 use super::AppState;
-use super::body::{self, BodyError, BodyGate};
+use super::body::{self, BodyError, BodyGate, BodyRefusal};
 use crate::auth::{self, AuthError};
 use crate::queue::{self, Receipt};
 use crate::soap::messages::{self, Call, OperationKind};
@@ -141,7 +141,7 @@ async fn soap_post(
     let max_body = state.settings.soap.max_body;
     let body = match body::read(&req, payload.into_inner(), gate.clone(), max_body).await {
         Ok(body) => body,
-        Err(e) => return body_refused(state, declared, e, span).await,
+        Err(refused) => return body_refused(state, declared, refused, span).await,
     };
     let reply = web::block(move || {
         span.in_scope(|| handle(&state, &body, declared, authorization.as_deref()))
@@ -159,13 +159,16 @@ async fn soap_post(
     send(reply)
 }
 
-fn send(reply: Reply) -> HttpResponse {
-    let content_type = match reply.version {
+fn content_type(version: SoapVersion) -> &'static str {
+    match version {
         SoapVersion::V11 => "text/xml; charset=utf-8",
         SoapVersion::V12 => "application/soap+xml; charset=utf-8",
-    };
+    }
+}
+
+fn send(reply: Reply) -> HttpResponse {
     let mut resp = HttpResponse::build(reply.status);
-    resp.content_type(content_type);
+    resp.content_type(content_type(reply.version));
     if let Some(expires) = reply.token_expires {
         resp.insert_header(("X-Wharf-Token-Expires", expires));
     }
@@ -179,11 +182,12 @@ fn send(reply: Reply) -> HttpResponse {
 async fn body_refused(
     state: std::sync::Arc<AppState>,
     version: SoapVersion,
-    e: BodyError,
+    refused: BodyRefusal,
     span: tracing::Span,
 ) -> HttpResponse {
+    let e = &refused.error;
     let status = e.status();
-    let mut reply = match &e {
+    let mut reply = match e {
         BodyError::TooLarge { excerpt, .. } => {
             let fault = Fault::client(format!("Invalid message: {e}"));
             let excerpt = excerpt.clone();
@@ -197,7 +201,9 @@ async fn body_refused(
         _ => Reply::fault(version, &Fault::server(e.to_string())),
     };
     reply.status = status;
-    let mut resp = send(reply);
+    let mut resp = HttpResponse::build(reply.status)
+        .content_type(content_type(reply.version))
+        .body(refused.answer_body(reply.xml));
     e.apply_headers(&mut resp);
     resp
 }

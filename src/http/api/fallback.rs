@@ -10,6 +10,7 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::{ApiError, MAX_JSON, PROBLEM_JSON};
+use crate::http::body::Alongside;
 
 /// Answered for a path under `/api` that no route serves.
 pub async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -89,7 +90,11 @@ fn to_problem<B: MessageBody + 'static>(
             answer.headers_mut().insert(name, HeaderValue::clone(v));
         }
     }
-    let (req, _) = res.into_parts();
+    let (req, res) = res.into_parts();
+    // The replaced body may hold a request body left unread (`body::Unread`), which must live
+    // until the answer is sent for actix to close the connection rather than drain it.
+    let (_, replaced) = res.into_parts();
+    let answer = answer.map_body(|_, problem| Alongside::new(problem, replaced).boxed());
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, answer).map_into_right_body(),
     ))
