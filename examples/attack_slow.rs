@@ -73,6 +73,7 @@ const PASSWORD: &str = "attack-password";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    wharf::tls::install_crypto_provider();
     raise_own_limit();
     let dir = tempfile::tempdir()?;
     let (database_url, pg) = match &args.postgres_url {
@@ -141,6 +142,7 @@ async fn start(args: &Args, database_url: &str, dir: &std::path::Path) -> anyhow
     let status = wharf_cmd(args, database_url, &listen)
         .arg("migrate")
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .with_context(|| format!("running {}", args.wharf.display()))?;
     if !status.success() {
@@ -150,6 +152,7 @@ async fn start(args: &Args, database_url: &str, dir: &std::path::Path) -> anyhow
         .args(["users", "add", USER, "--password-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()?;
     add.stdin
         .take()

@@ -202,7 +202,9 @@ pub struct HttpSettings {
     /// the check off, leaving `body_timeout_secs`.
     pub body_min_rate: u64,
     /// Most bytes of request bodies held at once by the whole process while they arrive and are
-    /// handled (default 128 MiB). A body that would pass it is answered 503 with `Retry-After`.
+    /// handled (default 64 MiB: six bodies of the largest `soap.max_body` at once; buffers grow by
+    /// doubling, and the allocator adds its own, so resident memory grows by up to twice this).
+    /// A body that would pass it is answered 503 with `Retry-After`.
     pub body_budget: usize,
     /// Most client connections open at once (default 10 000). Start-up raises the open-file limit
     /// to its hard limit and lowers this cap below it when needed, keeping files for the database
@@ -216,7 +218,7 @@ impl Default for HttpSettings {
         HttpSettings {
             body_timeout_secs: 30,
             body_min_rate: 1024,
-            body_budget: 128 * 1024 * 1024,
+            body_budget: 64 * 1024 * 1024,
             max_connections: 10_000,
         }
     }
