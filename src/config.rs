@@ -175,7 +175,8 @@ impl Default for ExportSettings {
 pub struct SoapSettings {
     /// A `login` session that has not been used for this many seconds expires (fault 5).
     pub session_idle_timeout_secs: u64,
-    /// Largest accepted request body in bytes; larger bodies are answered 413.
+    /// Largest accepted request body in bytes; a larger one is answered 413 with a SOAP Client
+    /// fault and recorded as a rejection with its first 64 KiB.
     pub max_body: usize,
     /// Largest number of lines (SKUs or shipment lines) in one message.
     pub max_lines: usize,
