@@ -9,7 +9,8 @@
 //!
 //! It checks HTTP Basic auth and the channel/organisation parameters, parses every document strictly,
 //! and answers like OrderFlow (duplicates for orders it already has). `--fail REF` makes it refuse an
-//! order. Ctrl-C stops it and prints what it received.
+//! order, `--huge-answer BYTES` pads every answer to that size. Ctrl-C stops it and prints what it
+//! received.
 
 use std::collections::HashSet;
 
@@ -31,6 +32,9 @@ struct Args {
     /// Order references to refuse (repeatable).
     #[arg(long)]
     fail: Vec<String>,
+    /// Pad every answer with spaces to this many bytes (to try wharf's `warehouse.max_answer`).
+    #[arg(long, value_name = "BYTES")]
+    huge_answer: Option<usize>,
     /// Port on 127.0.0.1 to listen on; 0 picks a free one (printed at start), so a fixed port keeps
     /// wharf's configured endpoint valid across restarts.
     #[arg(long, default_value_t = 0)]
@@ -43,6 +47,7 @@ async fn main() {
     let sim = warehouse_api::WarehouseSim::start_on(args.port, &args.user, &args.password).await;
     sim.set_behaviour(warehouse_api::Behaviour {
         fail: args.fail.iter().cloned().collect::<HashSet<_>>(),
+        huge_answer: args.huge_answer,
         ..warehouse_api::Behaviour::default()
     });
     println!(

@@ -46,6 +46,8 @@ pub struct Settings {
     pub soap: SoapSettings,
     /// Password checks and how password guessing is slowed down.
     pub auth: AuthSettings,
+    /// The HTTP server: connections and request bodies, on every endpoint.
+    pub http: HttpSettings,
     /// The background worker that applies queued requests.
     pub worker: WorkerSettings,
     /// Inventory rules.
@@ -77,6 +79,10 @@ pub struct WarehouseSettings {
     pub channel: String,
     /// Seconds before a call to the warehouse is abandoned.
     pub timeout_secs: u64,
+    /// Largest answer read from the warehouse, in bytes (default 16 MiB): a longer one is cut off
+    /// there and its batch fails "answer too large" (retried like any unanswered batch). The export
+    /// log keeps at most the first 1 MiB of any answer.
+    pub max_answer: usize,
     /// Order export.
     pub orders: ExportSettings,
     /// Product export.
@@ -95,6 +101,7 @@ impl std::fmt::Debug for WarehouseSettings {
             .field("organisation", &self.organisation)
             .field("channel", &self.channel)
             .field("timeout_secs", &self.timeout_secs)
+            .field("max_answer", &self.max_answer)
             .field("orders", &self.orders)
             .field("products", &self.products)
             .finish()
@@ -139,6 +146,7 @@ impl Default for WarehouseSettings {
             organisation: String::new(),
             channel: String::new(),
             timeout_secs: 30,
+            max_answer: 16 * 1024 * 1024,
             orders: ExportSettings::default(),
             products: ExportSettings::default(),
         }
@@ -169,7 +177,8 @@ impl Default for ExportSettings {
 pub struct SoapSettings {
     /// A `login` session that has not been used for this many seconds expires (fault 5).
     pub session_idle_timeout_secs: u64,
-    /// Largest accepted request body in bytes; larger bodies are answered 413.
+    /// Largest accepted request body in bytes; a larger one is answered 413 with a SOAP Client
+    /// fault and recorded as a rejection with its first 64 KiB.
     pub max_body: usize,
     /// Largest number of lines (SKUs or shipment lines) in one message.
     pub max_lines: usize,
@@ -232,6 +241,43 @@ impl Default for AuthSettings {
             throttle_max_secs: 60,
             forget_after_secs: 900,
             throttled_pause_ms: 1000,
+        }
+    }
+}
+
+/// Settings of the HTTP server, for every endpoint (SOAP, storefront API, health).
+///
+/// A client that sends its request slowly holds a connection, an open file and the part of its
+/// body received so far: these bound what slow or stalled clients can take.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// A request body must arrive whole within this many seconds of its head (default 30); a later
+    /// one is answered 408 and its connection closed.
+    pub body_timeout_secs: u64,
+    /// The slowest a request body may arrive, in bytes per second, judged over each 5 s window
+    /// (default 1024: a body stalled for 5 s is answered 408 and its connection closed). 0 turns
+    /// the check off, leaving `body_timeout_secs`.
+    pub body_min_rate: u64,
+    /// Most bytes of request bodies held at once by the whole process while they arrive and are
+    /// handled (default 64 MiB: six bodies of the largest `soap.max_body` at once; buffers grow by
+    /// doubling, and the allocator adds its own, so resident memory grows by up to twice this).
+    /// A body that would pass it is answered 503 with `Retry-After`.
+    pub body_budget: usize,
+    /// Most client connections open at once (default 10 000). Start-up raises the open-file limit
+    /// to its hard limit and lowers this cap below it when needed, keeping files for the database
+    /// and the pool, so a flood of idle connections cannot lock wharf out of its own database.
+    /// Connections beyond the cap wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            body_timeout_secs: 30,
+            body_min_rate: 1024,
+            body_budget: 64 * 1024 * 1024,
+            max_connections: 10_000,
         }
     }
 }
@@ -322,6 +368,7 @@ impl Default for Settings {
             log_json: false,
             soap: SoapSettings::default(),
             auth: AuthSettings::default(),
+            http: HttpSettings::default(),
             worker: WorkerSettings::default(),
             inventory: InventorySettings::default(),
             warehouse: WarehouseSettings::default(),
@@ -492,6 +539,7 @@ impl fmt::Debug for Settings {
             .field("log_json", &self.log_json)
             .field("soap", &self.soap)
             .field("auth", &self.auth)
+            .field("http", &self.http)
             .field("worker", &self.worker)
             .field("inventory", &self.inventory)
             .field("warehouse", &self.warehouse)

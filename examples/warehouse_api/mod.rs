@@ -81,6 +81,9 @@ pub struct Behaviour {
     pub exception: bool,
     /// Answer 200 with a body that is not XML.
     pub garbage: bool,
+    /// Make every answer this many bytes long: the real answer, then spaces (still well-formed
+    /// XML), streamed without being held in memory.
+    pub huge_answer: Option<usize>,
 }
 
 /// One HTTP request received.
@@ -305,6 +308,20 @@ impl Reply {
         }
     }
 
+    /// The answer padded with spaces to `size` bytes (or whole, when it is longer).
+    fn into_padded_response(self, size: usize) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let head = web::Bytes::from(self.body);
+        let size = size.max(head.len());
+        HttpResponse::build(status)
+            .insert_header((header::CONTENT_TYPE, self.content_type))
+            .body(Padded {
+                left: size - head.len(),
+                head: Some(head),
+                size,
+            })
+    }
+
     fn into_response(self) -> HttpResponse {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = HttpResponse::build(status);
@@ -330,7 +347,7 @@ async fn handle(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (reply, delay) = {
+    let (reply, delay, huge) = {
         let mut st = lock(&state);
         let authorized = st.authorized(&req);
         let reply = st.respond(
@@ -350,12 +367,49 @@ async fn handle(
             body: String::from_utf8_lossy(&body).into_owned(),
             status: reply.status,
         });
-        (reply, st.behaviour.hang)
+        (reply, st.behaviour.hang, st.behaviour.huge_answer)
     };
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    reply.into_response()
+    match huge {
+        Some(size) => reply.into_padded_response(size),
+        None => reply.into_response(),
+    }
+}
+
+/// An answer followed by spaces up to a size, produced as it is sent.
+struct Padded {
+    head: Option<web::Bytes>,
+    size: usize,
+    left: usize,
+}
+
+/// The spaces a padded answer is sent in.
+static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
+
+impl actix_web::body::MessageBody for Padded {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Sized(self.size as u64)
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(head) = this.head.take() {
+            return std::task::Poll::Ready(Some(Ok(head)));
+        }
+        if this.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = this.left.min(SPACES.len());
+        this.left -= n;
+        std::task::Poll::Ready(Some(Ok(web::Bytes::from_static(&SPACES[..n]))))
+    }
 }
 
 /// The first value of a query parameter, if present and not empty.

@@ -90,6 +90,34 @@ impl Settings {
                 "must be at least 1, or no shipment with a tracking number is accepted".into(),
             );
         }
+        if self.http.body_timeout_secs == 0 {
+            refuse(
+                "http.body_timeout_secs",
+                "must be at least 1 second, or no request with a body can arrive".into(),
+            );
+        }
+        if self.http.body_budget < self.soap.max_body {
+            refuse(
+                "http.body_budget",
+                format!(
+                    "{} bytes is less than soap.max_body ({} bytes): the largest messages could \
+                     never be received; raise it or lower soap.max_body",
+                    self.http.body_budget, self.soap.max_body
+                ),
+            );
+        }
+        if self.warehouse.max_answer == 0 {
+            refuse(
+                "warehouse.max_answer",
+                "must be at least 1 byte, or no answer of the warehouse can be read".into(),
+            );
+        }
+        if self.http.max_connections == 0 {
+            refuse(
+                "http.max_connections",
+                "must be at least 1, or no client can connect".into(),
+            );
+        }
         if self.shutdown_deadline_secs == 0 {
             refuse(
                 "shutdown_deadline_secs",
@@ -166,5 +194,36 @@ fn http_url(url: &str) -> Result<(), String> {
         Err(e) => Err(format!(
             "{url:?} is not a URL ({e}); write it like https://host/path/"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Settings;
+
+    fn refused(s: &Settings) -> Vec<String> {
+        match s.validate() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|p| p.key).collect(),
+        }
+    }
+
+    #[test]
+    fn body_limits_that_cannot_work_are_refused() {
+        assert!(refused(&Settings::default()).is_empty());
+        let mut s = Settings::default();
+        s.http.body_budget = s.soap.max_body - 1;
+        s.http.body_timeout_secs = 0;
+        s.http.max_connections = 0;
+        s.warehouse.max_answer = 0;
+        assert_eq!(
+            refused(&s),
+            [
+                "http.body_timeout_secs",
+                "http.body_budget",
+                "warehouse.max_answer",
+                "http.max_connections"
+            ]
+        );
     }
 }

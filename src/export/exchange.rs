@@ -101,6 +101,24 @@ impl BatchError {
         }
     }
 
+    /// An answer longer than `warehouse.max_answer`; `start` is what was read of it.
+    pub fn too_large(status: reqwest::StatusCode, limit: usize, start: String) -> BatchError {
+        BatchError {
+            exchange: if status.is_success() {
+                Exchange::BadAnswer
+            } else {
+                Exchange::HttpError
+            },
+            message: format!(
+                "answer too large: the warehouse answered HTTP {} with more than {limit} bytes \
+                 (warehouse.max_answer); the export log keeps its start",
+                status.as_u16()
+            ),
+            http_status: Some(status.as_u16()),
+            body: Some(start),
+        }
+    }
+
     /// A 200 answer that is not a usable one.
     pub fn unreadable(e: AnswerError, body: String) -> BatchError {
         BatchError {
@@ -113,6 +131,59 @@ impl BatchError {
             body: Some(body),
         }
     }
+}
+
+/// Reads an answer of at most `limit` bytes: `Ok(Ok(text))` when it fits, `Ok(Err(start))` with
+/// its first bytes (at most `limit` and [`STORED_ANSWER`]) when it does not (the rest is not read: the connection is
+/// dropped), `Err` when it broke off.
+pub(super) async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Result<String, String>, reqwest::Error> {
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let declared = resp.content_length().and_then(|n| usize::try_from(n).ok());
+    let over = declared.is_some_and(|n| n > limit);
+    // What is kept of an answer that is too large: never more than is read of one that fits.
+    let start = STORED_ANSWER.min(limit);
+    let mut body: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(1 << 20));
+    while let Some(chunk) = resp.chunk().await? {
+        if over || body.len() + chunk.len() > limit {
+            body.truncate(start);
+            let room = start - body.len();
+            body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            if body.len() >= start || !over {
+                return Ok(Err(lossy(&body)));
+            }
+            continue;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(if over {
+        Err(lossy(&body))
+    } else {
+        Ok(lossy(&body))
+    })
+}
+
+/// Most of an answer kept in the export log: a longer one is stored as its start and a note.
+pub const STORED_ANSWER: usize = 1024 * 1024;
+
+/// What the log keeps of an answer: all of it up to [`STORED_ANSWER`] bytes, else its start
+/// (cut at a character boundary) and how much was left out.
+fn stored_excerpt(answer: &str) -> std::borrow::Cow<'_, str> {
+    if answer.len() <= STORED_ANSWER {
+        return answer.into();
+    }
+    let mut end = STORED_ANSWER;
+    while !answer.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n[… {} more bytes not stored]",
+        &answer[..end],
+        answer.len() - end
+    )
+    .into()
 }
 
 /// The innermost reason a connection failed, in a few words ("connection refused").
@@ -257,7 +328,7 @@ fn insert(conn: &mut DbConnection, log: &ExchangeLog, o: Outcome<'_>) -> QueryRe
             exports::failures.eq(o.counts.failures),
             exports::items.eq(i32::try_from(o.items).unwrap_or(i32::MAX)),
             exports::request_xml.eq(log.request.as_deref()),
-            exports::response_body.eq(o.response),
+            exports::response_body.eq(o.response.map(stored_excerpt)),
             exports::http_status.eq(o.http_status.map(i32::from)),
         ))
         .returning(exports::id)

@@ -215,8 +215,9 @@ impl Exporter {
             .await
             .map_err(|e| BatchError::transport(&e, w.timeout_secs))?;
         let status = resp.status();
-        let text = match resp.text().await {
-            Ok(t) => t,
+        let text = match exchange::read_capped(resp, w.max_answer).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(start)) => return Err(BatchError::too_large(status, w.max_answer, start)),
             // The answer broke off (or timed out) half-way: nothing usable came back.
             Err(e) => return Err(BatchError::transport(&e, w.timeout_secs)),
         };

@@ -24,6 +24,8 @@ use crate::reservations::{self, ReservationError, ReservationInput};
 use crate::validate::{self, Invalid, TextKind};
 use query::ApiQuery;
 
+use super::body::{Body, BodyLimit};
+
 /// Largest JSON body accepted by the API.
 const MAX_JSON: usize = 1024 * 1024;
 
@@ -35,6 +37,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/api")
             .wrap(fallback::problems())
             .app_data(web::PayloadConfig::new(MAX_JSON))
+            .app_data(BodyLimit(MAX_JSON))
             .app_data(web::QueryConfig::default().error_handler(fallback::query_error))
             .service(
                 web::scope("/v1")
@@ -191,7 +194,8 @@ pub struct Problem {
     /// (422), `invalid_query` (400), `not_found` (404, the thing asked for does not exist),
     /// `unknown_route` (404, no such route), `method_not_allowed` (405), `conflict`,
     /// `cursor_ahead`, `order_locked`, `order_canceled` and `order_complete` (409),
-    /// `body_too_large` (413), `http_error` (another 4xx), `internal` (500).
+    /// `body_too_large` (413), `http_error` (another 4xx — 408 for a body too slow — or 503 when
+    /// too many bodies arrive at once, with `Retry-After`), `internal` (500).
     #[schema(example = "invalid_field")]
     pub code: String,
     /// The field at fault: for `invalid_field` the JSON path of a body field (`lines[0].sku`) or
@@ -497,7 +501,7 @@ async fn list_stock(
     security(("bearer" = [])))]
 async fn put_order(
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_key("increment_id", path)?;
@@ -559,7 +563,7 @@ async fn cancel_order(
     security(("bearer" = [])))]
 async fn put_product(
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let sku = path_key("sku", path)?;
@@ -605,7 +609,7 @@ async fn get_product(
     security(("bearer" = [])))]
 async fn put_reservation(
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let quote = path_key("quote_id", path)?;

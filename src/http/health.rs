@@ -1,9 +1,21 @@
-//! `GET /health` (the process answers) and `GET /ready` (database reachable, migrations applied).
+//! `GET /health` (the process answers) and `GET /ready` (database reachable, migrations applied,
+//! and writes succeed).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
+use diesel::prelude::*;
 
 use super::AppState;
-use crate::db;
+use crate::db::schema::feed_counter;
+use crate::db::{self, DbConnection};
+
+/// The longest `/ready` waits for the database before answering not ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the last `/ready` found writes failing (to log each change once, not every poll).
+static WRITES_FAILING: AtomicBool = AtomicBool::new(false);
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
@@ -14,21 +26,53 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+/// Why the process cannot serve.
+enum NotReady {
+    Unreachable,
+    Migrations,
+    Writes(String),
+}
+
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let checked = web::block(move || -> Result<(), &'static str> {
-        let mut conn = state.pool.get().map_err(|_| "database unreachable")?;
-        if db::migrations_applied(&mut conn) {
-            Ok(())
-        } else {
-            Err("database migrations not applied")
+    let checked = web::block(move || -> Result<(), NotReady> {
+        let mut conn = state.pool.get().map_err(|_| NotReady::Unreachable)?;
+        if !db::migrations_applied(&mut conn) {
+            return Err(NotReady::Migrations);
         }
+        probe_write(&mut conn).map_err(|e| NotReady::Writes(e.to_string()))
+    });
+    let reason = match tokio::time::timeout(READY_TIMEOUT, checked).await {
+        Ok(Ok(Ok(()))) => {
+            if WRITES_FAILING.swap(false, Ordering::Relaxed) {
+                tracing::info!("database writes succeed again: ready");
+            }
+            return HttpResponse::Ok().json(serde_json::json!({"status": "ready"}));
+        }
+        Ok(Ok(Err(NotReady::Unreachable))) => "database unreachable",
+        Ok(Ok(Err(NotReady::Migrations))) => "database migrations not applied",
+        Ok(Ok(Err(NotReady::Writes(e)))) => {
+            if !WRITES_FAILING.swap(true, Ordering::Relaxed) {
+                tracing::error!(error = %e, "database writes fail: not ready");
+            }
+            "database writes fail"
+        }
+        Ok(Err(_)) => "check failed",
+        Err(_) => "database did not answer within 5 s",
+    };
+    HttpResponse::ServiceUnavailable()
+        .json(serde_json::json!({"status": "not ready", "reason": reason}))
+}
+
+/// A real write, committed, that changes nothing anyone reads: the feed counter's one row set to
+/// its own value. It fails as every write does when the database is read-only (a PostgreSQL
+/// replica promoted the wrong way, a read-only mount) or refuses writes, and costs one row lock
+/// for a moment. Reads succeeding tell nothing about that, and the warehouse's messages are
+/// answered only once they are written.
+fn probe_write(conn: &mut DbConnection) -> QueryResult<()> {
+    db::write_tx(conn, |conn| {
+        crate::with_backend!(conn, |c| diesel::update(feed_counter::table.find(1))
+            .set(feed_counter::last_id.eq(feed_counter::last_id))
+            .execute(c))
+        .map(|_| ())
     })
-    .await;
-    match checked {
-        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
-        Ok(Err(reason)) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "not ready", "reason": reason})),
-        Err(_) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "not ready", "reason": "check failed"})),
-    }
 }

@@ -1,6 +1,8 @@
 //! actix-web wiring: the SOAP endpoints and WSDLs, the storefront API, health.
 
 mod api;
+pub mod body;
+mod conn;
 mod health;
 mod soap;
 
@@ -75,15 +77,36 @@ impl Application {
             refusals,
         });
         let max_body = settings.soap.max_body;
+        let gate = body::gate(&settings.http);
+        // Every client connection is an open file: raise the limit, and cap connections below it
+        // so that a flood of stalled clients leaves files for the database (actix's cap is per
+        // worker thread; connections beyond it wait in the listen backlog).
+        let open_files = conn::raise_open_file_limit();
+        let cap = conn::connection_cap(
+            settings.http.max_connections,
+            open_files,
+            settings.db_pool_size,
+        );
+        let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let per_worker = (cap / workers).max(1);
+        tracing::info!(
+            open_files,
+            max_connections = per_worker * workers,
+            workers,
+            "connection cap"
+        );
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(gate.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(tracing_actix())
                 .configure(soap::routes)
                 .configure(api::routes)
                 .configure(health::routes)
         })
+        .workers(workers)
+        .max_connections(per_worker)
         .listen(listener)?
         // Signals are handled by `run_until_stopped`, which first answers long polls and stops the
         // background work; actix's own grace period is the same deadline, counted from then.

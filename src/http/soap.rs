@@ -11,6 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::TimeDelta;
 
 use super::AppState;
+use super::body::{self, Body, BodyError, BodyGate, BodyRefusal};
 use crate::auth::{self, AuthError};
 use crate::queue::{self, Receipt};
 use crate::soap::messages::{self, Call, OperationKind};
@@ -119,7 +120,12 @@ impl Reply {
     }
 }
 
-async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn soap_post(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    gate: web::Data<BodyGate>,
+) -> HttpResponse {
     // The content type tells the version before the body is parsed, for faults about the body itself.
     let declared = if req
         .headers()
@@ -136,15 +142,29 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    // Failed password checks are counted per TCP peer: a forwarded-for header is the caller's to vary.
+    // Failed password checks and stored refusals are counted per TCP peer: a forwarded-for header is
+    // the caller's to vary.
     let peer = req.peer_addr().map(|a| a.ip());
-    let reply = respond(state.into_inner(), body, declared, authorization, peer).await;
-    let content_type = match reply.version {
+    let state = state.into_inner();
+    let max_body = state.settings.soap.max_body;
+    let body = match body::read(&req, payload.into_inner(), gate.clone(), max_body).await {
+        Ok(body) => body,
+        Err(refused) => return body_refused(state, declared, refused, authorization, peer).await,
+    };
+    let reply = respond(state, body, declared, authorization, peer).await;
+    send(reply)
+}
+
+fn content_type(version: SoapVersion) -> &'static str {
+    match version {
         SoapVersion::V11 => "text/xml; charset=utf-8",
         SoapVersion::V12 => "application/soap+xml; charset=utf-8",
-    };
+    }
+}
+
+fn send(reply: Reply) -> HttpResponse {
     let mut resp = HttpResponse::build(reply.status);
-    resp.content_type(content_type);
+    resp.content_type(content_type(reply.version));
     if let Some(expires) = reply.token_expires {
         resp.insert_header(("X-Wharf-Token-Expires", expires));
     }
@@ -154,13 +174,63 @@ async fn soap_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     resp.body(reply.xml)
 }
 
+/// Answers a body that was not read whole with a SOAP fault in the version the content type
+/// declares: a Client fault for one over `soap.max_body` (recorded as a rejection like any refused
+/// message, from the first 64 KiB that were read), a Server fault for the rest (slow or stalled bodies, the
+/// budget spent: not recorded, or a flood of them would fill the database). The connection closes.
+async fn body_refused(
+    state: std::sync::Arc<AppState>,
+    version: SoapVersion,
+    refused: BodyRefusal,
+    authorization: Option<String>,
+    peer: Option<std::net::IpAddr>,
+) -> HttpResponse {
+    let span = tracing::Span::current();
+    let e = &refused.error;
+    let status = e.status();
+    let mut reply = match e {
+        BodyError::TooLarge { excerpt, .. } => {
+            let fault = Fault::client(format!("Invalid message: {e}"));
+            let excerpt = excerpt.clone();
+            web::block(move || {
+                let anonymous = Sender {
+                    peer,
+                    caller: None,
+                    authenticated: false,
+                };
+                let refusal = Refusal::new(anonymous, "too-large", None);
+                span.in_scope(|| {
+                    reject(
+                        &state,
+                        version,
+                        refusal,
+                        fault,
+                        &excerpt,
+                        authorization.as_deref(),
+                    )
+                })
+            })
+            .await
+            .unwrap_or_else(|_| Reply::fault(version, &Fault::client(e.to_string())))
+        }
+        BodyError::Broken(_) => Reply::fault(version, &Fault::client(e.to_string())),
+        _ => Reply::fault(version, &Fault::server(e.to_string())),
+    };
+    reply.status = status;
+    let mut resp = HttpResponse::build(reply.status)
+        .content_type(content_type(reply.version))
+        .body(refused.answer_body(reply.xml));
+    e.apply_headers(&mut resp);
+    resp
+}
+
 /// Handles one call in three steps, so that a password check holds neither a thread nor a pooled
 /// connection while it waits its turn: read the message (blocking pool, no connection), check the
 /// password it carries if any ([`auth::PasswordChecker`]), then authenticate, validate and store
 /// (blocking pool, one connection).
 async fn respond(
     state: std::sync::Arc<AppState>,
-    body: web::Bytes,
+    body: Body,
     declared: SoapVersion,
     authorization: Option<String>,
     peer: Option<std::net::IpAddr>,
@@ -289,7 +359,8 @@ impl Caller {
 
 /// A parsed SOAP call of a known operation, between the steps of [`respond`].
 struct Message {
-    body: web::Bytes,
+    /// Holds its share of the body budget until the call is handled.
+    body: Body,
     env: envelope::Envelope,
     kind: OperationKind,
     /// Read already when the operation needs no caller; else read once the caller is known, so an
@@ -316,7 +387,7 @@ impl Message {
 /// record a refusal.
 fn read(
     state: &AppState,
-    body: web::Bytes,
+    body: Body,
     declared: SoapVersion,
     authorization: Option<&str>,
     peer: Option<std::net::IpAddr>,

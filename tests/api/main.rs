@@ -25,6 +25,7 @@ mod orders;
 mod refusals;
 mod shipment_failures;
 mod shutdown;
+mod slow_clients;
 mod soap_forms;
 mod startup;
 mod stock_api;

@@ -4,12 +4,13 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{ConnectionType, StatusCode};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::{ApiError, MAX_JSON, PROBLEM_JSON};
+use crate::http::body::Alongside;
 
 /// Answered for a path under `/api` that no route serves.
 pub async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -60,6 +61,11 @@ fn to_problem<B: MessageBody + 'static>(
     let error = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge(MAX_JSON),
         StatusCode::NOT_FOUND => ApiError::UnknownRoute(res.request().path().to_string()),
+        // A body refused for the budget says so and when to retry; it is not a server fault.
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Http {
+            status,
+            detail: cause.unwrap_or_else(|| "busy; retry later".to_string()),
+        },
         s if s.is_server_error() => {
             tracing::error!(
                 status = s.as_u16(),
@@ -74,13 +80,21 @@ fn to_problem<B: MessageBody + 'static>(
         },
     };
     let mut answer = error.error_response();
-    // Keep what the original answer told the client about retrying or allowed methods.
+    // Keep what the original answer told the client about retrying or allowed methods, and that
+    // the connection closes (a body left unread cannot be followed by another request).
+    if res.response().head().connection_type() == ConnectionType::Close {
+        answer.head_mut().set_connection_type(ConnectionType::Close);
+    }
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(v) = res.headers().get(&name) {
             answer.headers_mut().insert(name, HeaderValue::clone(v));
         }
     }
-    let (req, _) = res.into_parts();
+    let (req, res) = res.into_parts();
+    // The replaced body may hold a request body left unread (`body::Unread`), which must live
+    // until the answer is sent for actix to close the connection rather than drain it.
+    let (_, replaced) = res.into_parts();
+    let answer = answer.map_body(|_, problem| Alongside::new(problem, replaced).boxed());
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, answer).map_into_right_body(),
     ))
