@@ -21,6 +21,7 @@ use crate::inventory;
 use crate::queue;
 use crate::queue::report::Report;
 use crate::shipments;
+use crate::telemetry::Escaped;
 
 /// Operations this worker knows how to apply; others stay queued for a worker that does.
 pub const APPLIED_OPERATIONS: &[&str] = &[queue::OP_INVENTORY, queue::OP_SHIPMENT];
@@ -339,8 +340,8 @@ impl Worker {
         // Logged only once the failure is committed: support looks for these.
         Ok(match failure {
             Some(f) => {
-                tracing::warn!(request = req.id, message_seq_id = req.message_seq_id, order = %f.order,
-                    sku = %f.sku.as_deref().unwrap_or("-"), reason = %f.reason,
+                tracing::warn!(request = req.id, message_seq_id = req.message_seq_id, order = %Escaped(&f.order),
+                    sku = %Escaped(f.sku.as_deref().unwrap_or("-")), reason = %Escaped(&f.reason),
                     "shipment failed: nothing of it was applied");
                 Finished::BusinessFailure
             }
@@ -363,7 +364,7 @@ impl Worker {
         let next = next_try(now, wait, &self.settings.worker);
         let note = wait.to_string();
         if queue::defer(conn, req.id, owner, next, &note).context("putting a shipment back")? {
-            tracing::info!(request = req.id, order = %wait.order, next_try = %next, until = %wait.until,
+            tracing::info!(request = req.id, order = %Escaped(&wait.order), next_try = %next, until = %wait.until,
                 "shipment waits for its order, which wharf does not know yet");
         }
         Ok(())

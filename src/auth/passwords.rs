@@ -27,6 +27,7 @@ use super::{AuthError, dummy_hash};
 use crate::config::AuthSettings;
 use crate::db::Pool;
 use crate::db::schema::api_users;
+use crate::telemetry::Escaped;
 
 /// A user whose password was just checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,7 +118,7 @@ impl PasswordChecker {
             _ => {
                 let started = self.throttle.failed(username, peer, Instant::now());
                 if let Some((failures, wait)) = started.user {
-                    tracing::warn!(user = ?username, failures, wait_ms = wait.as_millis() as u64,
+                    tracing::warn!(user = ?Escaped(username), failures, wait_ms = wait.as_millis() as u64,
                         "failed password checks for this user name: further attempts wait");
                 }
                 if let (Some((failures, wait)), Some(peer)) = (started.address, peer) {

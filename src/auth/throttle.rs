@@ -148,7 +148,7 @@ fn user_key(username: &str) -> [u8; 32] {
 
 /// IPv4 addresses as they are; IPv6 by their /64, since a single host is usually given a whole /64
 /// and could otherwise pick a fresh address for every guess.
-fn address_key(addr: IpAddr) -> IpAddr {
+pub(crate) fn address_key(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

@@ -19,7 +19,7 @@ use actix_web::body::{BodySize, MessageBody};
 
 use actix_web::dev::{self, Decompress};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, ContentType};
+use actix_web::http::header::{self, ContentEncoding, ContentType};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use futures_core::Stream;
 use tokio::time::Instant;
@@ -133,6 +133,10 @@ pub enum BodyError {
     /// The client broke the body off, or its encoding is broken.
     #[error("the body could not be read: {0}")]
     Broken(String),
+    /// A `Content-Encoding` other than identity: a few KiB of gzip, zstd or brotli can unpack to
+    /// gigabytes before any limit could see them, so bodies are accepted uncompressed only.
+    #[error("Content-Encoding {0:?} is not accepted; send the body uncompressed")]
+    Encoded(String),
 }
 
 impl BodyError {
@@ -143,6 +147,7 @@ impl BodyError {
             BodyError::Deadline(_) | BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+            BodyError::Encoded(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -163,7 +168,7 @@ impl BodyError {
     fn log(&self, req: &HttpRequest) {
         let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
         match self {
-            BodyError::Broken(_) => {
+            BodyError::Broken(_) | BodyError::Encoded(_) => {
                 tracing::info!(peer, path = ?req.path(), reason = %self, "request body not read");
             }
             _ => tracing::warn!(peer, path = ?req.path(), reason = %self, "request body refused"),
@@ -281,8 +286,9 @@ impl ResponseError for BodyRefusal {
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
 
-/// Reads the body of `req` under the gate's limits and at most `limit` bytes (decompressed, as
-/// actix's extractors do for `Content-Encoding`).
+/// Reads the body of `req` under the gate's limits and at most `limit` bytes. A compressed body
+/// (`Content-Encoding` other than identity) is refused unread: actix's decoder unpacks a whole chunk
+/// at once, past any limit.
 pub async fn read(
     req: &HttpRequest,
     payload: dev::Payload,
@@ -294,8 +300,17 @@ pub async fn read(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
+    let stream = Decompress::new(payload, ContentEncoding::Identity);
+    if let Some(encoding) = content_encoding(req) {
+        let error = BodyError::Encoded(encoding);
+        error.log(req);
+        return Err(BodyRefusal {
+            error,
+            unread: RefCell::new(Some(Unread(stream))),
+        });
+    }
     let mut reader = Reader {
-        stream: Decompress::from_headers(payload, req.headers()),
+        stream,
         gate,
         limit,
         declared,
@@ -307,6 +322,15 @@ pub async fn read(
             unread: RefCell::new(Some(Unread(reader.stream))),
         }
     })
+}
+
+/// The request's `Content-Encoding`, unless it is absent or identity.
+fn content_encoding(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::CONTENT_ENCODING)?;
+    let value = String::from_utf8_lossy(value.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    (!value.is_empty() && value != "identity").then(|| value.chars().take(64).collect())
 }
 
 struct Reader {
@@ -369,7 +393,10 @@ impl Reader {
             window_bytes = window_bytes.saturating_add(chunk.len() as u64);
             if !too_large && data.len() + chunk.len() > self.limit {
                 too_large = true;
+                // The excerpt is all that is kept: give back the rest of the buffer now (the
+                // budget share it was counted in is returned when this read ends).
                 data.truncate(EXCERPT);
+                data.shrink_to(EXCERPT);
             }
             if too_large {
                 let room = EXCERPT.saturating_sub(data.len());

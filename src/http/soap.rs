@@ -181,17 +181,20 @@ fn send(reply: Reply) -> HttpResponse {
 async fn body_refused(
     state: std::sync::Arc<AppState>,
     version: SoapVersion,
-    refused: BodyRefusal,
+    mut refused: BodyRefusal,
     authorization: Option<String>,
     peer: Option<std::net::IpAddr>,
 ) -> HttpResponse {
     let span = tracing::Span::current();
+    let excerpt = match &mut refused.error {
+        BodyError::TooLarge { excerpt, .. } => std::mem::take(excerpt),
+        _ => Vec::new(),
+    };
     let e = &refused.error;
     let status = e.status();
     let mut reply = match e {
-        BodyError::TooLarge { excerpt, .. } => {
+        BodyError::TooLarge { .. } => {
             let fault = Fault::client(format!("Invalid message: {e}"));
-            let excerpt = excerpt.clone();
             web::block(move || {
                 let anonymous = Sender {
                     peer,
@@ -213,7 +216,9 @@ async fn body_refused(
             .await
             .unwrap_or_else(|_| Reply::fault(version, &Fault::client(e.to_string())))
         }
-        BodyError::Broken(_) => Reply::fault(version, &Fault::client(e.to_string())),
+        BodyError::Broken(_) | BodyError::Encoded(_) => {
+            Reply::fault(version, &Fault::client(e.to_string()))
+        }
         _ => Reply::fault(version, &Fault::server(e.to_string())),
     };
     reply.status = status;
@@ -515,7 +520,7 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
     let caller = if kind.needs_caller() {
         match authenticate(state, &mut conn, caller, checked()) {
             Ok(user) => Some(user),
-            Err(e @ (AuthError::Db(_) | AuthError::Unavailable(_))) => {
+            Err(e @ (AuthError::Db(_) | AuthError::Unavailable(_) | AuthError::Hash(_))) => {
                 return server_error(version, &e);
             }
             Err(e) => {
@@ -573,9 +578,9 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
                 "string",
             ),
             Err(AuthError::AccessDenied) => {
-                // Debug formatting: a name is the caller's text, and may hold line breaks or
-                // terminal escapes meant to forge log lines.
-                tracing::warn!(user = ?username, "SOAP login refused");
+                // Escaped: a name is the caller's text, and may hold line breaks, terminal escapes
+                // or invisible characters meant to forge log lines.
+                tracing::warn!(user = ?Escaped(&username), "SOAP login refused");
                 let fault = Fault::access_denied();
                 let refusal = claiming(&username, "login-refused");
                 reject_with(state, &mut conn, version, refusal, fault, body)
@@ -601,7 +606,7 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
                     ..answer(&token, "result", "string")
                 },
                 Err(AuthError::AccessDenied) => {
-                    tracing::warn!(user = ?username, "admin token refused");
+                    tracing::warn!(user = ?Escaped(&username), "admin token refused");
                     let fault = Fault {
                         code: soap::FaultCode::Client,
                         message: "The account sign-in was incorrect or your account is disabled \

@@ -350,6 +350,24 @@ pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// At most this many bytes of a refusal's reason, operation or claimed caller are stored: each may
+/// quote the sender's own text (an unknown operation's name, a claimed user name), which must not
+/// make a refusal row large.
+const TEXT_BYTES: usize = 1024;
+
+/// `text` made storable and cut to [`TEXT_BYTES`] on a character boundary, saying how much was cut.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    let text = storable(text);
+    if text.len() <= TEXT_BYTES {
+        return text;
+    }
+    let end = (0..=TEXT_BYTES)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}…(+{} bytes)", &text[..end], text.len() - end).into()
+}
+
 /// Records a refused message so support can see it: when, who, which operation, why, and the first
 /// `excerpt_bytes` of the body (credentials masked, NUL shown as ␀ so the row is always written).
 pub fn record_rejection(
@@ -363,9 +381,9 @@ pub fn record_rejection(
     diesel::insert_into(rejections::table)
         .values((
             rejections::received_at.eq(db::now()),
-            rejections::caller.eq(caller.map(storable)),
-            rejections::operation.eq(operation.map(storable)),
-            rejections::reason.eq(storable(reason)),
+            rejections::caller.eq(caller.map(bounded)),
+            rejections::operation.eq(operation.map(bounded)),
+            rejections::reason.eq(bounded(reason)),
             rejections::body_excerpt.eq(excerpt(body, excerpt_bytes)),
         ))
         .execute(conn)?;

@@ -88,7 +88,8 @@ impl RefusalLimiter {
     /// Decides about one refusal of kind `kind` from `client` (the TCP peer; `None` when unknown).
     pub fn admit(&self, kind: &'static str, client: Option<IpAddr>) -> Verdict {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let mut key = (kind, client);
+        // IPv6 by /64, as the password throttle counts it: one host holds a whole /64.
+        let mut key = (kind, client.map(crate::auth::throttle::address_key));
         if !windows.contains_key(&key) && windows.len() >= MAX_KEYS {
             windows.retain(|_, w| !expired(w));
             if windows.len() >= MAX_KEYS {

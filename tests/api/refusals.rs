@@ -16,6 +16,8 @@ both_backends!(
     characters_xml_cannot_carry_are_refused_naming_the_field,
     a_second_root_element_is_refused,
     tracking_numbers_are_limited_per_shipment_and_stored_beyond_the_old_statement_limit,
+    quoted_names_cannot_make_a_refusal_row_large,
+    compressed_bodies_are_refused_unread,
 );
 
 const SOAP_OPEN: &str = "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\" \
@@ -262,4 +264,68 @@ async fn tracking_numbers_are_limited_per_shipment_and_stored_beyond_the_old_sta
     assert_eq!(numbers.len(), LIMIT - 1);
     assert_eq!(numbers[0], "TRK1");
     assert_eq!(numbers[LIMIT - 2], format!("TRK{}", LIMIT - 1));
+}
+
+async fn quoted_names_cannot_make_a_refusal_row_large(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // An unknown operation's name and a claimed user name are the sender's text, quoted in the
+    // reason and stored as the caller: 512 KiB of each.
+    let name = "x".repeat(512 * 1024);
+    let (status, answer) = app
+        .post_soap(format!("{SOAP_OPEN}<ns1:{name}/>{SOAP_CLOSE}"))
+        .await;
+    assert!(client_fault(status, &answer).contains("unknown operation"));
+    assert!(app.login_as(&name, "wrong password").await.is_err());
+    let stored = rejections(&app).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for (caller, reason, excerpt) in &stored {
+        let caller = caller.as_deref().unwrap_or_default();
+        assert!(
+            caller.len() < 1200 && reason.len() < 1200,
+            "{}/{}",
+            caller.len(),
+            reason.len()
+        );
+        assert!(excerpt.len() <= 1024, "{}", excerpt.len());
+        assert!(
+            reason.contains("bytes)") || caller.contains("bytes)"),
+            "{reason}"
+        );
+    }
+}
+
+async fn compressed_bodies_are_refused_unread(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = app.login().await;
+    // A few KiB of gzip could unpack to gigabytes before any limit saw them.
+    for (path, content_type) in [
+        ("/soap", "text/xml; charset=utf-8"),
+        ("/api/v1/orders/100000001", "application/json"),
+    ] {
+        let resp = app
+            .client
+            .request(
+                if path == "/soap" {
+                    reqwest::Method::POST
+                } else {
+                    reqwest::Method::PUT
+                },
+                format!("{}{path}", app.base),
+            )
+            .header("Content-Type", content_type)
+            .header("Content-Encoding", "gzip")
+            .header("Authorization", format!("Bearer {}", app.token))
+            .body(inventory_envelope(&s, 1, &[("A", 3, 1)]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 415, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(
+            text.contains("send the body uncompressed"),
+            "{path}: {text}"
+        );
+    }
+    assert_eq!(app.drain().await, 0);
+    assert_eq!(app.stock_of("A").await, None);
 }
