@@ -299,6 +299,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The row `GET /ready` rewrites to check that writes commit.
+    ready_probe (id) {
+        id -> Integer,
+        checked_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(order_lines -> orders (order_id));
 diesel::joinable!(reservation_lines -> reservations (quote_id));
 diesel::joinable!(shipments -> orders (order_id));

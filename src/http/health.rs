@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use diesel::prelude::*;
 
 use super::AppState;
-use crate::db::schema::feed_counter;
+use crate::db::schema::ready_probe;
 use crate::db::{self, DbConnection};
 
 /// The longest `/ready` waits for the database before answering not ready.
@@ -63,15 +63,16 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         .json(serde_json::json!({"status": "not ready", "reason": reason}))
 }
 
-/// A real write, committed, that changes nothing anyone reads: the feed counter's one row set to
-/// its own value. It fails as every write does when the database is read-only (a PostgreSQL
-/// replica promoted the wrong way, a read-only mount) or refuses writes, and costs one row lock
-/// for a moment. Reads succeeding tell nothing about that, and the warehouse's messages are
-/// answered only once they are written.
+/// A real write, committed, that nothing else reads: the time of the check in the one row of
+/// `ready_probe`. It fails as every write does when the database is read-only (a PostgreSQL
+/// replica promoted the wrong way, a read-only mount) or refuses writes (disk full). Reads
+/// succeeding tell nothing about that, and the warehouse's messages are answered only once they
+/// are written. Its own row: the probe does not queue behind apply transactions (which hold the
+/// feed counter's row) nor hold them up.
 fn probe_write(conn: &mut DbConnection) -> QueryResult<()> {
     db::write_tx(conn, |conn| {
-        crate::with_backend!(conn, |c| diesel::update(feed_counter::table.find(1))
-            .set(feed_counter::last_id.eq(feed_counter::last_id))
+        crate::with_backend!(conn, |c| diesel::update(ready_probe::table.find(1))
+            .set(ready_probe::checked_at.eq(db::now()))
             .execute(c))
         .map(|_| ())
     })

@@ -492,7 +492,7 @@ fn refuse_writes(conn: &mut wharf::db::DbConnection, refuse: bool) {
             c.batch_execute(
                 "CREATE TRIGGER full_requests BEFORE INSERT ON requests \
                  BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END; \
-                 CREATE TRIGGER full_feed BEFORE UPDATE ON feed_counter \
+                 CREATE TRIGGER full_feed BEFORE UPDATE ON ready_probe \
                  BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
             )
         }
@@ -504,7 +504,7 @@ fn refuse_writes(conn: &mut wharf::db::DbConnection, refuse: bool) {
              RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; \
              END $$; \
              CREATE TRIGGER full_requests BEFORE INSERT ON requests FOR EACH ROW EXECUTE FUNCTION disk_full(); \
-             CREATE TRIGGER full_feed BEFORE UPDATE ON feed_counter FOR EACH ROW EXECUTE FUNCTION disk_full();",
+             CREATE TRIGGER full_feed BEFORE UPDATE ON ready_probe FOR EACH ROW EXECUTE FUNCTION disk_full();",
         ),
         (wharf::db::DbConnection::Postgresql(c), false) => {
             c.batch_execute("DROP FUNCTION disk_full() CASCADE;")
