@@ -198,7 +198,7 @@ async fn run(
             while Instant::now() < deadline {
                 let body = junk[n % junk.len()].clone();
                 n += 1;
-                if post(&client, &endpoint, body).await.is_ok() {
+                if common::post_soap(&client, &endpoint, body).await.is_ok() {
                     sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -227,7 +227,7 @@ async fn run(
             )
         };
         warehouse_sent += 1;
-        if let Ok((500, text)) = post(&client, &endpoint, body).await
+        if let Ok((500, text)) = common::post_soap(&client, &endpoint, body).await
             && text.contains("faultstring")
         {
             warehouse_faults += 1;
@@ -313,19 +313,4 @@ fn junk_bodies(size: usize) -> Vec<String> {
         bodies.push(soap);
     }
     bodies
-}
-
-async fn post(
-    client: &reqwest::Client,
-    endpoint: &str,
-    body: String,
-) -> reqwest::Result<(u16, String)> {
-    let resp = client
-        .post(endpoint)
-        .header("Content-Type", "text/xml; charset=utf-8")
-        .body(body)
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.text().await?))
 }

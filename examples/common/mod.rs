@@ -175,7 +175,8 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
         .context("building the HTTP client")
 }
 
-async fn post_soap(
+/// POSTs a SOAP body; returns the status and the answer's text.
+pub async fn post_soap(
     client: &reqwest::Client,
     endpoint: &str,
     body: String,
