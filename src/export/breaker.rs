@@ -12,6 +12,7 @@ use diesel::prelude::*;
 use crate::config::ExportSettings;
 use crate::db::DbConnection;
 use crate::db::schema::export_breakers;
+use crate::telemetry::Escaped;
 
 /// A breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,10 +121,11 @@ pub fn breakers(conn: &mut DbConnection) -> QueryResult<Vec<(String, BreakerStat
 
 /// Logs a batch the warehouse did not answer: at ERROR when it opened the breaker.
 pub(super) fn log_failure(kind: &str, b: &BreakerState, error: &str, now: NaiveDateTime) {
+    let error = Escaped(error);
     let failures = b.failures;
     match b.paused_until.filter(|_| b.is_open(now)) {
         Some(until) => {
-            tracing::error!(kind, failures, until = %until.format("%Y-%m-%d %H:%M:%S"), error,
+            tracing::error!(kind, failures, until = %until.format("%Y-%m-%d %H:%M:%S"), error = %error,
             "breaker open: {kind} exports paused until {} UTC after {failures} failed batches \
              ({error}); they resume by themselves, check the warehouse meanwhile",
             until.format("%Y-%m-%d %H:%M:%S"))
@@ -131,7 +133,7 @@ pub(super) fn log_failure(kind: &str, b: &BreakerState, error: &str, now: NaiveD
         None => tracing::warn!(
             kind,
             failures,
-            error,
+            error = %error,
             "{kind} export batch not answered ({error}); {failures} in a row so far"
         ),
     }

@@ -20,6 +20,7 @@ use super::{BatchOutcome, backoff, items, report, status};
 use crate::config::ExportSettings;
 use crate::db::schema::{order_cancellations as oc, orders};
 use crate::db::{self, DbConnection};
+use crate::telemetry::Escaped;
 
 /// Order statuses that mean cancelled.
 pub(super) const CANCELLED_STATUSES: [&str; 2] = ["canceled", "cancelled"];
@@ -402,14 +403,15 @@ fn tell_refused(
     next_at: Option<NaiveDateTime>,
     error: &str,
 ) {
+    let error = Escaped(error);
     if lost {
-        tracing::error!(order = %reference, attempts, error,
+        tracing::error!(order = %reference, attempts, error = %error,
             "the cancellation of order {reference} is lost: the warehouse refused it {attempts} times \
              ({error}); cancel it at the warehouse by hand and `wharf orders dismiss {reference}`, or \
              `wharf orders resend {reference}` once the warehouse can take it");
     } else {
         let next = next_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-        tracing::warn!(order = %reference, attempts, error,
+        tracing::warn!(order = %reference, attempts, error = %error,
             next_attempt = next.as_deref().unwrap_or(""),
             "the warehouse refused the cancellation of order {reference} ({error}); it is sent again \
              at {} UTC", next.as_deref().unwrap_or("the next run"));
@@ -442,8 +444,9 @@ fn not_answered(
     exchange::log_failed(conn, log, 1, e)?;
     breaker::log_failure(noun, &b, &e.message, now);
     let at = retry_at.format("%Y-%m-%d %H:%M:%S");
-    tracing::warn!(order = %c.reference, error = %e.message, retry_at = %at,
-        "the cancellation of order {} was not sent: {}; it is sent again at {at} UTC",
-        c.reference, e.message);
+    let error = Escaped(&e.message);
+    tracing::warn!(order = %c.reference, error = %error, retry_at = %at,
+        "the cancellation of order {} was not sent: {error}; it is sent again at {at} UTC",
+        c.reference);
     Ok(BatchOutcome::not_sent(1, e, retry_at, b, now))
 }

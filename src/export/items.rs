@@ -19,6 +19,7 @@ use crate::db::{self, DbConnection};
 use crate::feed::{self, NewEvent};
 use crate::orders::OrderInput;
 use crate::products::ProductInput;
+use crate::telemetry::Escaped;
 
 /// Orders or products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -403,9 +404,10 @@ impl BatchOutcome {
 /// Logs a refused or lost item, and queues the feed event of an order whose export status changed.
 fn tell(kind: Kind, item: &Item, d: &Decision, events: &mut Vec<NewEvent>) {
     let noun = kind.noun();
-    let error = d.error.as_deref().unwrap_or("");
+    // The warehouse's words, escaped: its answer is not ours to trust with the log's line breaks.
+    let error = Escaped(d.error.as_deref().unwrap_or(""));
     if d.lost {
-        tracing::error!(kind = noun, item = %item.reference, attempts = d.attempts, error,
+        tracing::error!(kind = noun, item = %item.reference, attempts = d.attempts, error = %error,
         "{noun} {} is lost: the warehouse refused it {} times ({error}); {}", item.reference,
         d.attempts, match kind {
             Kind::Orders => "fix the cause, then `wharf orders resend` or `wharf orders dismiss` it",
@@ -413,7 +415,7 @@ fn tell(kind: Kind, item: &Item, d: &Decision, events: &mut Vec<NewEvent>) {
         });
     } else if !d.accepted() {
         let next = d.next_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-        tracing::warn!(kind = noun, item = %item.reference, attempts = d.attempts, error,
+        tracing::warn!(kind = noun, item = %item.reference, attempts = d.attempts, error = %error,
             next_attempt = next.as_deref().unwrap_or(""),
             "the warehouse refused {noun} {} ({error}); it is sent again at {} UTC",
             item.reference, next.as_deref().unwrap_or("the next run"));
@@ -611,8 +613,9 @@ pub(super) fn settle_failed_batch(
     breaker::log_failure(kind.noun(), &b, &e.message, now);
     let at = retry_at.format("%Y-%m-%d %H:%M:%S");
     for r in &refs {
-        tracing::warn!(kind = kind.noun(), item = %r, error = %e.message, retry_at = %at,
-            "{} {r} not sent: {}; it is sent again at {at} UTC", kind.noun(), e.message);
+        let error = Escaped(&e.message);
+        tracing::warn!(kind = kind.noun(), item = %r, error = %error, retry_at = %at,
+            "{} {r} not sent: {error}; it is sent again at {at} UTC", kind.noun());
     }
     Ok(BatchOutcome::not_sent(batch.len(), e, retry_at, b, now))
 }
