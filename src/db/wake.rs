@@ -80,7 +80,7 @@ pub fn in_tx(conn: &mut DbConnection, topic: Topic) -> QueryResult<()> {
 
 /// A token naming this process in notification payloads (process id and start time, so that two
 /// hosts' processes with the same id differ).
-fn process_token() -> &'static str {
+pub(crate) fn process_token() -> &'static str {
     static TOKEN: OnceLock<String> = OnceLock::new();
     TOKEN.get_or_init(|| {
         let nanos = std::time::SystemTime::now()

@@ -140,10 +140,8 @@ pub fn receive_inventory(
             let DbConnection::Postgresql(c) = conn else {
                 unreachable!("checked above")
             };
+            // The statement also wakes other processes' workers (a NOTIFY sent at commit).
             let (id, conflict, repeat): db::sql::ReceiptRow = receipt.get_result(c)?;
-            if !repeat {
-                announce(conn)?;
-            }
             Ok(match (repeat, conflict) {
                 (true, _) => Receipt::Repeat(id),
                 (false, true) => Receipt::Conflict(id),
