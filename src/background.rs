@@ -1,5 +1,6 @@
-//! The background work of a process — worker loops and the exporter — started the same way by
-//! `wharf serve` and `wharf worker`, and stopped within the shutdown deadline.
+//! The background work of a process — worker loops, the exporter and (on PostgreSQL) the wake-up
+//! listener — started the same way by `wharf serve` and `wharf worker`, and stopped within the
+//! shutdown deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::config::Settings;
 use crate::db::Pool;
+use crate::db::wake::Listener;
 use crate::shutdown::Shutdown;
 use crate::worker::Worker;
 
@@ -25,12 +27,14 @@ pub enum WorkerMode {
 pub struct Background {
     worker: Option<JoinHandle<()>>,
     exporter: Option<JoinHandle<()>>,
+    listener: Option<Listener>,
     lease_secs: i64,
 }
 
 impl Background {
-    /// Starts the worker (when `mode` says so) and the exporter (when an export is enabled); both
-    /// stop claiming work when `shutdown` triggers.
+    /// Starts the worker (when `mode` says so), the exporter (when an export is enabled) and, on
+    /// PostgreSQL, the listener that wakes this process's worker and feed long polls when another
+    /// process stores a request or commits feed events; all stop when `shutdown` triggers.
     pub fn start(
         pool: &Pool,
         settings: &Arc<Settings>,
@@ -42,9 +46,11 @@ impl Background {
             tokio::spawn(w.run(shutdown.subscribe()))
         });
         let exporter = crate::export::spawn_if_enabled(pool, settings, shutdown.subscribe());
+        let listener = Listener::spawn(&settings.database_url, shutdown.subscribe());
         Background {
             worker,
             exporter,
+            listener,
             lease_secs: settings.worker.lease_secs,
         }
     }
@@ -68,6 +74,11 @@ impl Background {
                 "the exporter did not finish its run before the shutdown deadline; the items it was \
                  sending are retried when their lease expires"
             );
+        }
+        if let Some(l) = self.listener
+            && tokio::time::timeout_at(deadline, l.join()).await.is_err()
+        {
+            tracing::warn!("the wake-up listener did not stop before the shutdown deadline");
         }
     }
 }

@@ -298,7 +298,11 @@ pub struct WorkerSettings {
     /// together up to this many lines (each still gets its own import report). Larger transactions
     /// apply faster and hold stock row locks longer.
     pub transaction_lines: i64,
-    /// How long an idle worker waits before looking for work again, in milliseconds.
+    /// The fallback poll, in milliseconds: how long an idle worker waits for a wake-up before
+    /// looking for work anyway, and how often a waiting feed long poll reads again without one.
+    /// A stored request wakes the worker, and committed events wake long polls, at once — in
+    /// other processes too on PostgreSQL (LISTEN/NOTIFY) — so this only bounds how late a lost
+    /// wake-up is made up for (SQLite written by another process, a listener reconnecting).
     pub poll_interval_ms: u64,
     /// How long a claim holds before another worker may take the request over, in seconds.
     pub lease_secs: i64,

@@ -225,7 +225,7 @@ impl Worker {
             self.record(conn, reqs.iter().zip(reports).collect())
         })?;
         if events > 0 {
-            feed::notifier().notify_waiters();
+            feed::wake_readers();
         }
         Ok(())
     }
@@ -404,27 +404,49 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
+            // Created before claiming, so a request stored while this batch looks still wakes the
+            // wait below (see `db::wake`).
+            let stored = queue::stored_requests().notified();
             let worker = self.clone();
-            let busy = match tokio::task::spawn_blocking(move || worker.run_batch()).await {
-                Ok(Ok(o)) => o.claimed > 0,
+            let next = match tokio::task::spawn_blocking(move || worker.run_batch()).await {
+                Ok(Ok(o)) if o.claimed > 0 => Next::Claim,
+                Ok(Ok(_)) => Next::Idle,
                 Ok(Err(e)) => {
                     tracing::error!(error = %format!("{e:#}"), "worker batch failed; retrying after a pause");
-                    false
+                    Next::Pause
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "worker batch panicked; retrying after a pause");
-                    false
+                    Next::Pause
                 }
             };
-            if !busy {
-                tokio::select! {
+            match next {
+                Next::Claim => {}
+                // The interval is only the fallback: a stored request wakes the worker at once.
+                Next::Idle => tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = stored => {}
+                    _ = stop.changed() => {}
+                },
+                // After a failure wake-ups are not followed, so a broken database is not hammered.
+                Next::Pause => tokio::select! {
                     _ = tokio::time::sleep(idle) => {}
                     _ = stop.changed() => {}
-                }
+                },
             }
         }
         tracing::info!(worker = %self.name, "worker stopped");
     }
+}
+
+/// What an applier loop does after a batch.
+enum Next {
+    /// Claim again at once: there may be more.
+    Claim,
+    /// Nothing was due: wait for a stored request or the poll interval.
+    Idle,
+    /// The batch failed: wait the poll interval.
+    Pause,
 }
 
 /// When a shipment waiting for its order is tried next: as long again as it has waited so far (so the

@@ -5,6 +5,7 @@ pub mod copy;
 pub mod file;
 pub mod schema;
 pub mod sql;
+pub mod wake;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -398,7 +398,8 @@ impl Query for InventoryReceipt<'_> {
 /// On PostgreSQL, the whole receipt of an inventory message is one prepared statement (run after
 /// the receipt's advisory lock, in its own snapshot): look for earlier copies of the messageSeqId;
 /// count a copy with the same (masked) body hash; otherwise insert the request (flagged as a
-/// conflict when the id was used with another body) and its lines. Returns one row: (request id, conflict, repeat).
+/// conflict when the id was used with another body) and its lines, and tell workers in other
+/// processes when it commits (`pg_notify`). Returns one row: (request id, conflict, repeat).
 impl QueryFragment<Pg> for InventoryReceipt<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("WITH prior AS (SELECT id, body_hash FROM requests WHERE operation = ");
@@ -448,8 +449,16 @@ impl QueryFragment<Pg> for InventoryReceipt<'_> {
         out.push_bind_param::<Array<Nullable<Timestamp>>, _>(&self.last_order_exported)?;
         out.push_sql(
             "::timestamp[]) WITH ORDINALITY AS t(sku, source, qty, seq, loe, n)) \
-             SELECT id, conflict, false FROM ins UNION ALL SELECT id, false, true FROM repeat",
+             SELECT ins.id, ins.conflict, false FROM ins CROSS JOIN LATERAL (SELECT pg_notify(",
         );
+        // The workers' wake-up (see `db::wake`), in this statement rather than one more round trip.
+        // Both are fixed per process and made of letters, digits, '_' and '-' only, so they are
+        // written as literals (the statement text stays the same, and stays prepared).
+        out.push_sql(&format!(
+            "'{}', '{}') AS wake) w UNION ALL SELECT id, false, true FROM repeat",
+            super::wake::Topic::Requests.channel(),
+            super::wake::process_token()
+        ));
         Ok(())
     }
 }

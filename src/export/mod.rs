@@ -310,7 +310,7 @@ impl Exporter {
         .await
         .inspect(|o| {
             if o.exported + o.failed > 0 {
-                feed::notifier().notify_waiters();
+                feed::wake_readers();
             }
         })
     }

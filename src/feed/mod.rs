@@ -7,15 +7,13 @@
 
 pub mod payloads;
 
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::db::schema::{feed_counter, feed_events};
+use crate::db::wake::Topic;
 use crate::db::{self, DbConnection};
 
 /// Stock of a SKU changed.
@@ -56,18 +54,25 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
 }
 
-/// Wakes long-polling readers in this process when events are appended here (readers also poll, for
-/// events written by other processes).
+/// What long-polling readers wait on: woken by [`wake_readers`] in this process and, on PostgreSQL,
+/// by events other processes commit (see [`db::wake`]).
 pub fn notifier() -> &'static Notify {
-    static NOTIFY: OnceLock<Notify> = OnceLock::new();
-    NOTIFY.get_or_init(Notify::new)
+    Topic::Feed.notifier()
 }
 
-/// Appends events; call as the last statement of the writing transaction.
+/// Wakes this process's long-polling readers; call after committing a transaction that appended
+/// events.
+pub fn wake_readers() {
+    db::wake::signal(Topic::Feed);
+}
+
+/// Appends events; call as the last statement of the writing transaction, and [`wake_readers`]
+/// after it commits. Readers in other processes are woken by the commit itself (PostgreSQL).
 pub fn append(conn: &mut DbConnection, events: &[NewEvent]) -> QueryResult<()> {
     if events.is_empty() {
         return Ok(());
     }
+    db::wake::in_tx(conn, Topic::Feed)?;
     let n = events.len() as i64;
     let last: i64 =
         crate::with_backend!(&mut *conn, |c| diesel::update(feed_counter::table.find(1))
@@ -113,6 +118,3 @@ pub fn head(conn: &mut DbConnection) -> QueryResult<i64> {
         .select(feed_counter::last_id)
         .first(conn)
 }
-
-/// How often a long-polling reader looks for events written by other processes.
-pub const POLL_EVERY: Duration = Duration::from_millis(200);

@@ -691,6 +691,10 @@ async fn get_feed(
         return Err(Invalid::new("wait", "must be at most 60 seconds").into());
     }
     let deadline = Instant::now() + wait;
+    // Commits wake the poll (see `db::wake`); reading again after the worker's poll interval only
+    // covers a wake-up that could not arrive (SQLite written by another process, a listener
+    // reconnecting).
+    let fallback = Duration::from_millis(state.settings.worker.poll_interval_ms.max(10));
     loop {
         // Register interest before reading, so an event committed in between still wakes us.
         let notified = feed::notifier().notified();
@@ -701,7 +705,7 @@ async fn get_feed(
             let last_id = events.last().map(|e| e.id).unwrap_or(after);
             return Ok(HttpResponse::Ok().json(FeedPage { events, last_id }));
         }
-        let nap = feed::POLL_EVERY.min(deadline - now);
+        let nap = fallback.min(deadline - now);
         tokio::select! {
             _ = tokio::time::timeout(nap, notified) => {}
             _ = state.shutdown.stopping() => {}

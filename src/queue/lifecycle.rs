@@ -128,8 +128,10 @@ fn act(
                 replace_report(conn, row.id, action_id)?;
             }
         }
+        super::announce(conn)?;
         Ok(ids)
     })
+    .inspect(|_| crate::db::wake::signal(crate::db::wake::Topic::Requests))
 }
 
 /// Reads the requests, locked until the transaction ends.

@@ -19,6 +19,7 @@ use crate::db::schema::{
     import_lines, imports, rejections, request_errors, request_lines, request_shipments,
     request_tracking, requests,
 };
+use crate::db::wake::Topic;
 use crate::db::{self, DbConnection};
 use crate::inventory::InventoryMessage;
 use crate::shipments::ShipmentMessage;
@@ -89,6 +90,26 @@ pub fn body_hash(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
+/// What an idle worker waits on: woken when a request is stored in this process and, on PostgreSQL,
+/// when another process stores one (see [`db::wake`]).
+pub fn stored_requests() -> &'static tokio::sync::Notify {
+    Topic::Requests.notifier()
+}
+
+/// Wakes the workers once a request has been queued: this process's at once (its transaction has
+/// committed), other processes' through the `NOTIFY` that [`announce`] put in that transaction.
+fn wake_workers(receipt: QueryResult<Receipt>) -> QueryResult<Receipt> {
+    if matches!(receipt, Ok(Receipt::Queued(_) | Receipt::Conflict(_))) {
+        db::wake::signal(Topic::Requests);
+    }
+    receipt
+}
+
+/// Tells workers in other processes, when the current transaction commits, that a request is due.
+pub(crate) fn announce(conn: &mut DbConnection) -> QueryResult<()> {
+    db::wake::in_tx(conn, Topic::Requests)
+}
+
 /// Stores an inventory message whole — the request row and one line per SKU — in one transaction.
 /// Only when this returns `Ok` may the caller be told the message was received. `body` must already
 /// have its credentials masked ([`crate::soap::mask`]): it is hashed and stored as given.
@@ -114,20 +135,21 @@ pub fn receive_inventory(
             seqs: msg.lines.iter().map(|l| l.seq).collect(),
             last_order_exported: msg.lines.iter().map(|l| l.last_order_exported).collect(),
         };
-        return db::write_tx(conn, |conn| {
+        return wake_workers(db::write_tx(conn, |conn| {
             take_turn(conn, OP_INVENTORY, msg.message_seq_id)?;
             let DbConnection::Postgresql(c) = conn else {
                 unreachable!("checked above")
             };
+            // The statement also wakes other processes' workers (a NOTIFY sent at commit).
             let (id, conflict, repeat): db::sql::ReceiptRow = receipt.get_result(c)?;
             Ok(match (repeat, conflict) {
                 (true, _) => Receipt::Repeat(id),
                 (false, true) => Receipt::Conflict(id),
                 (false, false) => Receipt::Queued(id),
             })
-        });
+        }));
     }
-    receive(
+    wake_workers(receive(
         conn,
         OP_INVENTORY,
         msg.message_seq_id,
@@ -151,7 +173,7 @@ pub fn receive_inventory(
                 .collect();
             insert_chunked_lines(conn, &lines)
         },
-    )
+    ))
 }
 
 /// Stores a shipment message whole — the request row, its header, lines and tracking numbers — in one
@@ -163,7 +185,7 @@ pub fn receive_shipment(
     body: &[u8],
     msg: &ShipmentMessage,
 ) -> QueryResult<Receipt> {
-    receive(
+    wake_workers(receive(
         conn,
         OP_SHIPMENT,
         msg.message_seq_id,
@@ -218,7 +240,7 @@ pub fn receive_shipment(
             }
             Ok(())
         },
-    )
+    ))
 }
 
 /// A stored line of a received message (an inventory SKU, or a shipped SKU without `seq`).
@@ -292,6 +314,7 @@ fn receive(
             .returning(requests::id)
             .get_result(c))?;
         store_parts(conn, id)?;
+        announce(conn)?;
         Ok(if conflict {
             Receipt::Conflict(id)
         } else {

@@ -30,5 +30,6 @@ mod soap_forms;
 mod startup;
 mod stock_api;
 mod validation;
+mod wakeups;
 mod worker;
 mod wsdl;
