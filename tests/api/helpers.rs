@@ -477,3 +477,23 @@ pub fn remove_between(s: &str, start: &str, end: &str) -> String {
     let b = s.find(end).unwrap() + end.len();
     format!("{}{}", &s[..a], &s[b..])
 }
+
+/// Spawns `cmd` (its stderr piped) and reads its stderr on a thread into a channel of lines, so a
+/// test can wait for log lines without the pipe filling up and blocking the process.
+pub fn spawn_with_log(
+    cmd: &mut std::process::Command,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.spawn().expect("start wharf");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, log)
+}

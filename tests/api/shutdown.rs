@@ -2,13 +2,12 @@
 //! inside it, stopped by SIGTERM and by SIGINT; an export hung on the warehouse that the shutdown
 //! deadline cuts short; the access log.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, spawn_with_log};
 use crate::warehouse_api::{Behaviour, WarehouseSim};
 
 both_backends!(
@@ -41,17 +40,7 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start wharf serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, log) = spawn_with_log(&mut cmd);
         let mut server = Server {
             child,
             log,

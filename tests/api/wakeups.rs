@@ -3,13 +3,12 @@
 //! one process on both backends, and on PostgreSQL when the receiver, the worker and the feed reader
 //! are different processes (LISTEN/NOTIFY).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, spawn_with_log};
 
 both_backends!(a_stored_request_wakes_the_worker_and_the_feed_in_one_process);
 
@@ -102,8 +101,8 @@ impl Process {
     /// Starts `wharf <command>` with every poll interval at [`POLL_MS`] and waits until its wake-up
     /// listener is listening.
     fn start(command: &str, db_url: &str) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .arg(command)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg(command)
             .env("DATABASE_URL", db_url)
             .env("WHARF_LISTEN", "127.0.0.1:0")
             .env("WHARF_WORKER__POLL_INTERVAL_MS", POLL_MS.to_string())
@@ -112,19 +111,8 @@ impl Process {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wharf");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+            .stderr(Stdio::piped());
+        let (child, log) = spawn_with_log(&mut cmd);
         let mut p = Process {
             child,
             log,
