@@ -14,7 +14,8 @@
 //!   in-process signal reaches every reader there; what another process writes (a CLI command) is
 //!   seen at the fallback poll.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -101,10 +102,25 @@ const LISTEN_CHECK: Duration = Duration::from_secs(30);
 const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
-/// The thread that turns PostgreSQL notifications into local wake-ups.
+/// The thread that turns PostgreSQL notifications into local wake-ups. Dropping it stops and joins
+/// the thread: a process must not exit while the thread is inside libpq (its exit handlers then
+/// crash the process), which is what happens when a runtime is dropped without a shutdown.
 #[derive(Debug)]
 pub struct Listener {
-    thread: std::thread::JoinHandle<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dropped: Arc<AtomicBool>,
+}
+
+/// When the listener stops: at the shutdown, or once its [`Listener`] is gone.
+struct Stop {
+    shutdown: watch::Receiver<bool>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Stop {
+    fn now(&self) -> bool {
+        *self.shutdown.borrow() || self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 impl Listener {
@@ -116,26 +132,45 @@ impl Listener {
             return None;
         };
         let manager = Manager::new(DbTarget::Postgres(url));
+        let dropped = Arc::new(AtomicBool::new(false));
+        let stop = Stop {
+            shutdown: stop,
+            dropped: dropped.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("wharf-listen".into())
             .spawn(move || listen(&manager, &stop))
             .map_err(|e| tracing::warn!(error = %e, "cannot start the wake-up listener; other processes' changes are seen at the poll interval"))
             .ok()?;
-        Some(Listener { thread })
+        Some(Listener {
+            thread: Some(thread),
+            dropped,
+        })
     }
 
     /// Waits (on a blocking thread) for the listener to stop, after `stop` was triggered: within
     /// [`LISTEN_POLL`], or a connection attempt's timeout while the database is unreachable.
-    pub async fn join(self) {
-        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    pub async fn join(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 /// Listens until `stop`; reconnects with backoff, logging a lost connection once and each connection.
-fn listen(manager: &Manager, stop: &watch::Receiver<bool>) {
+fn listen(manager: &Manager, stop: &Stop) {
     let mut pause = RECONNECT_FIRST;
     let mut failing = false;
-    while !*stop.borrow() {
+    while !stop.now() {
         let error = match connect(manager) {
             Ok(mut conn) => {
                 tracing::info!(
@@ -159,7 +194,7 @@ fn listen(manager: &Manager, stop: &watch::Receiver<bool>) {
             failing = true;
         }
         let until = Instant::now() + pause;
-        while Instant::now() < until && !*stop.borrow() {
+        while Instant::now() < until && !stop.now() {
             std::thread::sleep(Duration::from_millis(50));
         }
         pause = (pause * 2).min(RECONNECT_MAX);
@@ -183,9 +218,9 @@ fn connect(manager: &Manager) -> Result<PgConnection, String> {
 }
 
 /// Signals each notification from another process until `stop` (`Ok`) or a connection error.
-fn receive(conn: &mut PgConnection, stop: &watch::Receiver<bool>) -> Result<(), String> {
+fn receive(conn: &mut PgConnection, stop: &Stop) -> Result<(), String> {
     let mut checked = Instant::now();
-    while !*stop.borrow() {
+    while !stop.now() {
         let mut woken = [false; 2];
         for n in conn.notifications_iter() {
             let n = n.map_err(|e| e.to_string())?;
