@@ -497,3 +497,29 @@ pub fn spawn_with_log(
     });
     (child, log)
 }
+
+/// The first line of `log` containing `needle`: among those `seen` already, else the next ones
+/// (added to `seen`), waiting up to `limit`. Panics with every line seen when none comes.
+pub fn wait_for_line(
+    log: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    needle: &str,
+    limit: std::time::Duration,
+) -> String {
+    if let Some(l) = seen.iter().find(|l| l.contains(needle)) {
+        return l.clone();
+    }
+    let until = std::time::Instant::now() + limit;
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        match log.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no log line with {needle:?} in\n{}", seen.join("\n"));
+}

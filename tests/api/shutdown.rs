@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, spawn_with_log};
+use crate::helpers::{Backend, TestApp, spawn_with_log, wait_for_line};
 use crate::warehouse_api::{Behaviour, WarehouseSim};
 
 both_backends!(
@@ -59,22 +59,7 @@ impl Server {
 
     /// The first log line containing `needle`, waiting up to `limit`.
     fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let until = Instant::now() + limit;
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            match self.log.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no log line with {needle:?} in\n{}", self.seen.join("\n"));
+        wait_for_line(&self.log, &mut self.seen, needle, limit)
     }
 
     fn signal(&self, name: &str) {

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, spawn_with_log};
+use crate::helpers::{Backend, TestApp, spawn_with_log, wait_for_line};
 
 both_backends!(a_stored_request_wakes_the_worker_and_the_feed_in_one_process);
 
@@ -124,22 +124,7 @@ impl Process {
 
     /// The first log line containing `needle`, waiting up to 30 s.
     fn wait_for(&mut self, needle: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let until = Instant::now() + Duration::from_secs(30);
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            match self.log.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no log line with {needle:?} in\n{}", self.seen.join("\n"));
+        wait_for_line(&self.log, &mut self.seen, needle, Duration::from_secs(30))
     }
 
     /// `http://host:port` of a `wharf serve`.
