@@ -3,8 +3,10 @@
 
 pub mod copy;
 pub mod file;
+pub mod lease;
 pub mod schema;
 pub mod sql;
+pub mod text_enum;
 pub mod wake;
 
 use std::path::{Path, PathBuf};
