@@ -23,7 +23,8 @@ where
 }
 
 /// Declares an enum stored as text: each variant with its word (`Queued = "queued"`), `as_str`,
-/// `parse`, `ALL`, `Display` and `FromStr` (an unknown word is an [`UnknownText`]). Derives and
+/// `parse`, `ALL`, `Display`, `FromStr` and `TryFrom<String>` (for diesel's `deserialize_as`; an
+/// unknown word is an [`UnknownText`]). Derives and
 /// doc comments written on the enum and its variants are kept.
 #[macro_export]
 macro_rules! text_enum {
@@ -65,6 +66,16 @@ macro_rules! text_enum {
             }
         }
 
+        // For diesel's `deserialize_as = String` on a `Queryable` field of this type: an unknown
+        // word fails the row's deserialisation, it does not panic.
+        impl TryFrom<String> for $name {
+            type Error = $crate::db::text_enum::UnknownText;
+
+            fn try_from(text: String) -> Result<$name, Self::Error> {
+                text.parse()
+            }
+        }
+
         impl std::str::FromStr for $name {
             type Err = $crate::db::text_enum::UnknownText;
 
@@ -95,6 +106,8 @@ mod tests {
             assert_eq!(Light::parse(l.as_str()), Some(*l));
         }
         assert_eq!(Light::Green.to_string(), "green");
+        assert_eq!(Light::try_from("red".to_string()), Ok(Light::Red));
+        assert!(Light::try_from("blue".to_string()).is_err());
         let e = super::read::<Light>("blue").unwrap_err().to_string();
         assert!(e.contains("unknown light \"blue\""), "{e}");
     }
