@@ -15,6 +15,7 @@ pub mod db;
 pub mod export;
 pub mod feed;
 pub mod http;
+pub mod imports;
 pub mod inventory;
 pub mod orders;
 pub mod products;

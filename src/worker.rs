@@ -17,9 +17,9 @@ use crate::config::Settings;
 use crate::db::sql::Claimed;
 use crate::db::{self, DbConnection, Pool};
 use crate::feed;
+use crate::imports::{self, Report};
 use crate::inventory;
 use crate::queue;
-use crate::queue::report::Report;
 use crate::shipments;
 use crate::telemetry::Escaped;
 
@@ -241,7 +241,18 @@ impl Worker {
             .iter_mut()
             .flat_map(|(_, r)| std::mem::take(&mut r.events))
             .collect();
-        queue::write_imports(conn, &applied).context("writing the import report")?;
+        let reports: Vec<(imports::store::Header<'_>, &Report)> = applied
+            .iter()
+            .map(|(req, report)| {
+                let header = imports::store::Header {
+                    request_id: req.id,
+                    operation: &req.operation,
+                    message_seq_id: req.message_seq_id,
+                };
+                (header, report)
+            })
+            .collect();
+        imports::store::write_imports(conn, &reports).context("writing the import report")?;
         feed::append(conn, &events).context("writing feed events")?;
         Ok(events.len())
     }

@@ -5,14 +5,13 @@
 //! higher one is visible: a reader that stores the last id it saw never misses or re-reads an event.
 //! Writers take the counter as their last statement, so the lock is held only for the commit.
 
-pub mod payloads;
+pub mod store;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::prelude::*;
+use chrono::{DateTime, Utc};
+use diesel::QueryResult;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::db::schema::{feed_counter, feed_events};
 use crate::db::wake::Topic;
 use crate::db::{self, DbConnection};
 
@@ -38,7 +37,7 @@ pub struct NewEvent {
 }
 
 /// An event as the storefront reads it. (The OpenAPI document replaces this derived schema with one
-/// variant per kind, each with its typed `data`: see [`payloads`].)
+/// variant per kind, each with its typed `data`, kept by the domain that writes it.)
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Position in the feed; strictly increasing in commit order.
@@ -74,38 +73,23 @@ pub fn append(conn: &mut DbConnection, events: &[NewEvent]) -> QueryResult<()> {
     }
     db::wake::in_tx(conn, Topic::Feed)?;
     let n = events.len() as i64;
-    let last: i64 =
-        crate::with_backend!(&mut *conn, |c| diesel::update(feed_counter::table.find(1))
-            .set(feed_counter::last_id.eq(feed_counter::last_id + n))
-            .returning(feed_counter::last_id)
-            .get_result(c))?;
+    let last = store::bump_counter(conn, n)?;
     let rows: Vec<(&str, String)> = events
         .iter()
         .map(|e| (e.kind, e.payload.to_string()))
         .collect();
-    db::sql::insert_feed_events(conn, last - n + 1, &rows, db::now())
+    store::insert_feed_events(conn, last - n + 1, &rows, db::now())
 }
 
 /// Events with id above `after`, oldest first, at most `limit`.
 pub fn read(conn: &mut DbConnection, after: i64, limit: i64) -> QueryResult<Vec<Event>> {
-    let rows: Vec<(i64, String, String, NaiveDateTime)> = feed_events::table
-        .filter(feed_events::id.gt(after))
-        .order(feed_events::id)
-        .limit(limit)
-        .select((
-            feed_events::id,
-            feed_events::kind,
-            feed_events::payload,
-            feed_events::created_at,
-        ))
-        .load(conn)?;
-    Ok(rows
+    Ok(store::events_after(conn, after, limit)?
         .into_iter()
-        .map(|(id, kind, payload, created_at)| Event {
-            id,
-            kind,
-            data: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-            created_at: created_at.and_utc(),
+        .map(|row| Event {
+            id: row.id,
+            kind: row.kind,
+            data: serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null),
+            created_at: row.created_at.and_utc(),
         })
         .collect())
 }
@@ -113,8 +97,5 @@ pub fn read(conn: &mut DbConnection, after: i64, limit: i64) -> QueryResult<Vec<
 /// The id of the newest event (0 while the feed is empty): the counter the writers bump, read after
 /// their commit, so every id up to it is readable.
 pub fn head(conn: &mut DbConnection) -> QueryResult<i64> {
-    feed_counter::table
-        .find(1)
-        .select(feed_counter::last_id)
-        .first(conn)
+    store::counter(conn)
 }

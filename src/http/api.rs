@@ -889,9 +889,9 @@ async fn list_products(
         put_product, get_product, put_reservation, delete_reservation, get_feed, get_feed_head),
     components(schemas(Problem, StockLevel, FeedPage, FeedHead, Event, OrderInput, OrderView,
         OrderList, ProductInput, ProductView, ProductList, ReservationInput, ExportStatus,
-        feed::payloads::StockChanged, feed::payloads::ShipmentCreated,
-        feed::payloads::ShipmentFailed, feed::payloads::OrderCompleted,
-        feed::payloads::OrderExportStatusChanged)),
+        crate::inventory::payloads::StockChanged, crate::shipments::payloads::ShipmentCreated,
+        crate::shipments::payloads::ShipmentFailed, crate::orders::payloads::OrderCompleted,
+        crate::orders::payloads::OrderExportStatusChanged)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

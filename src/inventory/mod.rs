@@ -3,19 +3,20 @@
 //! A line is applied only when its sequence id is above the highest one applied for that SKU and
 //! source; an equal id is a duplicate, a lower one is superseded. Sequence ids are compared as numbers.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+pub mod payloads;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{NaiveDateTime, TimeDelta};
-use diesel::prelude::*;
+use diesel::QueryResult;
 
+use self::store::{StockWrite, StoredLine};
 use crate::config::{Adjust, InventorySettings};
-use crate::db::schema::{
-    order_lines, orders, products, request_lines, reservation_lines, reservations,
-};
-use crate::db::sql::StockWrite;
 use crate::db::{self, DbConnection};
 use crate::feed::{self, NewEvent};
-use crate::queue::report::{ImportLine, Report};
+use crate::imports::{ImportLine, LineOutcome, Report};
+use crate::reservations;
 
 /// Stock source used when the warehouse names none.
 pub const DEFAULT_SOURCE: &str = "default";
@@ -44,28 +45,6 @@ pub struct InventoryMessage {
     pub lines: Vec<InventoryLine>,
 }
 
-/// The outcome of one line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineResult {
-    /// Stock was set.
-    Success,
-    /// This sequence id was already applied.
-    Duplicate,
-    /// A newer sequence id was already applied.
-    Superseded,
-}
-
-impl LineResult {
-    /// The word stored in the import report.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LineResult::Success => "Success",
-            LineResult::Duplicate => "Duplicate",
-            LineResult::Superseded => "Superseded",
-        }
-    }
-}
-
 /// The quantity stored for what the warehouse reported.
 pub fn stored_qty(received: i32, allow_negative: bool) -> i32 {
     if received < 0 && !allow_negative {
@@ -83,27 +62,27 @@ pub fn classify(
     stored: i32,
     seq: i64,
     last_seq: i64,
-) -> (LineResult, String) {
+) -> (LineOutcome, String) {
     if applied && stored != received {
         (
-            LineResult::Success,
+            LineOutcome::Success,
             format!(
                 "Product Quantity Successfully Updated to {stored} (received {received}; negative quantities are stored as 0)"
             ),
         )
     } else if applied {
         (
-            LineResult::Success,
+            LineOutcome::Success,
             format!("Product Quantity Successfully Updated to {stored}"),
         )
     } else if seq == last_seq {
         (
-            LineResult::Duplicate,
+            LineOutcome::Duplicate,
             "Duplicate Inventory Request Ignored.".to_string(),
         )
     } else {
         (
-            LineResult::Superseded,
+            LineOutcome::Superseded,
             format!(
                 "Product quantity update to {received} discarded as already superseded by inventory record {last_seq}"
             ),
@@ -111,70 +90,60 @@ pub fn classify(
     }
 }
 
-/// A stored request line.
-type StoredLine = (i32, String, String, i32, Option<i64>, Option<NaiveDateTime>);
+/// Units to subtract from a line's figure, both ≥ 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Adjustment {
+    /// Units in orders the warehouse has not seen yet.
+    orders: i32,
+    /// Units in active carts.
+    quotes: i32,
+}
 
-/// Units to subtract from each line: (unsent orders, active quotes), both ≥ 0.
+/// What to subtract from each line, as `settings.adjust` says.
 fn adjustments(
     conn: &mut DbConnection,
-    lines: &[(i64, StoredLine)],
+    lines: &[StoredLine],
     settings: &InventorySettings,
     now: NaiveDateTime,
-) -> QueryResult<Vec<(i32, i32)>> {
+) -> QueryResult<Vec<Adjustment>> {
     if settings.adjust == Adjust::None {
-        return Ok(vec![(0, 0); lines.len()]);
+        return Ok(vec![Adjustment::default(); lines.len()]);
     }
-    let skus: Vec<&str> = lines.iter().map(|(_, l)| l.1.as_str()).collect();
-    let mut unsent: HashMap<String, Vec<(Option<NaiveDateTime>, i32)>> = HashMap::new();
-    for chunk in skus.chunks(1000) {
-        let rows: Vec<(String, Option<NaiveDateTime>, i32)> = order_lines::table
-            .inner_join(orders::table)
-            .filter(order_lines::sku.eq_any(chunk))
-            .filter(orders::status.eq_any(&settings.unsent_statuses))
-            .filter(orders::is_virtual.eq(false))
-            .filter(orders::updated_at.gt(now - TimeDelta::days(settings.unsent_order_cutoff_days)))
-            .select((order_lines::sku, orders::exported_at, order_lines::qty))
-            .load(conn)?;
-        for (sku, exported_at, qty) in rows {
-            unsent.entry(sku).or_default().push((exported_at, qty));
-        }
-    }
-    let mut quotes: HashMap<String, i64> = HashMap::new();
-    if settings.adjust == Adjust::UnsentOrdersAndQuotes {
-        for chunk in skus.chunks(1000) {
-            let rows: Vec<(String, i32)> = reservation_lines::table
-                .inner_join(reservations::table)
-                .filter(reservation_lines::sku.eq_any(chunk))
-                .filter(
-                    reservations::updated_at
-                        .gt(now - TimeDelta::days(settings.active_quote_cutoff_days)),
-                )
-                .select((reservation_lines::sku, reservation_lines::qty))
-                .load(conn)?;
-            for (sku, qty) in rows {
-                *quotes.entry(sku).or_default() += i64::from(qty);
-            }
-        }
-    }
-    let clamp = |v: i64| v.clamp(0, i64::from(i32::MAX)) as i32;
+    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+    let order_cutoff = now - TimeDelta::days(settings.unsent_order_cutoff_days);
+    let unsent = store::unsent_order_units(conn, &skus, &settings.unsent_statuses, order_cutoff)?;
+    let quotes = if settings.adjust == Adjust::UnsentOrdersAndQuotes {
+        let quote_cutoff = now - TimeDelta::days(settings.active_quote_cutoff_days);
+        reservations::store::units_in_active_carts(conn, &skus, quote_cutoff)?
+    } else {
+        HashMap::new()
+    };
     Ok(lines
         .iter()
-        .map(|(_, (_, sku, _, _, _, last_order_exported))| {
+        .map(|l| {
             // An order counts until the warehouse has seen it: not exported, or exported after the
             // moment the warehouse says its figure accounts for (now, when it does not say).
-            let seen_until = last_order_exported.unwrap_or(now);
+            let seen_until = l.last_order_exported.unwrap_or(now);
             let orders: i64 = unsent
-                .get(sku)
+                .get(&l.sku)
                 .map(|v| {
                     v.iter()
-                        .filter(|(exported_at, _)| exported_at.is_none_or(|t| t > seen_until))
-                        .map(|(_, q)| i64::from(*q))
+                        .filter(|u| u.exported_at.is_none_or(|t| t > seen_until))
+                        .map(|u| i64::from(u.qty))
                         .sum()
                 })
                 .unwrap_or(0);
-            (clamp(orders), clamp(quotes.get(sku).copied().unwrap_or(0)))
+            Adjustment {
+                orders: clamp_i32(orders.max(0)),
+                quotes: clamp_i32(quotes.get(&l.sku).copied().unwrap_or(0).max(0)),
+            }
         })
         .collect())
+}
+
+/// `v` as an i32, saturating at its bounds.
+fn clamp_i32(v: i64) -> i32 {
+    v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 /// Where a line left its (SKU, source): whether it was applied, and the stock and high-water mark
@@ -220,63 +189,70 @@ fn play(
     state.filter(|_| changed)
 }
 
-/// The stored lines of `request_ids` with their request, requests in the order given (`position`
-/// maps each id to its place), lines in theirs.
-fn load_lines(
-    conn: &mut DbConnection,
-    request_ids: &[i64],
-    position: &HashMap<i64, usize>,
-) -> QueryResult<Vec<(i64, StoredLine)>> {
-    let mut lines: Vec<(i64, StoredLine)> = Vec::new();
-    for chunk in request_ids.chunks(500) {
-        let loaded: Vec<(i64, StoredLine)> = request_lines::table
-            .filter(request_lines::request_id.eq_any(chunk))
-            .order((request_lines::request_id, request_lines::line_no))
-            .select((
-                request_lines::request_id,
-                (
-                    request_lines::line_no,
-                    request_lines::sku,
-                    request_lines::source,
-                    request_lines::qty,
-                    request_lines::seq,
-                    request_lines::last_order_exported,
-                ),
-            ))
-            .load(conn)?;
-        lines.extend(loaded);
-    }
-    lines.sort_by_key(|(request_id, l)| (position[request_id], l.0));
-    Ok(lines)
+/// A line with what it would store: its adjustment, the figure left after it, and the quantity
+/// stored for that figure.
+struct Planned {
+    line: StoredLine,
+    adjust: Adjustment,
+    /// The sequence id compared against the high-water mark.
+    seq: i64,
+    /// What the warehouse reported less the adjustment.
+    calculated: i32,
+    /// What storing the line would set.
+    stored: i32,
 }
 
-/// Decides every line against the stock rows it touches and writes each row's newest value.
-/// `seqs` and `stored` are each line's sequence id and the quantity it would store. The rows are
-/// created if missing, then locked and read once, in key order; each key's lines are played in
-/// order; each row written is written once, by a statement that still checks the high-water mark.
+/// Computes each line's figure after its adjustment. In i64: the adjustments reach i32::MAX each,
+/// so the difference can pass i32::MIN.
+fn plan(lines: Vec<StoredLine>, adjust: Vec<Adjustment>, allow_negative: bool) -> Vec<Planned> {
+    lines
+        .into_iter()
+        .zip(adjust)
+        .map(|(line, adjust)| {
+            let calculated = clamp_i32(
+                i64::from(line.qty) - i64::from(adjust.orders) - i64::from(adjust.quotes),
+            );
+            Planned {
+                seq: line.seq.unwrap_or_default(),
+                stored: stored_qty(calculated, allow_negative),
+                calculated,
+                adjust,
+                line,
+            }
+        })
+        .collect()
+}
+
+/// Decides every line against the stock rows it touches and writes each row's newest value. The
+/// rows are created if missing, then locked and read once, in key order; each key's lines are
+/// played in order; each row written is written once, by a statement that still checks the
+/// high-water mark.
 fn decide_and_write(
     conn: &mut DbConnection,
-    lines: &[(i64, StoredLine)],
-    seqs: &[i64],
-    stored: &[i32],
+    planned: &[Planned],
     now: NaiveDateTime,
 ) -> anyhow::Result<Vec<After>> {
     let mut by_key: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
-    for (i, (_, l)) in lines.iter().enumerate() {
-        by_key.entry((&l.1, &l.2)).or_default().push(i);
+    for (i, p) in planned.iter().enumerate() {
+        by_key
+            .entry((&p.line.sku, &p.line.source))
+            .or_default()
+            .push(i);
     }
     let keys: Vec<(&str, &str)> = by_key.keys().copied().collect();
-    db::sql::ensure_stock_rows(conn, &keys, now)?;
-    let rows: HashMap<(String, String), (i32, i64)> = db::sql::lock_stock(conn, &keys)?
+    store::ensure_stock_rows(conn, &keys, now)?;
+    let rows: HashMap<(String, String), (i32, i64)> = store::lock_stock(conn, &keys)?
         .into_iter()
-        .map(|(sku, source, qty, last_seq)| ((sku, source), (qty, last_seq)))
+        .map(|r| ((r.sku, r.source), (r.qty, r.last_seq)))
         .collect();
 
-    let mut after = vec![After::default(); lines.len()];
+    let seqs: Vec<i64> = planned.iter().map(|p| p.seq).collect();
+    let stored: Vec<i32> = planned.iter().map(|p| p.stored).collect();
+    let mut after = vec![After::default(); planned.len()];
     let mut writes = Vec::new();
     for (&(sku, source), ids) in &by_key {
         let row = rows.get(&(sku.to_string(), source.to_string())).copied();
-        if let Some((qty, last_seq)) = play(ids, seqs, stored, row, &mut after) {
+        if let Some((qty, last_seq)) = play(ids, &seqs, &stored, row, &mut after) {
             writes.push(StockWrite {
                 sku,
                 source,
@@ -287,7 +263,7 @@ fn decide_and_write(
         }
     }
     // The rows are locked (or, on SQLite, the transaction is exclusive): every write must take.
-    let written = db::sql::write_stock(conn, &writes)?;
+    let written = store::write_stock(conn, &writes)?;
     if written != writes.len() {
         anyhow::bail!(
             "{} of {} stock rows refused a newer sequence id although they were locked",
@@ -296,25 +272,6 @@ fn decide_and_write(
         );
     }
     Ok(after)
-}
-
-/// Which of `lines`' SKUs wharf's catalogue knows.
-fn in_catalogue(
-    conn: &mut DbConnection,
-    lines: &[(i64, StoredLine)],
-) -> QueryResult<HashSet<String>> {
-    let mut skus: Vec<&str> = lines.iter().map(|(_, l)| l.1.as_str()).collect();
-    skus.sort_unstable();
-    skus.dedup();
-    let mut known = HashSet::new();
-    for chunk in skus.chunks(1000) {
-        let found: Vec<String> = products::table
-            .filter(products::sku.eq_any(chunk))
-            .select(products::sku)
-            .load(conn)?;
-        known.extend(found);
-    }
-    Ok(known)
 }
 
 /// Applies the stored lines of inventory requests `request_ids` (in that order, as if one after the
@@ -332,71 +289,74 @@ pub fn apply(
         .enumerate()
         .map(|(i, id)| (*id, i))
         .collect();
-    let lines = load_lines(conn, request_ids, &position)?;
+    let lines = store::load_lines(conn, request_ids, &position)?;
     let adjust = adjustments(conn, &lines, settings, now)?;
-    let stored: Vec<i32> = lines
-        .iter()
-        .zip(&adjust)
-        .map(|((_, l), (o, q))| {
-            let calculated = i64::from(l.3) - i64::from(*o) - i64::from(*q);
-            stored_qty(
-                calculated.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-                settings.allow_negative,
-            )
-        })
-        .collect();
-    let seqs: Vec<i64> = lines.iter().map(|(_, l)| l.4.unwrap_or_default()).collect();
-    let after = decide_and_write(conn, &lines, &seqs, &stored, now)?;
-    let known = in_catalogue(conn, &lines)?;
+    let planned = plan(lines, adjust, settings.allow_negative);
+    let after = decide_and_write(conn, &planned, now)?;
+    let skus: Vec<&str> = planned.iter().map(|p| p.line.sku.as_str()).collect();
+    let known = store::in_catalogue(conn, &skus)?;
     let mut reports: Vec<Report> = request_ids.iter().map(|_| Report::default()).collect();
-    for ((((request_id, (line_no, sku, source, received, _, _)), (adj_o, adj_q)), after), seq) in
-        lines.into_iter().zip(adjust).zip(after).zip(seqs)
-    {
-        let report = &mut reports[position[&request_id]];
-        // In i64 as for `stored` above: the adjustments reach i32::MAX each, so the difference
-        // can pass i32::MIN.
-        let calculated = (i64::from(received) - i64::from(adj_o) - i64::from(adj_q))
-            .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-        let (result, mut message) =
-            classify(after.applied, calculated, after.qty, seq, after.last_seq);
-        match result {
-            LineResult::Success => {
-                report.summary.successes += 1;
-                if adj_o > 0 || adj_q > 0 {
-                    message.push_str(&format!(
-                        " (received {received}, less {adj_o} in unsent orders and {adj_q} in active carts)"
-                    ));
-                }
-                if !known.contains(&sku) {
-                    message.push_str("; the SKU is not in wharf's catalogue");
-                }
-                report.events.push(NewEvent {
-                    kind: feed::STOCK_CHANGED,
-                    payload: serde_json::json!({
-                        "sku": sku, "source": source, "qty": after.qty, "seq": seq,
-                    }),
-                });
-            }
-            LineResult::Duplicate => report.summary.duplicates += 1,
-            LineResult::Superseded => report.summary.superseded += 1,
-        }
-        report.lines.push(ImportLine {
-            request_id,
-            line_no,
-            seq: Some(seq),
-            sku,
-            source,
-            units_received: received,
-            units_adjusted_orders: adj_o,
-            units_adjusted_quotes: adj_q,
-            stored_qty: Some(after.qty),
-            result: result.as_str().to_string(),
-            message,
-            created_at: now,
-            reference: None,
-        });
+    for (p, after) in planned.into_iter().zip(after) {
+        let Some(report) = position
+            .get(&p.line.request_id)
+            .and_then(|&i| reports.get_mut(i))
+        else {
+            anyhow::bail!("request {} was not asked for", p.line.request_id);
+        };
+        let in_catalogue = known.contains(&p.line.sku);
+        let (line, event) = report_line(p, after, in_catalogue, now);
+        report.push(line);
+        report.events.extend(event);
     }
     Ok(reports)
+}
+
+/// A line's import line, and its `stock.changed` event when it was applied.
+fn report_line(
+    p: Planned,
+    after: After,
+    in_catalogue: bool,
+    now: NaiveDateTime,
+) -> (ImportLine, Option<NewEvent>) {
+    let Planned {
+        line, adjust, seq, ..
+    } = p;
+    let (outcome, mut message) =
+        classify(after.applied, p.calculated, after.qty, seq, after.last_seq);
+    let mut event = None;
+    if outcome == LineOutcome::Success {
+        let (received, adj_o, adj_q) = (line.qty, adjust.orders, adjust.quotes);
+        if adj_o > 0 || adj_q > 0 {
+            message.push_str(&format!(
+                " (received {received}, less {adj_o} in unsent orders and {adj_q} in active carts)"
+            ));
+        }
+        if !in_catalogue {
+            message.push_str("; the SKU is not in wharf's catalogue");
+        }
+        event = Some(NewEvent {
+            kind: feed::STOCK_CHANGED,
+            payload: serde_json::json!({
+                "sku": line.sku, "source": line.source, "qty": after.qty, "seq": seq,
+            }),
+        });
+    }
+    let import_line = ImportLine {
+        request_id: line.request_id,
+        line_no: line.line_no,
+        seq: Some(seq),
+        sku: line.sku,
+        source: line.source,
+        units_received: line.qty,
+        units_adjusted_orders: adjust.orders,
+        units_adjusted_quotes: adjust.quotes,
+        stored_qty: Some(after.qty),
+        result: outcome,
+        message,
+        created_at: now,
+        reference: None,
+    };
+    (import_line, event)
 }
 
 #[cfg(test)]
@@ -412,10 +372,10 @@ mod tests {
 
     #[test]
     fn classification_uses_numbers() {
-        assert_eq!(classify(true, 4, 4, 10, 10).0, LineResult::Success);
-        assert_eq!(classify(false, 4, 7, 10, 10).0, LineResult::Duplicate);
+        assert_eq!(classify(true, 4, 4, 10, 10).0, LineOutcome::Success);
+        assert_eq!(classify(false, 4, 7, 10, 10).0, LineOutcome::Duplicate);
         let (r, m) = classify(false, 4, 7, 9, 10);
-        assert_eq!(r, LineResult::Superseded);
+        assert_eq!(r, LineOutcome::Superseded);
         assert_eq!(
             m,
             "Product quantity update to 4 discarded as already superseded by inventory record 10"

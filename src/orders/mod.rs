@@ -2,6 +2,7 @@
 //! [`update`] (a PUT never moves an order backwards), and the view with export status, shipments and
 //! per-line shipped quantities.
 
+pub mod payloads;
 mod update;
 
 use std::collections::HashMap;

@@ -8,7 +8,6 @@
 pub mod inspect;
 pub mod lifecycle;
 pub mod refusals;
-pub mod report;
 pub mod scrub;
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -16,8 +15,7 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::db::schema::{
-    import_lines, imports, rejections, request_errors, request_lines, request_shipments,
-    request_tracking, requests,
+    rejections, request_errors, request_lines, request_shipments, request_tracking, requests,
 };
 use crate::db::wake::Topic;
 use crate::db::{self, DbConnection};
@@ -575,87 +573,6 @@ pub fn wake_shipments_for(conn: &mut DbConnection, increment_id: &str) -> QueryR
     )
     .set(requests::next_attempt_at.eq(now))
     .execute(conn)
-}
-
-/// Stores the import reports of applied requests: a header with its counts per request, then all
-/// their lines. Run in the applying transaction.
-pub fn write_imports(
-    conn: &mut DbConnection,
-    applied: &[(&crate::db::sql::Claimed, report::Report)],
-) -> QueryResult<()> {
-    let now = db::now();
-    let headers: Vec<_> = applied
-        .iter()
-        .map(|(req, report)| {
-            let s = report.summary;
-            (
-                imports::request_id.eq(req.id),
-                imports::operation.eq(req.operation.as_str()),
-                imports::message_seq_id.eq(req.message_seq_id),
-                imports::successes.eq(s.successes),
-                imports::duplicates.eq(s.duplicates),
-                imports::superseded.eq(s.superseded),
-                imports::failures.eq(s.failures),
-                imports::created_at.eq(now),
-            )
-        })
-        .collect();
-    for chunk in headers.chunks(1000) {
-        crate::with_backend!(&mut *conn, |c| diesel::insert_into(imports::table)
-            .values(chunk)
-            .execute(c))?;
-    }
-    let lines: Vec<&report::ImportLine> = applied.iter().flat_map(|(_, r)| &r.lines).collect();
-    db::sql::insert_import_lines(conn, &lines)
-}
-
-/// One line of an import report, as shown to support.
-#[derive(Debug, Clone, Queryable, PartialEq, Eq)]
-pub struct ImportLineView {
-    /// The request.
-    pub request_id: i64,
-    /// Position in the request.
-    pub line_no: i32,
-    /// Sequence id of the line.
-    pub seq: Option<i64>,
-    /// SKU.
-    pub sku: String,
-    /// Stock source.
-    pub source: String,
-    /// Units the warehouse reported.
-    pub units_received: i32,
-    /// Quantity stored after the line.
-    pub stored_qty: Option<i32>,
-    /// `Success`, `Duplicate`, `Superseded` or `Failure`.
-    pub result: String,
-    /// What happened.
-    pub message: String,
-}
-
-/// The import lines of every request that carried `message_seq_id` for `operation`, in request and
-/// line order.
-pub fn import_lines_for_message(
-    conn: &mut DbConnection,
-    operation: &str,
-    message_seq_id: i64,
-) -> QueryResult<Vec<ImportLineView>> {
-    import_lines::table
-        .inner_join(imports::table)
-        .filter(imports::operation.eq(operation))
-        .filter(imports::message_seq_id.eq(message_seq_id))
-        .order((import_lines::request_id, import_lines::line_no))
-        .select((
-            import_lines::request_id,
-            import_lines::line_no,
-            import_lines::seq,
-            import_lines::sku,
-            import_lines::source,
-            import_lines::units_received,
-            import_lines::stored_qty,
-            import_lines::result,
-            import_lines::message,
-        ))
-        .load(conn)
 }
 
 /// Number of requests in each state.

@@ -3,12 +3,13 @@
 
 use std::collections::HashSet;
 
+pub mod store;
+
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
+use diesel::QueryResult;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::schema::{reservation_lines, reservations};
 use crate::db::{self, DbConnection};
 use crate::validate::{Invalid, check_key, check_sku, check_time};
 
@@ -73,38 +74,14 @@ pub fn upsert(
         .map(|t| t.naive_utc())
         .unwrap_or_else(db::now);
     db::write_tx(conn, |conn| {
-        diesel::delete(reservations::table.find(quote_id)).execute(conn)?;
-        diesel::insert_into(reservations::table)
-            .values((
-                reservations::quote_id.eq(quote_id),
-                reservations::updated_at.eq(at),
-            ))
-            .execute(conn)?;
-        let rows: Vec<_> = input
-            .lines
-            .iter()
-            .map(|l| {
-                (
-                    reservation_lines::quote_id.eq(quote_id),
-                    reservation_lines::sku.eq(&l.sku),
-                    reservation_lines::qty.eq(l.qty),
-                )
-            })
-            .collect();
-        if !rows.is_empty() {
-            crate::with_backend!(&mut *conn, |c| diesel::insert_into(
-                reservation_lines::table
-            )
-            .values(&rows)
-            .execute(c))?;
-        }
-        Ok(())
-    })
+        store::replace(conn, quote_id, &input.lines, at)
+    })?;
+    Ok(())
 }
 
 /// Deletes a cart; returns whether it existed.
 pub fn delete(conn: &mut DbConnection, quote_id: &str) -> QueryResult<bool> {
-    Ok(diesel::delete(reservations::table.find(quote_id)).execute(conn)? == 1)
+    store::delete(conn, quote_id)
 }
 
 /// A reservation request that failed.

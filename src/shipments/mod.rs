@@ -1,6 +1,8 @@
 //! Shipments the warehouse reports. Received and stored whole like inventory; applying one to its order
 //! is load → check (pure rules) → record, in the worker's transaction.
 
+pub mod payloads;
+
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
@@ -11,7 +13,7 @@ use crate::db::schema::{
 use crate::db::{self, DbConnection};
 use crate::export::status as export_status;
 use crate::feed::{self, NewEvent};
-use crate::queue::report::{ImportLine, Report};
+use crate::imports::{ImportLine, LineOutcome, Report};
 
 /// One shipped line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -404,7 +406,7 @@ fn check(
     Ok(())
 }
 
-fn import_line(req: &Request, l: &RequestLine, result: &str, message: String) -> ImportLine {
+fn import_line(req: &Request, l: &RequestLine, result: LineOutcome, message: String) -> ImportLine {
     ImportLine {
         request_id: req.id,
         line_no: l.line_no,
@@ -415,7 +417,7 @@ fn import_line(req: &Request, l: &RequestLine, result: &str, message: String) ->
         units_adjusted_orders: 0,
         units_adjusted_quotes: 0,
         stored_qty: None,
-        result: result.to_string(),
+        result,
         message,
         created_at: db::now(),
         reference: Some(req.header.order_no.clone()),
@@ -432,7 +434,9 @@ fn failed(req: &Request, sku: Option<String>, reason: String) -> Applied {
         } else {
             format!("Not applied: {reason}")
         };
-        report.lines.push(import_line(req, l, "Failure", message));
+        report
+            .lines
+            .push(import_line(req, l, LineOutcome::Failure, message));
     }
     report.summary.failures = req.lines.len() as i32;
     report.events.push(NewEvent {
@@ -461,7 +465,9 @@ fn duplicate(req: &Request) -> Applied {
             "Duplicate Shipment Request Ignored: order {} already has shipment {}",
             req.header.order_no, req.message_seq_id
         );
-        report.lines.push(import_line(req, l, "Duplicate", message));
+        report
+            .lines
+            .push(import_line(req, l, LineOutcome::Duplicate, message));
     }
     report.summary.duplicates = req.lines.len() as i32;
     Applied {
@@ -497,7 +503,9 @@ fn record(
             "Shipped {} of SKU {} on order {}",
             l.qty, l.sku, req.header.order_no
         );
-        report.lines.push(import_line(req, l, "Success", message));
+        report
+            .lines
+            .push(import_line(req, l, LineOutcome::Success, message));
     }
     report.summary.successes = req.lines.len() as i32;
     let h = &req.header;

@@ -305,11 +305,15 @@ impl TestApp {
     /// Import lines of a shipment message: (sku, result, message).
     pub async fn shipment_report(&self, message_seq_id: i64) -> Vec<(String, String, String)> {
         self.with_conn(move |c| {
-            wharf::queue::import_lines_for_message(c, wharf::queue::OP_SHIPMENT, message_seq_id)
-                .unwrap()
-                .into_iter()
-                .map(|l| (l.sku, l.result, l.message))
-                .collect()
+            wharf::imports::store::import_lines_for_message(
+                c,
+                wharf::queue::OP_SHIPMENT,
+                message_seq_id,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.sku, l.result.to_string(), l.message))
+            .collect()
         })
         .await
     }
@@ -362,11 +366,15 @@ impl TestApp {
     /// Import lines of a message, as `(sku, result, message)`.
     pub async fn import_lines(&self, message_seq_id: i64) -> Vec<(String, String, String)> {
         self.with_conn(move |c| {
-            wharf::queue::import_lines_for_message(c, wharf::queue::OP_INVENTORY, message_seq_id)
-                .unwrap()
-                .into_iter()
-                .map(|l| (l.sku, l.result, l.message))
-                .collect()
+            wharf::imports::store::import_lines_for_message(
+                c,
+                wharf::queue::OP_INVENTORY,
+                message_seq_id,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.sku, l.result.to_string(), l.message))
+            .collect()
         })
         .await
     }

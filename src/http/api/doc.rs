@@ -15,7 +15,10 @@ use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 
 use super::ApiDoc;
-use crate::feed::payloads;
+use crate::feed;
+use crate::inventory::payloads::StockChanged;
+use crate::orders::payloads::{OrderCompleted, OrderExportStatusChanged};
+use crate::shipments::payloads::{ShipmentCreated, ShipmentFailed};
 
 const SCHEMAS: &str = "#/components/schemas/";
 
@@ -92,6 +95,22 @@ fn merge_flattened(doc: &mut Value) {
     }
 }
 
+/// Every event kind with the name of its payload schema (each kept by the domain that writes it), in
+/// the order the document lists them.
+fn event_kinds() -> [(&'static str, std::borrow::Cow<'static, str>); 5] {
+    use utoipa::ToSchema;
+    [
+        (feed::STOCK_CHANGED, StockChanged::name()),
+        (feed::SHIPMENT_CREATED, ShipmentCreated::name()),
+        (feed::SHIPMENT_FAILED, ShipmentFailed::name()),
+        (feed::ORDER_COMPLETED, OrderCompleted::name()),
+        (
+            feed::ORDER_EXPORT_STATUS_CHANGED,
+            OrderExportStatusChanged::name(),
+        ),
+    ]
+}
+
 /// `Event` as one variant per kind, each with its typed `data`.
 fn typed_events(doc: &mut Value) {
     let Some(all) = schemas(doc) else { return };
@@ -100,7 +119,7 @@ fn typed_events(doc: &mut Value) {
     };
     let mut variants = Vec::new();
     let mut mapping = Map::new();
-    for (kind, payload) in payloads::kinds() {
+    for (kind, payload) in event_kinds() {
         let name = format!("{payload}Event");
         let mut variant = derived.clone();
         variant["description"] = json!(format!("A `{kind}` event."));

@@ -1,0 +1,184 @@
+//! The import report tables (`imports`, `import_lines`): written in the applying transaction, read
+//! by support and the tests.
+
+use diesel::pg::CopyFormat;
+use diesel::prelude::*;
+
+use super::{ImportLine, LineOutcome, Report};
+use crate::db::copy::CopyRows;
+use crate::db::schema::{import_lines, imports};
+use crate::db::{self, DbConnection};
+
+/// The request an import report belongs to, as its header names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    /// The request.
+    pub request_id: i64,
+    /// Its operation (`inventory.update`, …).
+    pub operation: &'a str,
+    /// The warehouse's message sequence id.
+    pub message_seq_id: i64,
+}
+
+/// Stores the import reports of applied requests: a header with its counts per request, then all
+/// their lines. Run in the applying transaction.
+pub fn write_imports(
+    conn: &mut DbConnection,
+    applied: &[(Header<'_>, &Report)],
+) -> QueryResult<()> {
+    let now = db::now();
+    let headers: Vec<_> = applied
+        .iter()
+        .map(|(h, report)| {
+            let s = report.summary;
+            (
+                imports::request_id.eq(h.request_id),
+                imports::operation.eq(h.operation),
+                imports::message_seq_id.eq(h.message_seq_id),
+                imports::successes.eq(s.successes),
+                imports::duplicates.eq(s.duplicates),
+                imports::superseded.eq(s.superseded),
+                imports::failures.eq(s.failures),
+                imports::created_at.eq(now),
+            )
+        })
+        .collect();
+    for chunk in headers.chunks(1000) {
+        crate::with_backend!(&mut *conn, |c| diesel::insert_into(imports::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    let lines: Vec<&ImportLine> = applied.iter().flat_map(|(_, r)| &r.lines).collect();
+    insert_import_lines(conn, &lines)
+}
+
+/// Stores import lines: on PostgreSQL with one binary `COPY`, on SQLite in multi-row inserts.
+fn insert_import_lines(conn: &mut DbConnection, lines: &[&ImportLine]) -> QueryResult<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    match conn {
+        DbConnection::Postgresql(c) => {
+            let mut rows = CopyRows::new();
+            for l in lines {
+                rows.row(13)
+                    .int8(l.request_id)
+                    .int4(l.line_no)
+                    .opt_int8(l.seq)
+                    .text(&l.sku)
+                    .text(&l.source)
+                    .int4(l.units_received)
+                    .int4(l.units_adjusted_orders)
+                    .int4(l.units_adjusted_quotes)
+                    .opt_int4(l.stored_qty)
+                    .text(l.result.as_str())
+                    .text(&l.message)
+                    .timestamp(l.created_at)
+                    .opt_text(l.reference.as_deref());
+            }
+            let data = rows.finish();
+            diesel::copy_from(import_lines::table)
+                .from_raw_data(import_lines::table, |sink| data.write(sink))
+                .with_format(CopyFormat::Binary)
+                .execute(c)?;
+        }
+        DbConnection::Sqlite(c) => {
+            for chunk in lines.chunks(1000) {
+                let rows: Vec<Row<'_>> = chunk.iter().map(|l| Row::from(*l)).collect();
+                diesel::insert_into(import_lines::table)
+                    .values(rows)
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An import line as inserted (borrowing the line, its outcome as its word).
+#[derive(Insertable)]
+#[diesel(table_name = import_lines)]
+struct Row<'a> {
+    request_id: i64,
+    line_no: i32,
+    seq: Option<i64>,
+    sku: &'a str,
+    source: &'a str,
+    units_received: i32,
+    units_adjusted_orders: i32,
+    units_adjusted_quotes: i32,
+    stored_qty: Option<i32>,
+    result: &'static str,
+    message: &'a str,
+    created_at: chrono::NaiveDateTime,
+    reference: Option<&'a str>,
+}
+
+impl<'a> From<&'a ImportLine> for Row<'a> {
+    fn from(l: &'a ImportLine) -> Row<'a> {
+        Row {
+            request_id: l.request_id,
+            line_no: l.line_no,
+            seq: l.seq,
+            sku: &l.sku,
+            source: &l.source,
+            units_received: l.units_received,
+            units_adjusted_orders: l.units_adjusted_orders,
+            units_adjusted_quotes: l.units_adjusted_quotes,
+            stored_qty: l.stored_qty,
+            result: l.result.as_str(),
+            message: &l.message,
+            created_at: l.created_at,
+            reference: l.reference.as_deref(),
+        }
+    }
+}
+
+/// One line of an import report, as shown to support.
+#[derive(Debug, Clone, Queryable, PartialEq, Eq)]
+pub struct ImportLineView {
+    /// The request.
+    pub request_id: i64,
+    /// Position in the request.
+    pub line_no: i32,
+    /// Sequence id of the line.
+    pub seq: Option<i64>,
+    /// SKU.
+    pub sku: String,
+    /// Stock source.
+    pub source: String,
+    /// Units the warehouse reported.
+    pub units_received: i32,
+    /// Quantity stored after the line.
+    pub stored_qty: Option<i32>,
+    /// What became of the line.
+    #[diesel(deserialize_as = String)]
+    pub result: LineOutcome,
+    /// What happened.
+    pub message: String,
+}
+
+/// The import lines of every request that carried `message_seq_id` for `operation`, in request and
+/// line order.
+pub fn import_lines_for_message(
+    conn: &mut DbConnection,
+    operation: &str,
+    message_seq_id: i64,
+) -> QueryResult<Vec<ImportLineView>> {
+    import_lines::table
+        .inner_join(imports::table)
+        .filter(imports::operation.eq(operation))
+        .filter(imports::message_seq_id.eq(message_seq_id))
+        .order((import_lines::request_id, import_lines::line_no))
+        .select((
+            import_lines::request_id,
+            import_lines::line_no,
+            import_lines::seq,
+            import_lines::sku,
+            import_lines::source,
+            import_lines::units_received,
+            import_lines::stored_qty,
+            import_lines::result,
+            import_lines::message,
+        ))
+        .load(conn)
+}
