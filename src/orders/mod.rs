@@ -3,6 +3,7 @@
 //! per-line shipped quantities.
 
 pub mod payloads;
+pub mod store;
 mod update;
 
 use std::collections::HashMap;

@@ -2,18 +2,17 @@
 //! is load → check (pure rules) → record, in the worker's transaction.
 
 pub mod payloads;
+mod store;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
-use crate::db::schema::{
-    order_lines, orders, request_lines, request_shipments, request_tracking, requests,
-    shipment_lines, shipment_tracking, shipments,
-};
+use crate::db::schema::orders;
 use crate::db::{self, DbConnection};
 use crate::export::status as export_status;
 use crate::feed::{self, NewEvent};
 use crate::imports::{ImportLine, LineOutcome, Report};
+use crate::orders::store::LineShipped;
 
 /// One shipped line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,56 +177,51 @@ pub fn apply(
     message_seq_id: i64,
     wait_for_order: TimeDelta,
 ) -> Result<Applied, ApplyError> {
-    let req = load(conn, request_id, message_seq_id)?;
-    let Some(order) = lock_order(conn, &req.header.order_no)? else {
-        let until = req.received_at + wait_for_order;
-        if db::now() < until {
-            return Err(OrderNotKnownYet {
-                order: req.header.order_no.clone(),
-                message_seq_id,
-                received_at: req.received_at,
-                until,
-            }
-            .into());
-        }
-        let waited = if wait_for_order > TimeDelta::zero() {
-            format!(" (waited {} for it)", human(wait_for_order))
-        } else {
-            String::new()
-        };
-        let reason = format!(
-            "Order {} does not exist in wharf{waited}; shipment {message_seq_id} not applied",
-            req.header.order_no
-        );
-        return Ok(failed(&req, None, reason));
+    let req = store::load_request(conn, request_id, message_seq_id)?;
+    let Some(order) = store::lock_order(conn, &req.header.order_no)? else {
+        return unknown_order(&req, wait_for_order, db::now());
     };
-    let already: bool = diesel::select(diesel::dsl::exists(
-        shipments::table
-            .filter(shipments::order_id.eq(order.id))
-            .filter(shipments::message_seq_id.eq(message_seq_id)),
-    ))
-    .get_result(conn)?;
-    if already {
+    if store::already_shipped(conn, order.id, message_seq_id)? {
         return Ok(duplicate(&req));
     }
-    let mut lines: Vec<OrderLine> = order_lines::table
-        .filter(order_lines::order_id.eq(order.id))
-        .order(order_lines::line_no)
-        .select((
-            order_lines::line_no,
-            order_lines::sku,
-            order_lines::qty,
-            order_lines::qty_shipped,
-        ))
-        .load(conn)?;
-    if let Err((sku, reason)) = check(&req, &order, &lines) {
-        return Ok(failed(&req, sku, reason));
+    let mut lines = store::order_lines(conn, order.id)?;
+    if let Err(v) = check(&req, &order, &lines) {
+        return Ok(failed(&req, v.sku, v.reason));
     }
     let report = record(conn, &req, &order, &mut lines)?;
     Ok(Applied {
         report,
         failure: None,
     })
+}
+
+/// The shipment names an order wharf does not have: wait for it while the wait is not over (at
+/// `now`), fail the shipment after that.
+fn unknown_order(
+    req: &Request,
+    wait_for_order: TimeDelta,
+    now: NaiveDateTime,
+) -> Result<Applied, ApplyError> {
+    let until = req.received_at + wait_for_order;
+    if now < until {
+        return Err(OrderNotKnownYet {
+            order: req.header.order_no.clone(),
+            message_seq_id: req.message_seq_id,
+            received_at: req.received_at,
+            until,
+        }
+        .into());
+    }
+    let waited = if wait_for_order > TimeDelta::zero() {
+        format!(" (waited {} for it)", human(wait_for_order))
+    } else {
+        String::new()
+    };
+    let reason = format!(
+        "Order {} does not exist in wharf{waited}; shipment {} not applied",
+        req.header.order_no, req.message_seq_id
+    );
+    Ok(failed(req, None, reason))
 }
 
 /// `15 min`, `90 s`.
@@ -240,65 +234,12 @@ fn human(d: TimeDelta) -> String {
     }
 }
 
-fn load(conn: &mut DbConnection, request_id: i64, message_seq_id: i64) -> QueryResult<Request> {
-    let received_at: NaiveDateTime = requests::table
-        .find(request_id)
-        .select(requests::received_at)
-        .first(conn)?;
-    let header: Header = request_shipments::table
-        .find(request_id)
-        .select((
-            request_shipments::order_increment_id,
-            request_shipments::comment,
-            request_shipments::notify_customer,
-            request_shipments::include_comment,
-            request_shipments::courier_name,
-            request_shipments::service_name,
-            request_shipments::date_shipped,
-        ))
-        .first(conn)?;
-    let lines: Vec<RequestLine> = request_lines::table
-        .filter(request_lines::request_id.eq(request_id))
-        .order(request_lines::line_no)
-        .select((
-            request_lines::line_no,
-            request_lines::sku,
-            request_lines::source,
-            request_lines::qty,
-        ))
-        .load(conn)?;
-    let tracking: Vec<String> = request_tracking::table
-        .filter(request_tracking::request_id.eq(request_id))
-        .order(request_tracking::position)
-        .select(request_tracking::tracking_number)
-        .load(conn)?;
-    Ok(Request {
-        id: request_id,
-        message_seq_id,
-        received_at,
-        header,
-        lines,
-        tracking,
-    })
-}
-
-/// The order row is locked for the rest of the transaction: two shipments of one order, or a
-/// shipment and a storefront update of it, apply one after the other.
-fn lock_order(conn: &mut DbConnection, order_no: &str) -> QueryResult<Option<Target>> {
-    let query = orders::table
-        .filter(orders::increment_id.eq(order_no))
-        .select((
-            orders::id,
-            orders::status,
-            orders::is_virtual,
-            orders::export_status,
-            orders::export_attempts,
-        ));
-    match conn {
-        DbConnection::Postgresql(c) => query.for_update().first(c).optional(),
-        // SQLite's write transaction (BEGIN IMMEDIATE) already excludes every other writer.
-        DbConnection::Sqlite(c) => query.first(c).optional(),
-    }
+/// A rule a shipment breaks: the SKU at fault (if one is) and the reason, naming the order, SKU and
+/// numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Violation {
+    sku: Option<String>,
+    reason: String,
 }
 
 /// Units of one SKU in a shipment, with the lines that carry them.
@@ -312,7 +253,7 @@ struct SkuUnits<'a> {
 /// The shipment's units per SKU, in the order the SKUs first appear. Fails (SKU, reason) only when
 /// a total does not fit i64, which would take billions of lines (`soap.max_lines` and `max_body`
 /// keep a message far below that), so a sum can never wrap into a wrong verdict.
-fn units_per_sku(lines: &[RequestLine]) -> Result<Vec<SkuUnits<'_>>, (Option<String>, String)> {
+fn units_per_sku(lines: &[RequestLine]) -> Result<Vec<SkuUnits<'_>>, Violation> {
     let mut out: Vec<SkuUnits<'_>> = Vec::new();
     for l in lines {
         let index = match out.iter().position(|u| u.sku == l.sku) {
@@ -327,27 +268,24 @@ fn units_per_sku(lines: &[RequestLine]) -> Result<Vec<SkuUnits<'_>>, (Option<Str
             }
         };
         let units = &mut out[index];
-        units.total = units.total.checked_add(i64::from(l.qty)).ok_or_else(|| {
-            (
-                Some(l.sku.clone()),
-                format!(
+        units.total = units
+            .total
+            .checked_add(i64::from(l.qty))
+            .ok_or_else(|| Violation {
+                sku: Some(l.sku.clone()),
+                reason: format!(
                     "The lines for SKU {} add up to more units than wharf can count",
                     l.sku
                 ),
-            )
-        })?;
+            })?;
         units.carried.push(l);
     }
     Ok(out)
 }
 
-/// The rules a shipment must pass before anything of it is applied. On a violation: the SKU at
-/// fault (if one is) and the reason.
-fn check(
-    req: &Request,
-    order: &Target,
-    lines: &[OrderLine],
-) -> Result<(), (Option<String>, String)> {
+/// The rules a shipment must pass before anything of it is applied (pure: decided on what
+/// [`store`] read).
+fn check(req: &Request, order: &Target, lines: &[OrderLine]) -> Result<(), Violation> {
     let (order_no, seq) = (&req.header.order_no, req.message_seq_id);
     if order.is_virtual || crate::orders::UNSHIPPABLE_STATUSES.contains(&order.status.as_str()) {
         let why = if order.is_virtual {
@@ -355,55 +293,67 @@ fn check(
         } else {
             order.status.as_str()
         };
-        return Err((
-            None,
-            format!("Order {order_no} is {why} and cannot be shipped; shipment {seq} not applied"),
-        ));
+        return Err(Violation {
+            sku: None,
+            reason: format!(
+                "Order {order_no} is {why} and cannot be shipped; shipment {seq} not applied"
+            ),
+        });
     }
     // What is left to ship is per order line: every line of this shipment for a SKU counts against
     // it together, whatever stock source it left from.
-    for SkuUnits {
+    let per_sku = units_per_sku(&req.lines).map_err(|v| Violation {
+        reason: format!("{}; shipment {seq} not applied", v.reason),
+        ..v
+    })?;
+    for units in per_sku {
+        check_left_to_ship(&units, order_no, lines).map_err(|reason| Violation {
+            sku: Some(units.sku.to_string()),
+            reason: format!("{reason}; shipment {seq} not applied"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether `units` of one SKU fit in what is left to ship of it on the order; if not, why.
+fn check_left_to_ship(
+    units: &SkuUnits<'_>,
+    order_no: &str,
+    lines: &[OrderLine],
+) -> Result<(), String> {
+    let SkuUnits {
         sku,
         total,
         carried,
-    } in units_per_sku(&req.lines)
-        .map_err(|(sku, why)| (sku, format!("{why}; shipment {seq} not applied")))?
-    {
-        // In i64: two order lines of one SKU at i32::MAX each add up past i32 (an order stored
-        // before the API checked its totals per SKU may hold such lines).
-        let (ordered, shipped) = lines
-            .iter()
-            .filter(|l| l.sku == sku)
-            .fold((0i64, 0i64), |(o, s), l| {
-                (o + i64::from(l.qty), s + i64::from(l.qty_shipped))
-            });
-        if ordered == 0 {
-            return Err((
-                Some(sku.to_string()),
-                format!("SKU {sku} is not on order {order_no}; shipment {seq} not applied"),
-            ));
-        }
-        let left = ordered - shipped;
-        if total > left {
-            let together = if carried.len() > 1 {
-                let parts: Vec<String> = carried
-                    .iter()
-                    .map(|l| format!("{} from source {}", l.qty, l.source))
-                    .collect();
-                format!(" ({} together)", parts.join(" and "))
-            } else {
-                String::new()
-            };
-            return Err((
-                Some(sku.to_string()),
-                format!(
-                    "Cannot ship {total} of SKU {sku} on order {order_no}: {ordered} ordered, \
-                     {shipped} already shipped, {left} left to ship{together}; shipment {seq} not applied"
-                ),
-            ));
-        }
+    } = units;
+    // In i64: two order lines of one SKU at i32::MAX each add up past i32 (an order stored
+    // before the API checked its totals per SKU may hold such lines).
+    let (ordered, shipped) = lines
+        .iter()
+        .filter(|l| l.sku == *sku)
+        .fold((0i64, 0i64), |(o, s), l| {
+            (o + i64::from(l.qty), s + i64::from(l.qty_shipped))
+        });
+    if ordered == 0 {
+        return Err(format!("SKU {sku} is not on order {order_no}"));
     }
-    Ok(())
+    let left = ordered - shipped;
+    if *total <= left {
+        return Ok(());
+    }
+    let together = if carried.len() > 1 {
+        let parts: Vec<String> = carried
+            .iter()
+            .map(|l| format!("{} from source {}", l.qty, l.source))
+            .collect();
+        format!(" ({} together)", parts.join(" and "))
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "Cannot ship {total} of SKU {sku} on order {order_no}: {ordered} ordered, \
+         {shipped} already shipped, {left} left to ship{together}"
+    ))
 }
 
 fn import_line(req: &Request, l: &RequestLine, result: LineOutcome, message: String) -> ImportLine {
@@ -434,11 +384,8 @@ fn failed(req: &Request, sku: Option<String>, reason: String) -> Applied {
         } else {
             format!("Not applied: {reason}")
         };
-        report
-            .lines
-            .push(import_line(req, l, LineOutcome::Failure, message));
+        report.push(import_line(req, l, LineOutcome::Failure, message));
     }
-    report.summary.failures = req.lines.len() as i32;
     report.events.push(NewEvent {
         kind: feed::SHIPMENT_FAILED,
         payload: serde_json::json!({
@@ -465,11 +412,8 @@ fn duplicate(req: &Request) -> Applied {
             "Duplicate Shipment Request Ignored: order {} already has shipment {}",
             req.header.order_no, req.message_seq_id
         );
-        report
-            .lines
-            .push(import_line(req, l, LineOutcome::Duplicate, message));
+        report.push(import_line(req, l, LineOutcome::Duplicate, message));
     }
-    report.summary.duplicates = req.lines.len() as i32;
     Applied {
         report,
         failure: None,
@@ -484,32 +428,53 @@ fn record(
     order: &Target,
     lines: &mut [OrderLine],
 ) -> QueryResult<Report> {
-    insert_shipment(conn, req, order.id)?;
+    store::insert_shipment(conn, req, order.id)?;
+    let shipped = fill(&req.lines, lines);
+    let complete = lines.iter().all(|l| l.qty_shipped >= l.qty);
+    crate::orders::store::record_shipped(conn, order.id, &shipped, complete, db::now())?;
     let mut report = Report::default();
     for l in &req.lines {
-        // Fill the order's lines for this SKU in order.
+        let message = format!(
+            "Shipped {} of SKU {} on order {}",
+            l.qty, l.sku, req.header.order_no
+        );
+        report.push(import_line(req, l, LineOutcome::Success, message));
+    }
+    report.events.push(shipment_created(req));
+    if complete {
+        complete_order(conn, req, order, &mut report.events)?;
+    }
+    Ok(report)
+}
+
+/// Adds the shipped units to the order's lines, each shipment line filling the order's lines for
+/// its SKU in order, and returns the lines that changed with what has shipped of them now.
+fn fill(shipment: &[RequestLine], lines: &mut [OrderLine]) -> Vec<LineShipped> {
+    let mut changed: Vec<LineShipped> = Vec::new();
+    for l in shipment {
         let mut left = l.qty;
         for o in lines.iter_mut().filter(|o| o.sku == l.sku) {
             let here = left.min(o.qty - o.qty_shipped);
             if here > 0 {
                 o.qty_shipped += here;
                 left -= here;
-                diesel::update(order_lines::table.find((order.id, o.line_no)))
-                    .set(order_lines::qty_shipped.eq(o.qty_shipped))
-                    .execute(conn)?;
+                match changed.iter_mut().find(|c| c.line_no == o.line_no) {
+                    Some(c) => c.qty_shipped = o.qty_shipped,
+                    None => changed.push(LineShipped {
+                        line_no: o.line_no,
+                        qty_shipped: o.qty_shipped,
+                    }),
+                }
             }
         }
-        let message = format!(
-            "Shipped {} of SKU {} on order {}",
-            l.qty, l.sku, req.header.order_no
-        );
-        report
-            .lines
-            .push(import_line(req, l, LineOutcome::Success, message));
     }
-    report.summary.successes = req.lines.len() as i32;
+    changed
+}
+
+/// The `shipment.created` event of an applied shipment.
+fn shipment_created(req: &Request) -> NewEvent {
     let h = &req.header;
-    report.events.push(NewEvent {
+    NewEvent {
         kind: feed::SHIPMENT_CREATED,
         payload: serde_json::json!({
             "order": h.order_no,
@@ -522,86 +487,20 @@ fn record(
             "include_comment": h.include_comment,
             "comment": h.comment,
         }),
-    });
-    let complete = lines.iter().all(|l| l.qty_shipped >= l.qty);
-    if complete {
-        complete_order(conn, req, order, &mut report.events)?;
-    } else {
-        diesel::update(orders::table.find(order.id))
-            .set(orders::updated_at.eq(db::now()))
-            .execute(conn)?;
     }
-    Ok(report)
 }
 
-fn insert_shipment(conn: &mut DbConnection, req: &Request, order_id: i64) -> QueryResult<()> {
-    let h = &req.header;
-    let shipment_id: i64 =
-        crate::with_backend!(&mut *conn, |c| diesel::insert_into(shipments::table)
-            .values((
-                shipments::request_id.eq(req.id),
-                shipments::order_id.eq(order_id),
-                shipments::message_seq_id.eq(req.message_seq_id),
-                shipments::courier_name.eq(&h.courier_name),
-                shipments::service_name.eq(&h.service_name),
-                shipments::comment.eq(&h.comment),
-                shipments::notify_customer.eq(h.notify_customer),
-                shipments::include_comment.eq(h.include_comment),
-                shipments::date_shipped.eq(h.date_shipped),
-                shipments::created_at.eq(db::now()),
-            ))
-            .returning(shipments::id)
-            .get_result(c))?;
-    for l in &req.lines {
-        diesel::insert_into(shipment_lines::table)
-            .values((
-                shipment_lines::shipment_id.eq(shipment_id),
-                shipment_lines::line_no.eq(l.line_no),
-                shipment_lines::sku.eq(&l.sku),
-                shipment_lines::qty.eq(l.qty),
-            ))
-            .execute(conn)?;
-    }
-    let tracks: Vec<_> = req
-        .tracking
-        .iter()
-        .enumerate()
-        .map(|(i, number)| {
-            (
-                shipment_tracking::shipment_id.eq(shipment_id),
-                shipment_tracking::position.eq(i as i32 + 1),
-                shipment_tracking::tracking_number.eq(number),
-            )
-        })
-        .collect();
-    // Three parameters a row: 1000 rows stay under SQLite's 32 766 and PostgreSQL's 65 535.
-    for chunk in tracks.chunks(1000) {
-        crate::with_backend!(&mut *conn, |c| diesel::insert_into(
-            shipment_tracking::table
-        )
-        .values(chunk)
-        .execute(c))?;
-    }
-    Ok(())
-}
-
-/// Marks the order `complete`. An order wharf has not exported yet is never exported now: its export
-/// status becomes `skipped` in this same transaction, so no exporter claims it after this commits.
-/// An exporter that holds it right now keeps its lease: its document is already on the way, and its
-/// verdict settles the order (accepted → `exported`; a refusal leaves `skipped`).
+/// The order is now `complete` ([`record`] wrote it): the feed says so. An order wharf has not
+/// exported yet is never exported now: its export status becomes `skipped` in this same transaction,
+/// so no exporter claims it after this commits. An exporter that holds it right now keeps its lease:
+/// its document is already on the way, and its verdict settles the order (accepted → `exported`; a
+/// refusal leaves `skipped`).
 fn complete_order(
     conn: &mut DbConnection,
     req: &Request,
     order: &Target,
     events: &mut Vec<NewEvent>,
 ) -> QueryResult<()> {
-    let now = db::now();
-    diesel::update(orders::table.find(order.id))
-        .set((
-            orders::status.eq(crate::orders::COMPLETE),
-            orders::updated_at.eq(now),
-        ))
-        .execute(conn)?;
     events.push(NewEvent {
         kind: feed::ORDER_COMPLETED,
         payload: serde_json::json!({ "order": req.header.order_no }),
