@@ -370,6 +370,53 @@ mod tests {
         assert_eq!(stored_qty(5, false), 5);
     }
 
+    fn stored_line(qty: i32) -> StoredLine {
+        StoredLine {
+            request_id: 1,
+            line_no: 1,
+            sku: "A".into(),
+            source: DEFAULT_SOURCE.into(),
+            qty,
+            seq: Some(5),
+            last_order_exported: None,
+        }
+    }
+
+    #[test]
+    fn the_adjusted_figure_is_computed_in_i64_and_saturates() {
+        let big = Adjustment {
+            orders: i32::MAX,
+            quotes: i32::MAX,
+        };
+        let small = Adjustment {
+            orders: 2,
+            quotes: 1,
+        };
+        let planned = plan(
+            vec![stored_line(i32::MIN + 1), stored_line(10)],
+            vec![big, small],
+            false,
+        );
+        assert_eq!(planned[0].calculated, i32::MIN);
+        assert_eq!(planned[0].stored, 0);
+        assert_eq!((planned[1].calculated, planned[1].stored), (7, 7));
+        assert_eq!(planned[1].seq, 5);
+    }
+
+    #[test]
+    fn a_keys_lines_play_in_order_against_the_high_water_mark() {
+        // Lines 0 and 2 are one key stored at seq 5: line 0 (seq 4) is superseded and sees the
+        // stored row, line 2 (seq 6) applies; a key whose lines all lose writes nothing.
+        let seqs = [4, 9, 6];
+        let stored = [10, 11, 12];
+        let mut after = [After::default(); 3];
+        let row = play(&[0, 2], &seqs, &stored, Some((3, 5)), &mut after);
+        assert_eq!(row, Some((12, 6)));
+        assert!(!after[0].applied && after[0].qty == 3 && after[0].last_seq == 5);
+        assert!(after[2].applied && after[2].qty == 12);
+        assert_eq!(play(&[0], &seqs, &stored, Some((3, 5)), &mut after), None);
+    }
+
     #[test]
     fn classification_uses_numbers() {
         assert_eq!(classify(true, 4, 4, 10, 10).0, LineOutcome::Success);

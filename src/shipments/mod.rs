@@ -527,3 +527,140 @@ fn complete_order(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(lines: &[(&str, &str, i32)]) -> Request {
+        Request {
+            id: 7,
+            message_seq_id: 3,
+            received_at: chrono::DateTime::UNIX_EPOCH.naive_utc(),
+            header: Header {
+                order_no: "100".into(),
+                comment: None,
+                notify_customer: false,
+                include_comment: false,
+                courier_name: None,
+                service_name: None,
+                date_shipped: None,
+            },
+            lines: lines
+                .iter()
+                .enumerate()
+                .map(|(i, (sku, source, qty))| RequestLine {
+                    line_no: i as i32 + 1,
+                    sku: sku.to_string(),
+                    source: source.to_string(),
+                    qty: *qty,
+                })
+                .collect(),
+            tracking: Vec::new(),
+        }
+    }
+
+    fn order_line(line_no: i32, sku: &str, qty: i32, qty_shipped: i32) -> OrderLine {
+        OrderLine {
+            line_no,
+            sku: sku.into(),
+            qty,
+            qty_shipped,
+        }
+    }
+
+    fn target(status: &str, is_virtual: bool) -> Target {
+        Target {
+            id: 1,
+            status: status.into(),
+            is_virtual,
+            export_status: "pending".into(),
+            export_attempts: 0,
+        }
+    }
+
+    #[test]
+    fn lines_of_one_sku_count_together_whatever_their_source() {
+        let req = request(&[("A", "default", 2), ("A", "north", 2)]);
+        let lines = [order_line(1, "A", 3, 0)];
+        let v = check(&req, &target("processing", false), &lines).unwrap_err();
+        assert_eq!(v.sku.as_deref(), Some("A"));
+        assert_eq!(
+            v.reason,
+            "Cannot ship 4 of SKU A on order 100: 3 ordered, 0 already shipped, 3 left to ship \
+             (2 from source default and 2 from source north together); shipment 3 not applied"
+        );
+        let ok = request(&[("A", "default", 1), ("A", "north", 2)]);
+        assert_eq!(check(&ok, &target("processing", false), &lines), Ok(()));
+    }
+
+    #[test]
+    fn unshippable_orders_and_unknown_skus_fail_the_shipment() {
+        let req = request(&[("A", "default", 1)]);
+        let lines = [order_line(1, "A", 3, 0)];
+        let v = check(&req, &target("canceled", false), &lines).unwrap_err();
+        assert_eq!(v.sku, None);
+        assert!(
+            v.reason.starts_with("Order 100 is canceled"),
+            "{}",
+            v.reason
+        );
+        let v = check(&req, &target("processing", true), &lines).unwrap_err();
+        assert!(v.reason.starts_with("Order 100 is virtual"), "{}", v.reason);
+        let other = request(&[("B", "default", 1)]);
+        let v = check(&other, &target("processing", false), &lines).unwrap_err();
+        assert_eq!(
+            v.reason,
+            "SKU B is not on order 100; shipment 3 not applied"
+        );
+    }
+
+    #[test]
+    fn a_shipment_fills_the_lines_of_its_sku_in_order() {
+        let mut lines = [
+            order_line(1, "A", 2, 1),
+            order_line(2, "B", 5, 0),
+            order_line(3, "A", 4, 0),
+        ];
+        let shipped = fill(
+            &request(&[("A", "default", 2), ("A", "north", 2)]).lines,
+            &mut lines,
+        );
+        assert_eq!(
+            shipped,
+            [
+                LineShipped {
+                    line_no: 1,
+                    qty_shipped: 2
+                },
+                LineShipped {
+                    line_no: 3,
+                    qty_shipped: 3
+                },
+            ]
+        );
+        assert_eq!(lines[1].qty_shipped, 0);
+    }
+
+    #[test]
+    fn an_unknown_order_is_waited_for_then_fails_the_shipment() {
+        let req = request(&[("A", "default", 1), ("B", "default", 1)]);
+        let wait = TimeDelta::minutes(15);
+        let during = req.received_at + TimeDelta::minutes(14);
+        match unknown_order(&req, wait, during) {
+            Err(ApplyError::NotKnownYet(w)) => assert_eq!(w.until, req.received_at + wait),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+        let after = req.received_at + wait;
+        let applied = unknown_order(&req, wait, after).unwrap();
+        let failure = applied.failure.unwrap();
+        assert_eq!(
+            failure.reason,
+            "Order 100 does not exist in wharf (waited 15 min for it); shipment 3 not applied"
+        );
+        assert_eq!(applied.report.summary.failures, 2);
+        let outcomes: Vec<LineOutcome> = applied.report.lines.iter().map(|l| l.result).collect();
+        assert_eq!(outcomes, [LineOutcome::Failure, LineOutcome::Failure]);
+        assert_eq!(applied.report.events[0].kind, feed::SHIPMENT_FAILED);
+    }
+}
