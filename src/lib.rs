@@ -4,7 +4,9 @@
 //! - [`soap`] reads the warehouse's envelopes into typed calls (wire format only);
 //! - [`auth`] checks who is calling;
 //! - [`queue`] stores each accepted message whole and hands it out to workers under a lease;
-//! - [`worker`] applies queued messages with the business rules of [`inventory`];
+//! - [`worker`] applies queued messages with the business rules of [`inventory`] and
+//!   [`shipments`], storing with each its import report ([`imports`]: one
+//!   [`LineOutcome`](imports::LineOutcome) per line) and its events on the change [`feed`];
 //! - [`http`] wires it all to actix-web; [`db`] is storage; [`cli`] the `wharf` command.
 
 pub mod auth;
