@@ -278,6 +278,10 @@ fn decide_and_write(
 /// other) and returns each one's import report and feed events. Must run inside the transaction that
 /// marks the requests processed and stores their reports, so each effect and its report commit
 /// together or not at all.
+///
+/// Stages: load the stored lines → `adjustments` → `plan` each line's figure → decide and write
+/// the stock rows (`decide_and_write`, `play`) → one import line and event per line
+/// (`report_line`).
 pub fn apply(
     conn: &mut DbConnection,
     request_ids: &[i64],
