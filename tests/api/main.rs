@@ -28,6 +28,7 @@ mod inventory;
 mod order_rules;
 mod orders;
 mod refusals;
+mod schema;
 mod shipment_failures;
 mod shutdown;
 mod slow_clients;
