@@ -49,7 +49,9 @@ pub fn postgres_admin_url() -> String {
 }
 
 /// Work a test must not leave behind: per table, the rows that are still queued or leased. Checked
-/// when the test's database is dropped (see [`TestDb::leftovers`]); a new queue adds its line here.
+/// when the test's database is dropped (see [`TestDb::leftovers`]); a new queue adds its line here,
+/// e.g. `("outbound_tasks", "state NOT IN (<its settled states>) OR lease_owner IS NOT NULL")`. A
+/// table the database does not have is skipped, so a line may come before its migration.
 pub const LEFTOVERS: &[(&str, &str)] = &[(
     "requests",
     "state IN ('queued', 'processing') OR lease_owner IS NOT NULL",
