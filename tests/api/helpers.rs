@@ -98,8 +98,9 @@ impl TestDb {
         }
     }
 
-    /// Says that this test leaves work queued or leased on purpose (a crash test, the worker kept
-    /// off), and why; the check at the end of the test is then skipped.
+    /// Says that this test leaves work queued or leased on purpose (it tests how messages are
+    /// received, not applied; a shipment waits for an order it never creates), and why; the check
+    /// at the end of the test is then skipped.
     pub fn expect_leftovers(&self, why: &'static str) {
         *self.leftovers_expected.lock().unwrap() = Some(why);
     }
