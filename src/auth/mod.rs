@@ -108,9 +108,14 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 
 /// A hash to verify against when the user does not exist, so that the answer takes as long as for a
 /// wrong password and does not reveal which user names exist.
-fn dummy_hash() -> &'static str {
+/// Made on first use; a hashing failure is returned (and tried again next time) like any other.
+fn dummy_hash() -> Result<&'static str, AuthError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_password(&random_secret()).expect("argon2 with default parameters"))
+    if let Some(hash) = DUMMY.get() {
+        return Ok(hash);
+    }
+    let hash = hash_password(&random_secret())?;
+    Ok(DUMMY.get_or_init(|| hash))
 }
 
 /// Creates an API user. Blocking (argon2): call off the async executor.

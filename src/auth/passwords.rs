@@ -100,12 +100,16 @@ impl PasswordChecker {
             let phc = found.as_ref().map(|(_, h)| h.clone());
             move || {
                 let mut buffer = buffer;
-                let phc = phc.as_deref().unwrap_or_else(|| dummy_hash());
-                (verify_with(&password, phc, &mut buffer), buffer)
+                let matches = match phc.as_deref() {
+                    Some(phc) => Ok(verify_with(&password, phc, &mut buffer)),
+                    None => dummy_hash().map(|phc| verify_with(&password, phc, &mut buffer)),
+                };
+                (matches, buffer)
             }
         })
         .await?;
         self.put_buffer(buffer);
+        let matches = matches?;
         drop(permit);
         match found {
             Some((user_id, password_hash)) if matches => {

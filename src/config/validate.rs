@@ -50,6 +50,18 @@ impl Settings {
                 message,
             })
         };
+        self.validate_addresses(&mut refuse);
+        self.validate_warehouse(&mut refuse);
+        self.validate_limits(&mut refuse);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidSettings(problems))
+        }
+    }
+
+    /// The database URL and the public URL can be used; the export schedules parse.
+    fn validate_addresses(&self, refuse: &mut impl FnMut(&str, String)) {
         if let Err(e) = DbTarget::parse(&self.database_url) {
             refuse("database_url", e.reason().to_string());
         }
@@ -75,7 +87,10 @@ impl Settings {
                 );
             }
         }
-        self.validate_warehouse(&mut refuse);
+    }
+
+    /// Sizes, counts and timeouts that would, at 0 or too small, make wharf refuse all work.
+    fn validate_limits(&self, refuse: &mut impl FnMut(&str, String)) {
         if self.auth.password_checks == Some(0) {
             refuse(
                 "auth.password_checks",
@@ -123,11 +138,6 @@ impl Settings {
                 "shutdown_deadline_secs",
                 "must be at least 1 second, or requests in flight are cut off".into(),
             );
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(InvalidSettings(problems))
         }
     }
 

@@ -471,168 +471,243 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
         caller,
         peer,
     } = message;
-    let anonymous = Sender {
-        peer,
-        caller: None,
-        authenticated: false,
-    };
-    let body = &body[..];
-    let version = env.version;
-    let op = &env.operation;
-    // What is hashed and stored: the body with its credentials masked (rejections mask their
-    // excerpt themselves, since theirs need not be well-formed).
-    let masked = soap::mask::apply(body, &env.credentials);
     let mut conn = match state.pool.get() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no database connection for a SOAP call");
             return Reply::fault(
-                version,
+                env.version,
                 &Fault::server(
                     "wharf's database is unavailable; nothing was stored. Send the message again later.",
                 ),
             );
         }
     };
-    let answer = |value: &str, part: &str, xsd_type: &str| Reply {
-        status: StatusCode::OK,
-        version,
-        xml: soap::response_xml(
-            version,
-            &env.operation_ns,
-            &soap::response_element(&op.name),
-            part,
-            xsd_type,
-            value,
-        ),
-        token_expires: None,
-        retry_after: None,
+    let mut call_in = Handling {
+        state,
+        conn: &mut conn,
+        env: &env,
+        body: &body[..],
+        peer,
+        op_name: kind.queue_name(),
+        checked,
     };
-    // Magento 1 rpc/encoded names its answer parts `<op>Return`; WS-I, Magento 2 and wharf's own WSDL
-    // use `result`.
-    let rpc = !op.name.ends_with("Param") && env.operation_ns != soap::WHARF_NS;
-    let op_name = kind.queue_name();
-    let invalid = |e: messages::FieldError| Fault::client(format!("Invalid {e}"));
-    // Unchecked means refused: only an operation that carries a password gets it checked.
-    let mut checked = checked;
-    let mut checked = move || checked.take().unwrap_or(Err(AuthError::AccessDenied));
-
     let caller = if kind.needs_caller() {
-        match authenticate(state, &mut conn, caller, checked()) {
+        match call_in.authenticate(caller) {
             Ok(user) => Some(user),
-            Err(e @ (AuthError::Db(_) | AuthError::Unavailable(_) | AuthError::Hash(_))) => {
-                return server_error(version, &e);
-            }
-            Err(e) => {
-                let fault = match e {
-                    AuthError::SessionExpired => Fault::session_expired(),
-                    // Magento 1 clients always send a sessionId; an empty one means "log in again".
-                    AuthError::NoCredentials if op.name.starts_with("orderflow") => {
-                        Fault::session_expired()
-                    }
-                    AuthError::AccessDenied => Fault::access_denied(),
-                    other => Fault {
-                        code: soap::FaultCode::Magento(2),
-                        message: other.to_string(),
-                    },
-                };
-                let refusal = Refusal::new(anonymous, "unauthenticated", Some(op_name));
-                return reject_with(state, &mut conn, version, refusal, fault, body);
-            }
+            Err(refused) => return refused,
         }
     } else {
         None
     };
-    let call = match call.map_or_else(|| read_call(state, op), Ok) {
+    let call = match call.map_or_else(|| read_call(state, &env.operation), Ok) {
         Ok(call) => call,
-        Err(e) => {
-            let sender = Sender {
-                caller: caller.as_deref(),
-                authenticated: caller.is_some(),
-                ..anonymous
-            };
-            let refusal = Refusal::new(sender, "invalid-field", Some(op_name));
-            return reject_with(state, &mut conn, version, refusal, invalid(e), body);
-        }
+        Err(e) => return call_in.refuse_invalid(caller.as_deref(), &e),
     };
-    // Whoever logs in is not authenticated until the login succeeds.
-    let claiming = |username, kind| {
-        let sender = Sender {
-            caller: Some(username),
-            ..anonymous
-        };
-        Refusal::new(sender, kind, Some(op_name))
-    };
-
     match call {
-        Call::Login { username, .. } => match checked().and_then(|user_id| {
-            auth::open_session(
-                &mut conn,
-                user_id,
-                auth::Lifetimes::of(&state.settings.soap),
-            )
-        }) {
-            Ok(session) => answer(
-                &session,
-                if rpc { "loginReturn" } else { "result" },
-                "string",
-            ),
-            Err(AuthError::AccessDenied) => {
-                // Escaped: a name is the caller's text, and may hold line breaks, terminal escapes
-                // or invisible characters meant to forge log lines.
-                tracing::warn!(user = ?Escaped(&username), "SOAP login refused");
-                let fault = Fault::access_denied();
-                let refusal = claiming(&username, "login-refused");
-                reject_with(state, &mut conn, version, refusal, fault, body)
-            }
-            Err(e) => server_error(version, &e),
-        },
-        Call::EndSession { session_id } => match auth::end_session(&mut conn, &session_id) {
-            Ok(()) => answer(
-                "true",
-                if rpc { "endSessionReturn" } else { "result" },
-                "boolean",
-            ),
-            Err(e) => server_error(version, &e),
-        },
-        Call::AdminToken { username, .. } => {
-            let lifetime = TimeDelta::seconds(state.settings.soap.token_lifetime_secs as i64);
-            let lifetimes = auth::Lifetimes::of(&state.settings.soap);
-            match checked().and_then(|user_id| {
-                auth::issue_access_token(&mut conn, user_id, lifetime, lifetimes)
-            }) {
-                Ok((token, expires)) => Reply {
-                    token_expires: Some(expires.and_utc().to_rfc3339()),
-                    ..answer(&token, "result", "string")
-                },
-                Err(AuthError::AccessDenied) => {
-                    tracing::warn!(user = ?Escaped(&username), "admin token refused");
-                    let fault = Fault {
-                        code: soap::FaultCode::Client,
-                        message: "The account sign-in was incorrect or your account is disabled \
-                                  temporarily. Please wait and try again later."
-                            .into(),
-                    };
-                    let refusal = claiming(&username, "token-refused");
-                    reject_with(state, &mut conn, version, refusal, fault, body)
-                }
-                Err(e) => server_error(version, &e),
-            }
-        }
+        Call::Login { username, .. } => call_in.login(&username),
+        Call::EndSession { session_id } => call_in.end_session(&session_id),
+        Call::AdminToken { username, .. } => call_in.admin_token(&username),
         Call::InventoryUpdate(msg) => {
             let caller = caller.as_deref().unwrap_or_default();
-            let stored = queue::receive_inventory(&mut conn, caller, &masked, &msg);
-            acknowledge(stored, op_name, msg.message_seq_id, msg.lines.len(), caller)
-                .map(|text| answer(&text, "result", "string"))
-                .unwrap_or_else(|e| server_error(version, &e))
+            let masked = call_in.masked();
+            let stored = queue::receive_inventory(call_in.conn, caller, &masked, &msg);
+            call_in.acknowledge(stored, msg.message_seq_id, msg.lines.len(), caller)
         }
         Call::ShipmentCreate(msg) => {
             let caller = caller.as_deref().unwrap_or_default();
-            let stored = queue::receive_shipment(&mut conn, caller, &masked, &msg);
-            acknowledge(stored, op_name, msg.message_seq_id, msg.lines.len(), caller)
-                .map(|text| answer(&text, "result", "string"))
-                .unwrap_or_else(|e| server_error(version, &e))
+            let masked = call_in.masked();
+            let stored = queue::receive_shipment(call_in.conn, caller, &masked, &msg);
+            call_in.acknowledge(stored, msg.message_seq_id, msg.lines.len(), caller)
         }
+    }
+}
+
+/// One SOAP call being handled, with what each stage of [`handle`] needs to answer or refuse it.
+struct Handling<'a> {
+    state: &'a AppState,
+    conn: &'a mut crate::db::DbConnection,
+    env: &'a envelope::Envelope,
+    body: &'a [u8],
+    /// The TCP peer, for refusals.
+    peer: Option<std::net::IpAddr>,
+    /// The operation as the queue and the refusals name it.
+    op_name: &'static str,
+    /// The password check's outcome, taken by the one stage that needs it.
+    checked: Option<Result<i64, AuthError>>,
+}
+
+impl<'a> Handling<'a> {
+    /// The password check's outcome. Unchecked means refused: only an operation that carries a
+    /// password gets it checked.
+    fn take_checked(&mut self) -> Result<i64, AuthError> {
+        self.checked.take().unwrap_or(Err(AuthError::AccessDenied))
+    }
+
+    /// The sender of a refusal: `caller` when known, authenticated or only claimed.
+    fn sender<'b>(&self, caller: Option<&'b str>, authenticated: bool) -> Sender<'b> {
+        Sender {
+            peer: self.peer,
+            caller,
+            authenticated,
+        }
+    }
+
+    /// Records the refusal (as far as its sender's limits allow) and answers with `fault`.
+    fn refuse(&mut self, refusal: Refusal<'_>, fault: Fault) -> Reply {
+        reject_with(
+            self.state,
+            self.conn,
+            self.env.version,
+            refusal,
+            fault,
+            self.body,
+        )
+    }
+
+    /// What is hashed and stored: the body with its credentials masked (rejections mask their
+    /// excerpt themselves, since theirs need not be well-formed).
+    fn masked(&self) -> std::borrow::Cow<'a, [u8]> {
+        soap::mask::apply(self.body, &self.env.credentials)
+    }
+
+    /// The answer carrying `value` as the response part `part` of XSD type `xsd_type`.
+    fn answer(&self, value: &str, part: &str, xsd_type: &str) -> Reply {
+        let version = self.env.version;
+        Reply {
+            status: StatusCode::OK,
+            version,
+            xml: soap::response_xml(
+                version,
+                &self.env.operation_ns,
+                &soap::response_element(&self.env.operation.name),
+                part,
+                xsd_type,
+                value,
+            ),
+            token_expires: None,
+            retry_after: None,
+        }
+    }
+
+    /// The name of the answer part: Magento 1 rpc/encoded names it `<op>Return`; WS-I, Magento 2
+    /// and wharf's own WSDL use `result`.
+    fn part<'p>(&self, rpc_name: &'p str) -> &'p str {
+        let op = &self.env.operation.name;
+        if !op.ends_with("Param") && self.env.operation_ns != soap::WHARF_NS {
+            rpc_name
+        } else {
+            "result"
+        }
+    }
+
+    /// The authenticated caller of an operation that needs one, or the refusal.
+    fn authenticate(&mut self, caller: Caller) -> Result<String, Reply> {
+        let checked = self.take_checked();
+        let e = match authenticate(self.state, self.conn, caller, checked) {
+            Ok(user) => return Ok(user),
+            Err(e @ (AuthError::Db(_) | AuthError::Unavailable(_) | AuthError::Hash(_))) => {
+                return Err(server_error(self.env.version, &e));
+            }
+            Err(e) => e,
+        };
+        let fault = match e {
+            AuthError::SessionExpired => Fault::session_expired(),
+            // Magento 1 clients always send a sessionId; an empty one means "log in again".
+            AuthError::NoCredentials if self.env.operation.name.starts_with("orderflow") => {
+                Fault::session_expired()
+            }
+            AuthError::AccessDenied => Fault::access_denied(),
+            other => Fault {
+                code: soap::FaultCode::Magento(2),
+                message: other.to_string(),
+            },
+        };
+        let refusal = Refusal::new(
+            self.sender(None, false),
+            "unauthenticated",
+            Some(self.op_name),
+        );
+        Err(self.refuse(refusal, fault))
+    }
+
+    /// Refuses a call whose fields are invalid.
+    fn refuse_invalid(&mut self, caller: Option<&str>, e: &messages::FieldError) -> Reply {
+        let sender = self.sender(caller, caller.is_some());
+        let refusal = Refusal::new(sender, "invalid-field", Some(self.op_name));
+        self.refuse(refusal, Fault::client(format!("Invalid {e}")))
+    }
+
+    /// Refuses a login or token request; whoever logs in is not authenticated until it succeeds.
+    fn refuse_claimed(&mut self, username: &str, kind: &'static str, fault: Fault) -> Reply {
+        let refusal = Refusal::new(self.sender(Some(username), false), kind, Some(self.op_name));
+        self.refuse(refusal, fault)
+    }
+
+    /// `login`: a new session for a user whose password was checked.
+    fn login(&mut self, username: &str) -> Reply {
+        let lifetimes = auth::Lifetimes::of(&self.state.settings.soap);
+        let opened = self
+            .take_checked()
+            .and_then(|user_id| auth::open_session(self.conn, user_id, lifetimes));
+        match opened {
+            Ok(session) => self.answer(&session, self.part("loginReturn"), "string"),
+            Err(AuthError::AccessDenied) => {
+                // Escaped: a name is the caller's text, and may hold line breaks, terminal escapes
+                // or invisible characters meant to forge log lines.
+                tracing::warn!(user = ?Escaped(username), "SOAP login refused");
+                self.refuse_claimed(username, "login-refused", Fault::access_denied())
+            }
+            Err(e) => server_error(self.env.version, &e),
+        }
+    }
+
+    /// `endSession`.
+    fn end_session(&mut self, session_id: &str) -> Reply {
+        match auth::end_session(self.conn, session_id) {
+            Ok(()) => self.answer("true", self.part("endSessionReturn"), "boolean"),
+            Err(e) => server_error(self.env.version, &e),
+        }
+    }
+
+    /// Magento 2's admin token request: a bearer token for a user whose password was checked.
+    fn admin_token(&mut self, username: &str) -> Reply {
+        let settings = &self.state.settings.soap;
+        let lifetime = TimeDelta::seconds(settings.token_lifetime_secs as i64);
+        let lifetimes = auth::Lifetimes::of(settings);
+        let issued = self
+            .take_checked()
+            .and_then(|user_id| auth::issue_access_token(self.conn, user_id, lifetime, lifetimes));
+        match issued {
+            Ok((token, expires)) => Reply {
+                token_expires: Some(expires.and_utc().to_rfc3339()),
+                ..self.answer(&token, "result", "string")
+            },
+            Err(AuthError::AccessDenied) => {
+                tracing::warn!(user = ?Escaped(username), "admin token refused");
+                let fault = Fault {
+                    code: soap::FaultCode::Client,
+                    message: "The account sign-in was incorrect or your account is disabled \
+                              temporarily. Please wait and try again later."
+                        .into(),
+                };
+                self.refuse_claimed(username, "token-refused", fault)
+            }
+            Err(e) => server_error(self.env.version, &e),
+        }
+    }
+
+    /// Answers a stored (or repeated) inventory update or shipment.
+    fn acknowledge(
+        &self,
+        stored: diesel::QueryResult<Receipt>,
+        message_seq_id: i64,
+        lines: usize,
+        caller: &str,
+    ) -> Reply {
+        acknowledge(stored, self.op_name, message_seq_id, lines, caller)
+            .map(|text| self.answer(&text, "result", "string"))
+            .unwrap_or_else(|e| server_error(self.env.version, &e))
     }
 }
 

@@ -268,6 +268,16 @@ fn field_path(frames: &[Frame]) -> String {
 }
 
 /// Parses `body` into an [`Envelope`].
+// One pass over quick-xml's event stream, which is what keeps a hostile envelope cheap: each
+// event is checked against the limits and for forbidden characters as it arrives, and updates
+// state every arm shares (depth, the open elements naming a field, the Body subtree being built,
+// the credential spans to mask). Split into functions, each would take most of that state, and
+// the order of the checks per event, which decides which error a bad envelope gets, would no
+// longer be readable in one place.
+#[allow(
+    clippy::too_many_lines,
+    reason = "a streaming parser: one loop over the events with state every arm shares"
+)]
 pub fn parse(body: &[u8], limits: Limits) -> Result<Envelope, EnvelopeError> {
     let text = std::str::from_utf8(body).map_err(|e| EnvelopeError::NotUtf8(e.valid_up_to()))?;
     let mut reader = NsReader::from_str(text);
@@ -514,10 +524,9 @@ fn close(
     if let Some(bd) = body_depth
         && bd != usize::MAX
         && *depth > bd
-        && !stack.is_empty()
         && stack.len() == *depth - bd
+        && let Some(done) = stack.pop()
     {
-        let done = stack.pop().expect("checked non-empty");
         match stack.last_mut() {
             Some(parent) => parent.children.push(done),
             None => *operation = Some(done),

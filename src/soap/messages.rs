@@ -292,8 +292,21 @@ fn read_inventory(op: &Element, max_lines: usize) -> Result<InventoryMessage, Fi
         return Err(err(qty_name, "has no items; send at least one SKU"));
     }
 
-    // Sequence ids keyed by (SKU, source). Magento 2 names the source on the quantity item only, so a
-    // sequence item without a source applies to every source of that SKU.
+    let seqs = read_seqs(form, seq_array)?;
+    let lines = read_qty_lines(form, qty_array, seq_name, &seqs)?;
+    Ok(InventoryMessage {
+        message_seq_id,
+        lines,
+    })
+}
+
+/// The sequence ids of an inventory update, keyed by (SKU, source). Magento 2 names the source on
+/// the quantity item only, so a sequence item without a source applies to every source of that SKU.
+fn read_seqs<'a>(
+    form: &InventoryForm,
+    seq_array: &'a Element,
+) -> Result<HashMap<SeqKey<'a>, SeqValue>, FieldError> {
+    let seq_name = seq_array.name.as_str();
     let mut seqs: HashMap<SeqKey, SeqValue> = HashMap::new();
     for (i, item) in seq_array.children.iter().enumerate() {
         let at = |f: &str| format!("{seq_name}[{}].{f}", i + 1);
@@ -312,7 +325,17 @@ fn read_inventory(op: &Element, max_lines: usize) -> Result<InventoryMessage, Fi
         let source = item.child_text("source").filter(|s| !s.is_empty());
         seqs.insert((sku, source), (seq, last_order_exported));
     }
+    Ok(seqs)
+}
 
+/// The lines of an inventory update: each quantity item with the sequence id of its SKU.
+fn read_qty_lines(
+    form: &InventoryForm,
+    qty_array: &Element,
+    seq_name: &str,
+    seqs: &HashMap<SeqKey, SeqValue>,
+) -> Result<Vec<InventoryLine>, FieldError> {
+    let qty_name = qty_array.name.as_str();
     let mut lines = Vec::with_capacity(qty_array.children.len());
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     for (i, item) in qty_array.children.iter().enumerate() {
@@ -351,10 +374,7 @@ fn read_inventory(op: &Element, max_lines: usize) -> Result<InventoryMessage, Fi
             last_order_exported,
         });
     }
-    Ok(InventoryMessage {
-        message_seq_id,
-        lines,
-    })
+    Ok(lines)
 }
 
 /// Longest order number accepted.
@@ -393,6 +413,28 @@ fn read_shipment(
         ));
     }
     let message_seq_id = parse_seq("messageSeqId", required_text(op, "messageSeqId")?)?;
+    let lines = read_shipment_lines(op, max_lines)?;
+    let tracking_numbers = read_tracking_numbers(op, max_tracking_numbers)?;
+    let date_shipped = match op.child_text("dateShipped") {
+        Some(t) => parse_datetime("dateShipped", t)?,
+        None => None,
+    };
+    Ok(ShipmentMessage {
+        message_seq_id,
+        order_increment_id: order.to_string(),
+        lines,
+        comment: optional_text(op, "comment"),
+        notify_customer: parse_flag(op, "email")?,
+        include_comment: parse_flag(op, "includeComment")?,
+        courier_name: optional_text(op, "courierName"),
+        service_name: optional_text(op, "serviceName"),
+        tracking_numbers,
+        date_shipped,
+    })
+}
+
+/// The lines of a shipment: Magento 1 key/value items or Magento 2 sku/qty items.
+fn read_shipment_lines(op: &Element, max_lines: usize) -> Result<Vec<ShipmentLine>, FieldError> {
     let items = op
         .child("skuQty")
         .ok_or_else(|| err("skuQty", "is missing"))?;
@@ -452,6 +494,14 @@ fn read_shipment(
         }
         lines.push(ShipmentLine { sku, source, qty });
     }
+    Ok(lines)
+}
+
+/// The tracking numbers of a shipment, from `trackingNumber` and `tracks`, each once.
+fn read_tracking_numbers(
+    op: &Element,
+    max_tracking_numbers: usize,
+) -> Result<Vec<String>, FieldError> {
     let tracks = op
         .child("tracks")
         .map(|t| t.children.as_slice())
@@ -494,22 +544,7 @@ fn read_shipment(
             tracking_numbers.push(number.to_string());
         }
     }
-    let date_shipped = match op.child_text("dateShipped") {
-        Some(t) => parse_datetime("dateShipped", t)?,
-        None => None,
-    };
-    Ok(ShipmentMessage {
-        message_seq_id,
-        order_increment_id: order.to_string(),
-        lines,
-        comment: optional_text(op, "comment"),
-        notify_customer: parse_flag(op, "email")?,
-        include_comment: parse_flag(op, "includeComment")?,
-        courier_name: optional_text(op, "courierName"),
-        service_name: optional_text(op, "serviceName"),
-        tracking_numbers,
-        date_shipped,
-    })
+    Ok(tracking_numbers)
 }
 
 #[cfg(test)]

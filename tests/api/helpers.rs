@@ -7,6 +7,7 @@ use std::sync::Arc;
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
 use wharf::Settings;
 use wharf::db::{self, Pool};
 use wharf::worker::Worker;
@@ -47,11 +48,23 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-/// A fresh, empty database for one test; dropped with it.
+/// Work a test must not leave behind: per table, the rows that are still queued or leased. Checked
+/// when the test's database is dropped (see [`TestDb::leftovers`]); a new queue adds its line here,
+/// e.g. `("outbound_tasks", "state NOT IN (<its settled states>) OR lease_owner IS NOT NULL")`. A
+/// table the database does not have is skipped, so a line may come before its migration.
+pub const LEFTOVERS: &[(&str, &str)] = &[(
+    "requests",
+    "state IN ('queued', 'processing') OR lease_owner IS NOT NULL",
+)];
+
+/// A fresh, empty database for one test; dropped with it, after checking that the test left
+/// nothing queued or leased (unless it said so with [`TestDb::expect_leftovers`]).
 pub struct TestDb {
     pub url: String,
     pg: Option<(String, String)>,
-    _dir: tempfile::TempDir,
+    /// Why this test leaves work queued or leased on purpose, when it does.
+    leftovers_expected: std::sync::Mutex<Option<&'static str>>,
+    dir: tempfile::TempDir,
 }
 
 impl TestDb {
@@ -61,7 +74,8 @@ impl TestDb {
             Backend::Sqlite => TestDb {
                 url: format!("sqlite://{}", dir.path().join("wharf.db").display()),
                 pg: None,
-                _dir: dir,
+                leftovers_expected: std::sync::Mutex::new(None),
+                dir,
             },
             Backend::Postgres => {
                 let admin = postgres_admin_url();
@@ -77,21 +91,122 @@ impl TestDb {
                 TestDb {
                     url: format!("{base}/{name}"),
                     pg: Some((admin, name)),
-                    _dir: dir,
+                    leftovers_expected: std::sync::Mutex::new(None),
+                    dir,
                 }
             }
         }
     }
+
+    /// Says that this test leaves work queued or leased on purpose (it tests how messages are
+    /// received, not applied; a shipment waits for an order it never creates), and why; the check
+    /// at the end of the test is then skipped.
+    pub fn expect_leftovers(&self, why: &'static str) {
+        *self.leftovers_expected.lock().unwrap() = Some(why);
+    }
+
+    /// What this database holds of [`LEFTOVERS`]: one line per table with such rows. Tables the
+    /// database does not have (migrations never ran) hold nothing.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for (table, condition) in LEFTOVERS {
+            let rows = if self.pg.is_some() {
+                let mut conn = PgConnection::establish(&self.url).expect("test database");
+                let exists = format!(
+                    "SELECT COUNT(*) AS n FROM information_schema.tables \
+                     WHERE table_schema = current_schema() AND table_name = '{table}'"
+                );
+                count_in(&mut conn, &exists, table, condition)
+            } else {
+                let path = self.dir.path().join("wharf.db");
+                if !path.exists() {
+                    continue;
+                }
+                let path = path.to_str().expect("UTF-8 temp path");
+                let mut conn = SqliteConnection::establish(path).expect("test database");
+                let exists = format!(
+                    "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+                );
+                count_in(&mut conn, &exists, table, condition)
+            };
+            if rows > 0 {
+                found.push(format!("{rows} row(s) of {table} where {condition}"));
+            }
+        }
+        found
+    }
+
+    /// Panics, naming them, when the test left work queued or leased without saying so.
+    fn check_leftovers(&self) {
+        if self.leftovers_expected.lock().unwrap().is_some() {
+            return;
+        }
+        let found = self.leftovers();
+        assert!(
+            found.is_empty(),
+            "the test left work queued or leased (drain it, or call \
+             expect_leftovers(\"why\") if that is its point):\n{}",
+            found.join("\n")
+        );
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// The rows of `table` matching `condition`, or 0 when `exists` counts no such table.
+fn count_in<C>(conn: &mut C, exists: &str, table: &str, condition: &str) -> i64
+where
+    C: diesel::Connection,
+    for<'a> diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'a, C, Count>,
+{
+    use diesel::RunQueryDsl;
+    let count = |conn: &mut C, sql: &str| {
+        diesel::sql_query(sql)
+            .get_result::<Count>(conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .n
+    };
+    if count(conn, exists) == 0 {
+        return 0;
+    }
+    count(
+        conn,
+        &format!("SELECT COUNT(*) AS n FROM {table} WHERE {condition}"),
+    )
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // A test that already failed keeps its own message (a second panic would abort).
+        if !std::thread::panicking() {
+            self.check_leftovers();
+        }
         if let Some((admin, name)) = &self.pg
             && let Ok(mut conn) = PgConnection::establish(admin)
         {
             let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
+}
+
+crate::both_backends!(leftovers_are_found_until_drained);
+
+/// The end-of-test check sees a request left queued, and nothing once the worker applied it.
+async fn leftovers_are_found_until_drained(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(app.db.leftovers(), Vec::<String>::new());
+    let session = app.login().await;
+    let (status, body) = app.send_inventory(&session, 1, &[("SKU-1", 5, 1)]).await;
+    assert_eq!(status, 200, "{body}");
+    let left = app.db.leftovers();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("of requests where"), "{left:?}");
+    assert_eq!(app.drain().await, 1);
+    assert_eq!(app.db.leftovers(), Vec::<String>::new());
 }
 
 /// A running server and what a test needs to talk to it.
@@ -118,6 +233,12 @@ pub fn test_settings(url: &str) -> Settings {
 }
 
 impl TestApp {
+    /// Says that this test leaves work queued or leased on purpose, and why (see
+    /// [`TestDb::expect_leftovers`]).
+    pub fn expect_leftovers(&self, why: &'static str) {
+        self.db.expect_leftovers(why);
+    }
+
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::spawn_with(backend, |_| {}).await
     }

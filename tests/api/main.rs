@@ -1,5 +1,10 @@
 //! End-to-end tests: the real server over loopback HTTP, on SQLite and on PostgreSQL.
 
+// This whole crate is tests: clippy's in-test exemption (clippy.toml) covers only `#[test]` functions
+// and `#[cfg(test)]` modules, not the helpers and scenario functions a test crate is made of. A
+// failed step should stop a test at once, and a scenario reads best as one story however long.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 mod helpers;
 /// The OrderFlow simulator (also used by the examples).
 #[path = "../../examples/warehouse_api/mod.rs"]
@@ -23,6 +28,7 @@ mod inventory;
 mod order_rules;
 mod orders;
 mod refusals;
+mod schema;
 mod shipment_failures;
 mod shutdown;
 mod slow_clients;

@@ -184,6 +184,9 @@ async fn a_body_not_whole_by_the_deadline_is_cut(backend: Backend) {
         s.http.body_min_rate = 0;
     })
     .await;
+    app.expect_leftovers(
+        "it checks how request bodies are read; the requests it stores are not applied",
+    );
     let session = app.login().await;
     let soap = inventory_envelope(&session, 8, &[("LATE-1", 5, 1)]);
     let half = soap.len() / 2;
@@ -310,6 +313,9 @@ async fn an_oversized_soap_body_gets_a_fault_in_its_version_and_is_recorded(back
 
 async fn a_spent_body_budget_is_answered_503_with_retry_after(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.http.body_budget = 16 * 1024).await;
+    app.expect_leftovers(
+        "it checks how request bodies are read; the requests it stores are not applied",
+    );
     let session = app.login().await;
     // One client holds 10 KiB of the 16 KiB budget with a body it has not finished sending.
     let held = format!("{}{}", "<!--", "x".repeat(12 * 1024));
@@ -397,6 +403,9 @@ async fn a_spent_body_budget_is_answered_503_with_retry_after(backend: Backend) 
 
 async fn stalled_connections_leave_room_for_new_clients(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    app.expect_leftovers(
+        "it checks how request bodies are read; the requests it stores are not applied",
+    );
     let soap_head = head("POST", "/soap", &[SOAP11], 4096);
     let mut stalled = Vec::new();
     for _ in 0..200 {
@@ -515,6 +524,9 @@ fn refuse_writes(conn: &mut wharf::db::DbConnection, refuse: bool) {
 
 async fn ready_turns_not_ready_while_writes_fail_and_recovers(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    app.expect_leftovers(
+        "it checks /ready while writes fail; the request stored on recovery is not applied",
+    );
     let session = app.login().await;
     let ready = || async {
         let resp = app

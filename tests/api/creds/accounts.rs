@@ -56,6 +56,7 @@ fn counts(list: &str, user: &str) -> (String, String) {
 
 async fn users_are_listed_removed_and_given_new_passwords(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    app.expect_leftovers("it checks who may send; the accepted messages are not applied");
     let add = wharf_with(
         &app,
         &["users", "add", "wms2", "--password-stdin"],
@@ -221,6 +222,7 @@ async fn tokens_are_listed_without_the_token_and_revoked(backend: Backend) {
 
 async fn passwords_are_never_trimmed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    app.expect_leftovers("it checks who may send; the accepted messages are not applied");
     let password = " pass word with spaces ";
     let add = wharf_with(
         &app,

@@ -16,6 +16,7 @@ fn mode(path: &str) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_and_its_wal_and_shm_are_private() {
     let app = TestApp::spawn(Backend::Sqlite).await;
+    app.expect_leftovers("it checks the file modes of the database a request is stored in");
     let s = app.login().await;
     assert_eq!(app.send_inventory(&s, 1, &[("A", 1, 1)]).await.0, 200);
     let path = app.db.url.trim_start_matches("sqlite://").to_string();

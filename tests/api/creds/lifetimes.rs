@@ -22,6 +22,9 @@ async fn a_busy_session_ends_after_its_absolute_lifetime(backend: Backend) {
         s.soap.session_max_lifetime_secs = 3;
     })
     .await;
+    app.expect_leftovers(
+        "it checks how long credentials are accepted; the accepted messages are not applied",
+    );
     let s = app.login().await;
     // Used again and again: never idle, yet over after three seconds.
     assert_eq!(app.send_inventory(&s, 1, &[("A", 1, 1)]).await.0, 200);
@@ -42,6 +45,9 @@ async fn admin_tokens_end_after_the_absolute_lifetime(backend: Backend) {
         s.soap.session_max_lifetime_secs = 2;
     })
     .await;
+    app.expect_leftovers(
+        "it checks how long credentials are accepted; the accepted messages are not applied",
+    );
     let resp = app
         .client
         .post(format!("{}/soap/default", app.base))

@@ -20,6 +20,7 @@ const M2: &str = "application/soap+xml; charset=utf-8";
 
 async fn stored_bodies_hold_no_credentials_in_any_form(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    app.expect_leftovers("it checks the stored bodies, which applying them would not change");
     let s = app.login().await;
     let (_, token) = request_token(&app, USER, PASSWORD).await;
     let token = element_text(&token, "result").unwrap();
@@ -218,6 +219,7 @@ async fn rejection_excerpts_hold_no_credentials(backend: Backend) {
 async fn a_resend_after_a_new_login_is_a_repeat(backend: Backend) {
     // The shipment's order is never created: let it fail at once instead of waiting for the order.
     let app = TestApp::spawn_with(backend, |s| s.worker.unknown_order_retry_secs = 0).await;
+    app.expect_leftovers("the conflicting body sent last is stored to be listed, not applied");
     let first = app.login().await;
     assert_eq!(app.send_inventory(&first, 10, &[("A", 5, 10)]).await.0, 200);
     app.send_shipment(&first, "100000001", 11, &[("A", 1)], "TRACK1")

@@ -1,0 +1,147 @@
+//! `/api/v1/orders`: create, update, read, cancel and list orders.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::query::ApiQuery;
+use super::{ApiError, Problem, on_pool, page_limit, parse_json, path_key, query};
+use crate::http::AppState;
+use crate::http::body::Body;
+use crate::orders::{self, ExportStatus, OrderInput, OrderView};
+
+/// Create or update an order. Answers 201 when created, 200 otherwise, with the order. A PUT never
+/// moves an order backwards: the same content again changes nothing; `complete` and `canceled` stay;
+/// reopening a cancelled order is `409 order_canceled`; once the warehouse has the order (exported,
+/// skipped, or being exported) only its status may change, anything else is `409 order_locked` with
+/// the differing `fields` (cancel it and place a new order instead). Status `canceled` cancels it.
+#[utoipa::path(put, path = "/api/v1/orders/{increment_id}", tag = "orders",
+    params(("increment_id" = String, Path, description = "order number")),
+    request_body = OrderInput,
+    responses((status = 201, description = "Created", body = OrderView),
+        (status = 200, description = "Replaced", body = OrderView),
+        (status = 422, description = "A field is missing or wrong (`invalid_field`, `field` names it) or the body is not JSON (`malformed_json`)", body = Problem),
+        (status = 409, description = "The change contradicts what already happened, e.g. fewer units than have shipped (`conflict`)", body = Problem)),
+    security(("bearer" = [])))]
+pub(super) async fn put_order(
+    path: web::Path<String>,
+    body: Body,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_key("increment_id", path)?;
+    let input: OrderInput = parse_json(&body)?;
+    let (created, view) = on_pool(&state, move |conn| {
+        let created = orders::upsert(conn, &id, &input)?;
+        Ok((created, orders::get(conn, &id)?))
+    })
+    .await?;
+    Ok(if created {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
+}
+
+/// An order with its export status, shipments, tracking and per-line shipped quantities.
+#[utoipa::path(get, path = "/api/v1/orders/{increment_id}", tag = "orders",
+    params(("increment_id" = String, Path, description = "order number")),
+    responses((status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order (`not_found`)", body = Problem)),
+    security(("bearer" = [])))]
+pub(super) async fn get_order(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_key("increment_id", path)?;
+    let view = on_pool(&state, move |conn| Ok(orders::get(conn, &id)?)).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Cancel an order (not once it has fully shipped).
+#[utoipa::path(post, path = "/api/v1/orders/{increment_id}/cancel", tag = "orders",
+    params(("increment_id" = String, Path, description = "order number")),
+    responses((status = 200, description = "The cancelled order", body = OrderView),
+        (status = 404, description = "No such order (`not_found`)", body = Problem),
+        (status = 409, description = "The order has shipped completely (`conflict`)", body = Problem)),
+    security(("bearer" = [])))]
+pub(super) async fn cancel_order(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_key("increment_id", path)?;
+    let view = on_pool(&state, move |conn| {
+        orders::cancel(conn, &id)?;
+        Ok(orders::get(conn, &id)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize)]
+pub(super) struct OrderListQuery {
+    status: Option<String>,
+    export_status: Option<ExportStatus>,
+    updated_after: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// A page of orders.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderList {
+    /// Orders, least recently changed first.
+    pub items: Vec<OrderView>,
+    /// Pass as `after` (with the same filters) for the next page; `null` when this page is the last.
+    pub next: Option<String>,
+}
+
+/// Orders changed after a time, for reconciling: keyset paging in (`updated_at`, order) order.
+///
+/// Walk the pages with `after=<next>` until `next` is `null`. Every order matching the filters is
+/// returned once, in the state it has when its page is read; an order that changes during the walk
+/// moves behind the cursor and comes again on a later page with its new state (never skipped). To
+/// catch up later, start a new walk with `updated_after` = the last `updated_at` seen, less a few
+/// seconds: a change committing while you read can carry a slightly earlier time. Export status
+/// changes do not move `updated_at`; follow them on the feed or filter with `export_status`.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders",
+    params(("status" = Option<String>, Query, description = "only orders in this status, e.g. `processing`, `complete`, `canceled`"),
+        ("export_status" = Option<ExportStatus>, Query, description = "only orders whose export is in this status"),
+        ("updated_after" = Option<DateTime<Utc>>, Query, description = "only orders changed strictly after this time, RFC 3339 (`2024-05-01T09:30:00Z`; percent-encode a `+` offset as `%2B`)"),
+        ("limit" = Option<i64>, Query, description = "most orders per page, 1–200 (default 50)"),
+        ("after" = Option<String>, Query, description = "the `next` of the previous page")),
+    responses((status = 200, description = "A page of orders", body = OrderList),
+        (status = 422, description = "A parameter is out of range (`invalid_field`)", body = Problem)),
+    security(("bearer" = [])))]
+pub(super) async fn list_orders(
+    query: ApiQuery<OrderListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.0;
+    let limit = page_limit(q.limit)?;
+    let after = q.after.as_deref().map(order_position).transpose()?;
+    let filter = orders::ListFilter {
+        status: q.status,
+        export_status: q.export_status,
+        updated_after: q.updated_after,
+    };
+    let page = on_pool(&state, move |conn| {
+        Ok(orders::list(conn, &filter, after, limit)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(OrderList {
+        items: page.orders,
+        next: page
+            .next
+            .map(|p| query::encode_cursor(p.updated_at, &p.id.to_string())),
+    }))
+}
+
+fn order_position(cursor: &str) -> Result<orders::OrderPosition, ApiError> {
+    let (updated_at, key) = query::decode_cursor(cursor)?;
+    let id = key.parse().map_err(|_| ApiError::InvalidQuery {
+        param: "after".into(),
+        reason: "is not an order cursor; pass the `next` of the previous order page".into(),
+    })?;
+    Ok(orders::OrderPosition { updated_at, id })
+}
