@@ -17,33 +17,6 @@ use crate::db::{self, DbConnection};
 use crate::feed::{self, NewEvent};
 use crate::queue::report::{ImportLine, Report};
 
-/// Stock source used when the warehouse names none.
-pub const DEFAULT_SOURCE: &str = "default";
-
-/// One SKU's line of an inventory message, as validated at receipt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InventoryLine {
-    /// SKU (1–64 characters).
-    pub sku: String,
-    /// Stock source (`default` unless the warehouse names one).
-    pub source: String,
-    /// Units the warehouse reports available (may be negative).
-    pub qty: i32,
-    /// The warehouse's sequence id for this SKU (> 0).
-    pub seq: i64,
-    /// When the warehouse last took an order into account for this SKU, if it says.
-    pub last_order_exported: Option<NaiveDateTime>,
-}
-
-/// A whole inventory multi-update.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InventoryMessage {
-    /// The message's sequence id (> 0).
-    pub message_seq_id: i64,
-    /// One line per (SKU, source), in the order received.
-    pub lines: Vec<InventoryLine>,
-}
-
 /// The outcome of one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineResult {
