@@ -410,7 +410,6 @@ pub fn store_shipment(
 struct ReceiptStatement<'a> {
     req: &'a NewRequest<'a>,
     operation: &'static str,
-    queued: &'static str,
     line_count: i32,
     skus: Vec<&'a str>,
     sources: Vec<&'a str>,
@@ -425,7 +424,6 @@ impl<'a> ReceiptStatement<'a> {
         ReceiptStatement {
             req,
             operation: req.operation.as_str(),
-            queued: RequestState::Queued.as_str(),
             line_count: lines.len() as i32,
             skus: lines.iter().map(|l| l.sku).collect(),
             sources: lines.iter().map(|l| l.source).collect(),
@@ -478,9 +476,8 @@ impl QueryFragment<Pg> for ReceiptStatement<'_> {
         out.push_bind_param::<Text, _>(&req.body_hash)?;
         out.push_sql(", ");
         out.push_bind_param::<Integer, _>(&self.line_count)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.queued)?;
-        out.push_sql(", 0, ");
+        // The state is a fixed word, written as a literal like the workers' channel below.
+        out.push_sql(&format!(", '{}', 0, ", RequestState::Queued.as_str()));
         out.push_bind_param::<Timestamp, _>(&req.now)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamp, _>(&req.now)?;
