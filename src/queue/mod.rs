@@ -5,12 +5,13 @@
 //! States: `queued` → `processing` (leased) → `processed`; a transient failure goes back to `queued`
 //! with a later `next_attempt_at`; after `max_attempts` a request is `dead` (kept, visible, replayable).
 
-pub mod inspect;
 pub mod lifecycle;
 pub mod refusals;
 pub mod report;
 pub mod scrub;
 pub mod store;
+
+pub use store::inspect;
 
 use chrono::TimeDelta;
 use diesel::prelude::*;

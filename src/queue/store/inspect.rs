@@ -1,17 +1,18 @@
-//! What support reads about received requests without SQL: a filtered list, newest first, and one
+//! What support reads about received requests without SQL (the read side of the queue's store, used
+//! as `queue::inspect`): a filtered list, newest first, and one
 //! request in full — what was received (the stored body, credentials masked), its lines, what
 //! happened to it (import report, failed attempts), and what support did with it.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::lifecycle::SupportAction;
-use super::{Operation, RequestState};
 use crate::db::DbConnection;
 use crate::db::schema::{
     import_lines, imports, replaced_import_lines, request_actions, request_errors, request_lines,
     request_shipments, request_tracking, requests,
 };
+use crate::queue::lifecycle::SupportAction;
+use crate::queue::{Operation, RequestState};
 
 /// Which requests to list by where they stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

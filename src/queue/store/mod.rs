@@ -1,5 +1,8 @@
-//! The queue's SQL: the request rows and their lines, the receipt statement, the claim, and the
-//! guarded settles (finish, fail, defer). Per-backend arms live here, where the SQL must differ.
+//! The queue's SQL: the request rows and their lines, the receipt statement, the claim, the
+//! guarded settles (finish, fail, defer), rejections, the rows of support actions, and support's
+//! reads ([`inspect`]). Per-backend arms live here, where the SQL must differ.
+
+pub mod inspect;
 
 use chrono::NaiveDateTime;
 use diesel::pg::Pg;
