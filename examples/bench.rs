@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 use common::{Line, Outgoing};
 use wharf::Settings;
 use wharf::db::{Backend, Pool};
-use wharf::inventory::{DEFAULT_SOURCE, InventoryLine, InventoryMessage};
+use wharf::messages::{DEFAULT_SOURCE, InventoryLine, InventoryMessage};
 
 /// Benchmarks wharf's receipt, a bare-commit baseline and the worker, on SQLite and PostgreSQL.
 #[derive(Debug, Parser)]

@@ -519,19 +519,9 @@ fn sqlite_next_to(url: &str, config: &Path) -> String {
     }
 }
 
-/// Hides the password of a `scheme://user:password@host/…` URL.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
+// Defined in `db` (which shows URLs in its errors and must not import config), kept here too for
+// the settings' own messages and callers.
+pub use crate::db::redact_url;
 
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

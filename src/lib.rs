@@ -1,7 +1,7 @@
 //! wharf: a SOAP-compatible gateway between a warehouse (OrderFlow's SOAP dialect) and an online store.
 //!
 //! Data flow, one module per step:
-//! - [`soap`] reads the warehouse's envelopes into typed calls (wire format only);
+//! - [`soap`] reads the warehouse's envelopes into typed calls ([`messages`], wire-neutral);
 //! - [`auth`] checks who is calling;
 //! - [`queue`] stores each accepted message whole and hands it out to workers under a lease;
 //! - [`worker`] applies queued messages with the business rules of [`inventory`] and
@@ -19,6 +19,7 @@ pub mod feed;
 pub mod http;
 pub mod imports;
 pub mod inventory;
+pub mod messages;
 pub mod orders;
 pub mod products;
 pub mod queue;

@@ -6,7 +6,6 @@
 //! back and the lease expires, so another worker takes the request over) or the whole effect.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,17 +13,18 @@ use chrono::{NaiveDateTime, TimeDelta};
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::db::sql::Claimed;
+use crate::db::lease::{self, Lease, LeaseLost, Owner};
 use crate::db::{self, DbConnection, Pool};
 use crate::feed;
 use crate::imports::{self, Report};
 use crate::inventory;
-use crate::queue;
+use crate::queue::{self, Claimed, Operation, store};
 use crate::shipments;
 use crate::telemetry::Escaped;
 
 /// Operations this worker knows how to apply; others stay queued for a worker that does.
-pub const APPLIED_OPERATIONS: &[&str] = &[queue::OP_INVENTORY, queue::OP_SHIPMENT];
+pub const APPLIED_OPERATIONS: &[Operation] =
+    &[Operation::InventoryUpdate, Operation::ShipmentCreate];
 
 /// What one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -57,58 +57,41 @@ enum Finished {
 pub struct Worker {
     pool: Pool,
     settings: Arc<Settings>,
-    name: String,
-    claims: AtomicU64,
+    owner: Owner,
 }
-
-/// The transaction was rolled back because the lease had been taken over.
-#[derive(Debug, thiserror::Error)]
-#[error("lease lost")]
-struct LeaseLost;
 
 impl Worker {
     /// A worker named after this host and process (and a random suffix, so two workers in one process
     /// never share a lease owner).
     pub fn new(pool: Pool, settings: Arc<Settings>) -> Worker {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "wharf".into());
-        let suffix = &crate::auth::random_secret()[..8];
         Worker {
             pool,
             settings,
-            name: format!("{host}:{}:{suffix}", std::process::id()),
-            claims: AtomicU64::new(0),
+            owner: Owner::new("worker"),
         }
     }
 
     /// This worker's name (the prefix of its lease owners).
     pub fn name(&self) -> &str {
-        &self.name
+        self.owner.name()
     }
 
     /// Claims one batch (every claim gets its own owner token) without applying it. Used by
     /// [`Worker::run_batch`], and by tests that simulate a worker dying while it holds a lease.
     pub fn claim(&self) -> anyhow::Result<(String, Vec<Claimed>)> {
-        let owner = format!(
-            "{}#{}",
-            self.name,
-            self.claims.fetch_add(1, Ordering::Relaxed)
-        );
         let mut conn = self
             .pool
             .get()
             .context("no database connection for the worker")?;
-        let now = db::now();
-        let lease_until = now + TimeDelta::seconds(self.settings.worker.lease_secs);
-        let claimed = db::sql::claim_due(
+        let lease = Lease::new(&self.owner, self.settings.worker.lease_secs);
+        let claimed = store::claim(
             &mut conn,
+            &lease,
             APPLIED_OPERATIONS,
-            &owner,
             self.settings.worker.batch_size,
-            now,
-            lease_until,
         )
         .context("claiming queued requests")?;
-        Ok((owner, claimed))
+        Ok((lease.owner, claimed))
     }
 
     /// Claims and applies one batch.
@@ -176,7 +159,8 @@ impl Worker {
     /// their attempt limit, up to `transaction_lines` lines (at least one request).
     fn group_len(&self, claimed: &[Claimed]) -> usize {
         let groupable = |r: &Claimed| {
-            r.operation == queue::OP_INVENTORY && r.attempts <= self.settings.worker.max_attempts
+            r.operation == Operation::InventoryUpdate
+                && r.attempts <= self.settings.worker.max_attempts
         };
         let mut lines = 0i64;
         let mut n = 0;
@@ -218,9 +202,7 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let ids: Vec<i64> = reqs.iter().map(|r| r.id).collect();
         let events = db::write_tx(conn, |conn| -> anyhow::Result<usize> {
-            if queue::finish(conn, &ids, owner)? != ids.len() {
-                return Err(LeaseLost.into());
-            }
+            lease::held(store::finish(conn, &ids, owner)?, ids.len(), owner)?;
             let reports = apply(conn, &ids)?;
             self.record(conn, reqs.iter().zip(reports).collect())
         })?;
@@ -246,7 +228,7 @@ impl Worker {
             .map(|(req, report)| {
                 let header = imports::store::Header {
                     request_id: req.id,
-                    operation: &req.operation,
+                    operation: req.operation.as_str(),
                     message_seq_id: req.message_seq_id,
                 };
                 (header, report)
@@ -331,10 +313,10 @@ impl Worker {
             conn,
             owner,
             std::slice::from_ref(req),
-            |conn, ids| match req.operation.as_str() {
-                queue::OP_INVENTORY => inventory::apply(conn, ids, &self.settings.inventory)
+            |conn, ids| match req.operation {
+                Operation::InventoryUpdate => inventory::apply(conn, ids, &self.settings.inventory)
                     .context("applying inventory lines"),
-                queue::OP_SHIPMENT => {
+                Operation::ShipmentCreate => {
                     match shipments::apply(conn, req.id, req.message_seq_id, wait_for_order) {
                         Ok(applied) => {
                             failure = applied.failure;
@@ -345,7 +327,6 @@ impl Worker {
                         Err(e) => Err(anyhow::Error::new(e).context("applying the shipment")),
                     }
                 }
-                other => anyhow::bail!("this worker cannot apply {other:?} requests"),
             },
         )?;
         // Logged only once the failure is committed: support looks for these.
@@ -374,7 +355,7 @@ impl Worker {
         let now = db::now();
         let next = next_try(now, wait, &self.settings.worker);
         let note = wait.to_string();
-        if queue::defer(conn, req.id, owner, next, &note).context("putting a shipment back")? {
+        if store::defer(conn, req.id, owner, next, &note).context("putting a shipment back")? {
             tracing::info!(request = req.id, order = %Escaped(&wait.order), next_try = %next, until = %wait.until,
                 "shipment waits for its order, which wharf does not know yet");
         }
@@ -410,7 +391,7 @@ impl Worker {
 
     async fn run_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let idle = Duration::from_millis(self.settings.worker.poll_interval_ms.max(10));
-        tracing::info!(worker = %self.name, "worker started");
+        tracing::info!(worker = %self.name(), "worker started");
         loop {
             if *stop.borrow() {
                 break;
@@ -446,7 +427,7 @@ impl Worker {
                 },
             }
         }
-        tracing::info!(worker = %self.name, "worker stopped");
+        tracing::info!(worker = %self.name(), "worker stopped");
     }
 }
 

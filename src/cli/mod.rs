@@ -105,7 +105,7 @@ fn start(command: &str, settings: &Settings, file: Option<&Path>) -> anyhow::Res
 /// first to run after an upgrade). Only `serve` and `migrate` create a database.
 pub(crate) fn open(settings: &Settings) -> anyhow::Result<db::Pool> {
     let pool = db::connect_existing(&settings.database_url, settings.db_pool_size)?;
-    db::migrate(&pool)
+    crate::queue::scrub::migrate(&pool)
         .with_context(|| format!("database {}", redact_url(&settings.database_url)))?;
     Ok(pool)
 }
@@ -155,7 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn migrate(settings: &Settings, file: Option<&Path>) -> anyhow::Result<()> {
     start("migrate", settings, file)?;
     let pool = db::connect(&settings.database_url, 1)?;
-    let applied = db::migrate(&pool)?;
+    let applied = crate::queue::scrub::migrate(&pool)?;
     if applied.is_empty() {
         println!("database is up to date");
     } else {

@@ -20,7 +20,7 @@ pub enum RequestsCommand {
         state: Option<StateFilter>,
         /// inventory.update (or inventory) or shipment.create (or shipment).
         #[arg(long, value_parser = inspect::operation_named)]
-        operation: Option<&'static str>,
+        operation: Option<queue::Operation>,
         /// Only requests with a line for this SKU.
         #[arg(long)]
         sku: Option<String>,
@@ -206,7 +206,7 @@ fn print_list(rows: &[ListedRequest]) {
         let state = if failures > 0 {
             format!("{} ({failures} failed)", s.state)
         } else {
-            s.state.clone()
+            s.state.to_string()
         };
         let error = s
             .last_error
@@ -281,7 +281,7 @@ fn print_summary(d: &RequestDetail) {
     if let Some(t) = p.processed_at {
         println!("processed:      {}", time(t));
     }
-    if s.state == queue::RequestState::Queued.as_str() {
+    if s.state == queue::RequestState::Queued {
         println!("next attempt:   {}", time(p.next_attempt_at));
     }
     if let Some(owner) = &p.lease_owner {

@@ -89,7 +89,7 @@ impl DbTarget {
             return Err(match url.split_once("://") {
                 Some((scheme, _)) => refuse(format!(
                     "{} uses {scheme}://, which wharf does not support",
-                    crate::config::redact_url(url)
+                    redact_url(url)
                 )),
                 None if url.trim().is_empty() => refuse("is empty".into()),
                 None => refuse(format!(
@@ -114,7 +114,7 @@ impl DbTarget {
     /// The URL to show people: the password hidden, an SQLite path made absolute.
     pub fn display(&self) -> String {
         match self {
-            DbTarget::Postgres(url) => crate::config::redact_url(url),
+            DbTarget::Postgres(url) => redact_url(url),
             DbTarget::Sqlite(path) => format!("sqlite://{}", absolute(path).display()),
         }
     }
@@ -125,6 +125,20 @@ impl DbTarget {
             DbTarget::Postgres(_) => Backend::Postgres,
             DbTarget::Sqlite(_) => Backend::Sqlite,
         }
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host/…` URL.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -326,7 +340,8 @@ fn one_line(s: &str) -> String {
 }
 
 /// Applies every pending migration; safe to run from several processes at once on PostgreSQL
-/// (serialised by an advisory lock).
+/// (serialised by an advisory lock). Data steps that follow a migration belong to their domain
+/// (`queue::scrub::migrate` runs this, then masks old credentials).
 pub fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
     let mut conn = pool.get().map_err(DbError::Pool)?;
     let run = |conn: &mut DbConnection| -> Result<Vec<String>, String> {
@@ -347,15 +362,7 @@ pub fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
                 .map_err(|e| e.to_string()),
         }
     };
-    let applied = run(&mut conn).map_err(DbError::Migrate)?;
-    // Credentials that versions before masking stored in clear are masked once, right after the
-    // migration that lists them.
-    crate::queue::scrub::run(&mut conn).map_err(|e| {
-        DbError::Migrate(format!(
-            "masking credentials stored by an earlier version failed (it resumes next time): {e}"
-        ))
-    })?;
-    Ok(applied)
+    run(&mut conn).map_err(DbError::Migrate)
 }
 
 /// Whether every embedded migration has been applied (for `/ready`).

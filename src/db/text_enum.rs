@@ -23,8 +23,8 @@ where
 }
 
 /// Declares an enum stored as text: each variant with its word (`Queued = "queued"`), `as_str`,
-/// `parse`, `ALL`, `Display`, `FromStr` and `TryFrom<String>` (for diesel's `deserialize_as`; an
-/// unknown word is an [`UnknownText`]). Derives and
+/// `parse`, `ALL`, `Display`, `FromStr` and `TryFrom<String>` (an unknown word is an
+/// [`UnknownText`]; the last lets diesel rows read the column with `deserialize_as = String`). Derives and
 /// doc comments written on the enum and its variants are kept.
 #[macro_export]
 macro_rules! text_enum {
@@ -60,14 +60,15 @@ macro_rules! text_enum {
             }
         }
 
+        // `pad`, not `write_str`: tables print states in columns (`{:<10}`).
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
-        // For diesel's `deserialize_as = String` on a `Queryable` field of this type: an unknown
-        // word fails the row's deserialisation, it does not panic.
+        // Lets a row struct read the column straight into the enum:
+        // `#[diesel(deserialize_as = String)] state: RequestState`.
         impl TryFrom<String> for $name {
             type Error = $crate::db::text_enum::UnknownText;
 
@@ -106,9 +107,10 @@ mod tests {
             assert_eq!(Light::parse(l.as_str()), Some(*l));
         }
         assert_eq!(Light::Green.to_string(), "green");
-        assert_eq!(Light::try_from("red".to_string()), Ok(Light::Red));
-        assert!(Light::try_from("blue".to_string()).is_err());
+        assert_eq!(format!("[{:<6}]", Light::Red), "[red   ]");
         let e = super::read::<Light>("blue").unwrap_err().to_string();
         assert!(e.contains("unknown light \"blue\""), "{e}");
+        assert_eq!(Light::try_from("red".to_string()), Ok(Light::Red));
+        assert!(Light::try_from("blue".to_string()).is_err());
     }
 }

@@ -54,7 +54,7 @@ impl Application {
             let settings = settings.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<Pool> {
                 let pool = db::connect(&settings.database_url, settings.db_pool_size)?;
-                db::migrate(&pool)?;
+                crate::queue::scrub::migrate(&pool)?;
                 Ok(pool)
             })
             .await??

@@ -18,33 +18,6 @@ use crate::feed::{self, NewEvent};
 use crate::imports::{ImportLine, LineOutcome, Report};
 use crate::reservations;
 
-/// Stock source used when the warehouse names none.
-pub const DEFAULT_SOURCE: &str = "default";
-
-/// One SKU's line of an inventory message, as validated at receipt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InventoryLine {
-    /// SKU (1–64 characters).
-    pub sku: String,
-    /// Stock source (`default` unless the warehouse names one).
-    pub source: String,
-    /// Units the warehouse reports available (may be negative).
-    pub qty: i32,
-    /// The warehouse's sequence id for this SKU (> 0).
-    pub seq: i64,
-    /// When the warehouse last took an order into account for this SKU, if it says.
-    pub last_order_exported: Option<NaiveDateTime>,
-}
-
-/// A whole inventory multi-update.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InventoryMessage {
-    /// The message's sequence id (> 0).
-    pub message_seq_id: i64,
-    /// One line per (SKU, source), in the order received.
-    pub lines: Vec<InventoryLine>,
-}
-
 /// The quantity stored for what the warehouse reported.
 pub fn stored_qty(received: i32, allow_negative: bool) -> i32 {
     if received < 0 && !allow_negative {
@@ -366,6 +339,7 @@ fn report_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::DEFAULT_SOURCE;
 
     #[test]
     fn negative_quantities_are_stored_as_zero_unless_allowed() {

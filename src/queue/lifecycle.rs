@@ -9,30 +9,22 @@
 //! rows (PostgreSQL `FOR UPDATE`; SQLite's `BEGIN IMMEDIATE`), so a worker claiming or finishing one
 //! of them at that instant either goes first (and the action refuses) or finds it changed.
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
 use super::RequestState;
-use crate::db::schema::{import_lines, imports, replaced_import_lines, request_actions, requests};
+use super::store::{self, Current};
+// The import report's tables: its statements here move with the import report's own store.
+use crate::db::schema::{import_lines, imports, replaced_import_lines};
 use crate::db::{self, DbConnection};
 
-/// A support action on received requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SupportAction {
-    /// Dead or retrying → queued now, attempts reset.
-    Requeue,
-    /// Processed → queued now, to be applied again; its import report is kept as replaced.
-    Reprocess,
-}
-
-impl SupportAction {
-    /// The name stored in `request_actions.action`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SupportAction::Requeue => "requeue",
-            SupportAction::Reprocess => "reprocess",
-        }
+crate::text_enum! {
+    /// A support action on received requests (stored as text in `request_actions.action`).
+    pub enum SupportAction: "support action" {
+        /// Dead or retrying → queued now, attempts reset.
+        Requeue = "requeue",
+        /// Processed → queued now, to be applied again; its import report is kept as replaced.
+        Reprocess = "reprocess",
     }
 }
 
@@ -61,17 +53,6 @@ pub enum SupportError {
     /// Storage failed.
     #[error("database error: {0}")]
     Db(#[from] diesel::result::Error),
-}
-
-/// A request as checked before acting on it.
-#[derive(Debug, Queryable)]
-struct Current {
-    id: i64,
-    state: String,
-    attempts: i32,
-    lease_owner: Option<String>,
-    lease_expires_at: Option<NaiveDateTime>,
-    last_error: Option<String>,
 }
 
 /// Puts dead requests (or queued ones waiting to retry after failures) back to the queue, due now
@@ -107,7 +88,7 @@ fn act(
     ids.sort_unstable();
     ids.dedup();
     db::write_tx(conn, |conn| {
-        let rows = lock(conn, &ids)?;
+        let rows = store::lock_for_action(conn, &ids)?;
         for id in &ids {
             let Some(row) = rows.iter().find(|r| r.id == *id) else {
                 return Err(SupportError::NotFound(*id));
@@ -118,12 +99,14 @@ fn act(
         }
         let now = db::now();
         for row in &rows {
-            queue_again(conn, row, now)?;
+            if !store::queue_again(conn, row, now)? {
+                return Err(SupportError::Changed(row.id));
+            }
             let note = match action {
                 SupportAction::Reprocess => report_counts(conn, row.id)?,
                 SupportAction::Requeue => None,
             };
-            let action_id = record(conn, row, action, actor, now, note.as_deref())?;
+            let action_id = store::record_action(conn, row, action, actor, now, note.as_deref())?;
             if action == SupportAction::Reprocess {
                 replace_report(conn, row.id, action_id)?;
             }
@@ -134,36 +117,16 @@ fn act(
     .inspect(|_| crate::db::wake::signal(crate::db::wake::Topic::Requests))
 }
 
-/// Reads the requests, locked until the transaction ends.
-fn lock(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<Current>> {
-    let query = requests::table
-        .filter(requests::id.eq_any(ids))
-        .order(requests::id)
-        .select((
-            requests::id,
-            requests::state,
-            requests::attempts,
-            requests::lease_owner,
-            requests::lease_expires_at,
-            requests::last_error,
-        ));
-    match conn {
-        DbConnection::Postgresql(c) => query.for_update().load(c),
-        DbConnection::Sqlite(c) => query.load(c),
-    }
-}
-
 /// Why `action` makes no sense for `row`, with what to do instead; `None` when it does.
 fn refusal(action: SupportAction, row: &Current) -> Option<String> {
-    let state = RequestState::parse(&row.state);
-    match (action, state) {
-        (SupportAction::Requeue, Some(RequestState::Dead)) => None,
-        (SupportAction::Requeue, Some(RequestState::Queued)) if row.attempts > 0 => None,
-        (SupportAction::Reprocess, Some(RequestState::Processed)) => None,
-        (SupportAction::Requeue, Some(RequestState::Queued)) => {
+    match (action, row.state) {
+        (SupportAction::Requeue, RequestState::Dead) => None,
+        (SupportAction::Requeue, RequestState::Queued) if row.attempts > 0 => None,
+        (SupportAction::Reprocess, RequestState::Processed) => None,
+        (SupportAction::Requeue, RequestState::Queued) => {
             Some("is already queued and waiting for a worker (it has not failed yet)".to_string())
         }
-        (SupportAction::Reprocess, Some(RequestState::Queued)) => Some(format!(
+        (SupportAction::Reprocess, RequestState::Queued) => Some(format!(
             "is already queued to be applied (reprocess is for processed requests){}",
             if row.attempts > 0 {
                 "; `wharf requests requeue` tries it now instead of at its retry time"
@@ -171,7 +134,7 @@ fn refusal(action: SupportAction, row: &Current) -> Option<String> {
                 ""
             }
         )),
-        (_, Some(RequestState::Processing)) => Some(format!(
+        (_, RequestState::Processing) => Some(format!(
             "is being applied by a worker right now (lease held by {} until {}); \
              wait for it to finish, then look again",
             row.lease_owner.as_deref().unwrap_or("?"),
@@ -179,42 +142,12 @@ fn refusal(action: SupportAction, row: &Current) -> Option<String> {
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                 .unwrap_or_else(|| "?".into())
         )),
-        (SupportAction::Requeue, Some(RequestState::Processed)) => {
+        (SupportAction::Requeue, RequestState::Processed) => {
             Some("has been processed; to apply it again use `wharf requests reprocess`".to_string())
         }
-        (SupportAction::Reprocess, Some(RequestState::Dead)) => {
+        (SupportAction::Reprocess, RequestState::Dead) => {
             Some("is dead (it was never applied); use `wharf requests requeue`".to_string())
         }
-        (_, None) => Some(format!("is in an unknown state {:?}", row.state)),
-    }
-}
-
-/// Compare-and-set back to `queued`, due now, attempts reset: only if the request is still exactly
-/// as checked and no worker holds it.
-fn queue_again(
-    conn: &mut DbConnection,
-    row: &Current,
-    now: NaiveDateTime,
-) -> Result<(), SupportError> {
-    let changed = diesel::update(
-        requests::table
-            .filter(requests::id.eq(row.id))
-            .filter(requests::state.eq(&row.state))
-            .filter(requests::attempts.eq(row.attempts))
-            .filter(requests::lease_owner.is_null()),
-    )
-    .set((
-        requests::state.eq(RequestState::Queued.as_str()),
-        requests::attempts.eq(0),
-        requests::next_attempt_at.eq(now),
-        requests::processed_at.eq(None::<NaiveDateTime>),
-        requests::lease_expires_at.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)?;
-    if changed == 1 {
-        Ok(())
-    } else {
-        Err(SupportError::Changed(row.id))
     }
 }
 
@@ -235,30 +168,6 @@ fn report_counts(conn: &mut DbConnection, id: i64) -> QueryResult<Option<String>
             "replaced import report: {s} success(es), {d} duplicate(s), {x} superseded, {f} failure(s)"
         )
     }))
-}
-
-fn record(
-    conn: &mut DbConnection,
-    row: &Current,
-    action: SupportAction,
-    actor: &str,
-    now: NaiveDateTime,
-    note: Option<&str>,
-) -> QueryResult<i64> {
-    let values = (
-        request_actions::request_id.eq(row.id),
-        request_actions::action.eq(action.as_str()),
-        request_actions::actor.eq(actor),
-        request_actions::at.eq(now),
-        request_actions::previous_state.eq(&row.state),
-        request_actions::previous_attempts.eq(row.attempts),
-        request_actions::previous_error.eq(row.last_error.as_deref()),
-        request_actions::note.eq(note),
-    );
-    crate::with_backend!(conn, |c| diesel::insert_into(request_actions::table)
-        .values(values)
-        .returning(request_actions::id)
-        .get_result(c))
 }
 
 /// Moves a request's import report aside (its lines to `replaced_import_lines` under the action),

@@ -56,6 +56,19 @@ struct StoredRequest {
     body: Option<String>,
 }
 
+/// Applies every pending migration ([`db::migrate`]), then masks the credentials that versions
+/// before masking stored in clear, once, right after the migration that lists them.
+pub fn migrate(pool: &db::Pool) -> Result<Vec<String>, db::DbError> {
+    let applied = db::migrate(pool)?;
+    let mut conn = pool.get().map_err(db::DbError::Pool)?;
+    run(&mut conn).map_err(|e| {
+        db::DbError::Migrate(format!(
+            "masking credentials stored by an earlier version failed (it resumes next time): {e}"
+        ))
+    })?;
+    Ok(applied)
+}
+
 /// Masks whatever is still listed in `credential_scrub`; returns the number of rows changed.
 pub fn run(conn: &mut DbConnection) -> QueryResult<usize> {
     let pending: i64 = credential_scrub::table.count().get_result(conn)?;

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use super::envelope::Element;
-use crate::inventory::{DEFAULT_SOURCE, InventoryLine, InventoryMessage};
-use crate::shipments::{ShipmentLine, ShipmentMessage};
+use crate::messages::{
+    DEFAULT_SOURCE, InventoryLine, InventoryMessage, OP_INVENTORY, OP_SHIPMENT, ShipmentLine,
+    ShipmentMessage,
+};
 
 /// Longest SKU accepted.
 pub const MAX_SKU_LEN: usize = 64;
@@ -90,8 +92,8 @@ impl OperationKind {
             OperationKind::Login => "login",
             OperationKind::EndSession => "endSession",
             OperationKind::AdminToken => "adminToken",
-            OperationKind::InventoryUpdate => crate::queue::OP_INVENTORY,
-            OperationKind::ShipmentCreate => crate::queue::OP_SHIPMENT,
+            OperationKind::InventoryUpdate => OP_INVENTORY,
+            OperationKind::ShipmentCreate => OP_SHIPMENT,
         }
     }
 

@@ -1,16 +1,18 @@
-//! What support reads about received requests without SQL: a filtered list, newest first, and one
+//! What support reads about received requests without SQL (the read side of the queue's store, used
+//! as `queue::inspect`): a filtered list, newest first, and one
 //! request in full — what was received (the stored body, credentials masked), its lines, what
 //! happened to it (import report, failed attempts), and what support did with it.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{OP_INVENTORY, OP_SHIPMENT, RequestState};
 use crate::db::DbConnection;
 use crate::db::schema::{
     import_lines, imports, replaced_import_lines, request_actions, request_errors, request_lines,
     request_shipments, request_tracking, requests,
 };
+use crate::queue::lifecycle::SupportAction;
+use crate::queue::{Operation, RequestState};
 
 /// Which requests to list by where they stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +42,16 @@ impl std::str::FromStr for StateFilter {
     }
 }
 
-/// The queue name of an operation as support may type it (`inventory` or `inventory.update`,
-/// `shipment` or `shipment.create`).
-pub fn operation_named(name: &str) -> Result<&'static str, String> {
+/// The operation support names (`inventory` or `inventory.update`, `shipment` or
+/// `shipment.create`).
+pub fn operation_named(name: &str) -> Result<Operation, String> {
     match name {
-        "inventory" | OP_INVENTORY => Ok(OP_INVENTORY),
-        "shipment" | OP_SHIPMENT => Ok(OP_SHIPMENT),
-        other => Err(format!(
-            "unknown operation {other:?}; use {OP_INVENTORY} (or inventory) or {OP_SHIPMENT} (or shipment)"
-        )),
+        "inventory" => Ok(Operation::InventoryUpdate),
+        "shipment" => Ok(Operation::ShipmentCreate),
+        other => Operation::parse(other).ok_or_else(|| {
+            let (i, s) = (Operation::InventoryUpdate, Operation::ShipmentCreate);
+            format!("unknown operation {other:?}; use {i} (or inventory) or {s} (or shipment)")
+        }),
     }
 }
 
@@ -57,8 +60,8 @@ pub fn operation_named(name: &str) -> Result<&'static str, String> {
 pub struct RequestFilter {
     /// Where they stand.
     pub state: Option<StateFilter>,
-    /// The queue operation (`inventory.update`, `shipment.create`).
-    pub operation: Option<&'static str>,
+    /// The operation.
+    pub operation: Option<Operation>,
     /// The warehouse's messageSeqId.
     pub message_seq_id: Option<i64>,
     /// Requests with a line for this SKU.
@@ -74,14 +77,16 @@ pub struct RequestFilter {
 pub struct RequestSummary {
     /// Id.
     pub id: i64,
-    /// Queue operation.
-    pub operation: String,
+    /// What it asks for.
+    #[diesel(deserialize_as = String)]
+    pub operation: Operation,
     /// The warehouse's messageSeqId.
     pub message_seq_id: i64,
     /// The API user who sent it.
     pub caller: String,
-    /// Its state, as stored.
-    pub state: String,
+    /// Where it stands.
+    #[diesel(deserialize_as = String)]
+    pub state: RequestState,
     /// Attempts at applying it so far.
     pub attempts: i32,
     /// When it first arrived.
@@ -138,7 +143,7 @@ pub fn list(conn: &mut DbConnection, filter: &RequestFilter) -> QueryResult<Vec<
         .load(conn)?;
     let failures: Vec<(i64, String)> = import_lines::table
         .filter(import_lines::request_id.eq_any(&ids))
-        .filter(import_lines::result.eq("Failure"))
+        .filter(import_lines::result.eq(crate::imports::LineOutcome::Failure.as_str()))
         .order((import_lines::request_id, import_lines::line_no))
         .select((import_lines::request_id, import_lines::message))
         .load(conn)?;
@@ -206,7 +211,7 @@ fn filtered(filter: &RequestFilter) -> requests::BoxedQuery<'_, Db, SummarySql> 
             ),
     };
     if let Some(op) = filter.operation {
-        q = q.filter(requests::operation.eq(op));
+        q = q.filter(requests::operation.eq(op.as_str()));
     }
     if let Some(seq) = filter.message_seq_id {
         q = q.filter(requests::message_seq_id.eq(seq));
@@ -323,14 +328,16 @@ pub struct ActionRecord {
 pub struct ActionRow {
     /// Id.
     pub id: i64,
-    /// `requeue` or `reprocess`.
-    pub action: String,
+    /// What support did.
+    #[diesel(deserialize_as = String)]
+    pub action: SupportAction,
     /// Who did it.
     pub actor: String,
     /// When.
     pub at: NaiveDateTime,
     /// The state before.
-    pub previous_state: String,
+    #[diesel(deserialize_as = String)]
+    pub previous_state: RequestState,
     /// The attempts before.
     pub previous_attempts: i32,
     /// The last error before.
@@ -381,7 +388,7 @@ pub fn detail(conn: &mut DbConnection, id: i64) -> QueryResult<Option<RequestDet
         ))
         .first(conn)?;
     let same_message = requests::table
-        .filter(requests::operation.eq(&summary.operation))
+        .filter(requests::operation.eq(summary.operation.as_str()))
         .filter(requests::message_seq_id.eq(summary.message_seq_id))
         .filter(requests::id.ne(id))
         .order(requests::id)
