@@ -9,14 +9,15 @@
 
 pub mod auth;
 pub mod background;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod db;
-pub mod export;
 pub mod feed;
 pub mod http;
 pub mod inventory;
 pub mod orders;
+pub mod outbound;
 pub mod products;
 pub mod queue;
 pub mod reservations;

@@ -9,7 +9,6 @@ use crate::db::schema::{
     shipment_lines, shipment_tracking, shipments,
 };
 use crate::db::{self, DbConnection};
-use crate::export::status as export_status;
 use crate::feed::{self, NewEvent};
 use crate::queue::report::{ImportLine, Report};
 
@@ -48,17 +47,6 @@ pub struct ShipmentMessage {
     /// When the parcel left, as the warehouse says.
     pub date_shipped: Option<NaiveDateTime>,
 }
-
-/// What an order's export status says once shipments completed it before wharf exported it.
-pub const SHIPPED_BEFORE_EXPORT: &str = "shipped before export";
-
-/// Export states from which a completing shipment turns the order `skipped`: the warehouse has not
-/// accepted the order from wharf, and now never needs to. (`dismissed` stays: support handled it.)
-const NOT_YET_EXPORTED: &[&str] = &[
-    export_status::PENDING,
-    export_status::FAILED,
-    export_status::LOST,
-];
 
 /// Why a shipment was not applied. Written to its import report and to the feed
 /// (`shipment.failed`), and logged by the worker.
@@ -146,7 +134,6 @@ struct Target {
     status: String,
     is_virtual: bool,
     export_status: String,
-    export_attempts: i32,
 }
 
 /// One line of the order with what has shipped of it.
@@ -290,7 +277,6 @@ fn lock_order(conn: &mut DbConnection, order_no: &str) -> QueryResult<Option<Tar
             orders::status,
             orders::is_virtual,
             orders::export_status,
-            orders::export_attempts,
         ));
     match conn {
         DbConnection::Postgresql(c) => query.for_update().first(c).optional(),
@@ -598,25 +584,11 @@ fn complete_order(
         kind: feed::ORDER_COMPLETED,
         payload: serde_json::json!({ "order": req.header.order_no }),
     });
-    if !NOT_YET_EXPORTED.contains(&order.export_status.as_str()) {
-        return Ok(());
-    }
-    diesel::update(orders::table.find(order.id))
-        .set((
-            orders::export_status.eq(export_status::SKIPPED),
-            orders::export_note.eq(SHIPPED_BEFORE_EXPORT),
-            orders::export_next_at.eq(None::<NaiveDateTime>),
-        ))
-        .execute(conn)?;
-    events.push(NewEvent {
-        kind: feed::ORDER_EXPORT_STATUS_CHANGED,
-        payload: serde_json::json!({
-            "order": req.header.order_no,
-            "status": export_status::SKIPPED,
-            "previous": order.export_status,
-            "message": SHIPPED_BEFORE_EXPORT,
-            "attempts": order.export_attempts,
-        }),
-    });
+    events.extend(crate::channels::warehouse::skip_unexported(
+        conn,
+        order.id,
+        &req.header.order_no,
+        &order.export_status,
+    )?);
     Ok(())
 }

@@ -12,8 +12,8 @@ use diesel::prelude::*;
 use reqwest::Method;
 use serde_json::json;
 use wharf::Settings;
-use wharf::db::schema::{order_export_actions, orders};
-use wharf::export::{self, Exporter};
+use wharf::channels::warehouse::{self as export, Exporter};
+use wharf::db::schema::outbound_tasks;
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, TestDb, order_json};
@@ -344,12 +344,13 @@ async fn two_exporters_failing_at_once_keep_backoff_log_and_breaker_count(backen
     // Every order is free again and due after its backoff (at most 2 s), not after the lease.
     let rows: Vec<ExportColumns> = app
         .with_conn(|c| {
-            orders::table
-                .order(orders::id)
+            outbound_tasks::table
+                .filter(outbound_tasks::action.eq("order.insert"))
+                .order(outbound_tasks::id)
                 .select((
-                    orders::increment_id,
-                    orders::export_next_at,
-                    orders::export_lease_owner,
+                    outbound_tasks::subject,
+                    outbound_tasks::run_after,
+                    outbound_tasks::lease_owner,
                 ))
                 .load(c)
                 .unwrap()
@@ -644,19 +645,7 @@ async fn a_refused_cancellation_backs_off_then_is_lost_then_resent_or_dismissed(
         "order K-1 is exported and its cancellation is sent",
     );
 
-    let actions = app
-        .with_conn(|c| {
-            order_export_actions::table
-                .order(order_export_actions::id)
-                .select((
-                    order_export_actions::action,
-                    order_export_actions::actor,
-                    order_export_actions::reason,
-                ))
-                .load::<(String, String, Option<String>)>(c)
-                .unwrap()
-        })
-        .await;
+    let actions = app.order_support_actions().await;
     assert_eq!(
         actions,
         vec![
@@ -883,9 +872,10 @@ async fn existing_cancellations_and_log_rows_carry_over(backend: Backend) {
     assert!(order_view(&app, "O-LIVE").await["cancellation"].is_null());
     let errors: Vec<Option<String>> = app
         .with_conn(|c| {
-            orders::table
-                .order(orders::id)
-                .select(orders::export_error)
+            outbound_tasks::table
+                .filter(outbound_tasks::action.eq("order.insert"))
+                .order(outbound_tasks::id)
+                .select(outbound_tasks::last_error)
                 .load(c)
                 .unwrap()
         })

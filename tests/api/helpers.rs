@@ -353,6 +353,29 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Support's resends and dismissals of order exports and cancellations, oldest first, as
+    /// (`resend` | `dismiss` | `resend_cancellation` | `dismiss_cancellation`, actor, reason).
+    pub async fn order_support_actions(&self) -> Vec<(String, String, Option<String>)> {
+        self.with_conn(|c| {
+            use diesel::prelude::*;
+            use wharf::db::schema::{outbound_task_actions as a, outbound_tasks as t};
+            let rows: Vec<(String, String, String, Option<String>)> = a::table
+                .inner_join(t::table)
+                .filter(t::channel.eq("warehouse"))
+                .order(a::id)
+                .select((t::action, a::action, a::actor, a::reason))
+                .load(c)
+                .unwrap();
+            rows.into_iter()
+                .map(|(task, action, actor, reason)| match task.as_str() {
+                    "order.cancel" => (format!("{action}_cancellation"), actor, reason),
+                    _ => (action, actor, reason),
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Requests per state, e.g. `[("processed", 2)]`.
     pub async fn queue_depth(&self) -> Vec<(String, i64)> {
         self.with_conn(|c| wharf::queue::depth_by_state(c).unwrap())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use wharf::Settings;
-use wharf::export::Exporter;
+use wharf::channels::warehouse::Exporter;
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, order_json};

@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn reads_the_fixture_report() {
         let lines = parse_import_report(include_str!(
-            "../../tests/fixtures/orderflow/import-report.xml"
+            "../../../tests/fixtures/orderflow/import-report.xml"
         ))
         .unwrap();
         assert_eq!(lines.len(), 3);
