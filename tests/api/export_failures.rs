@@ -29,6 +29,7 @@ both_backends!(
     an_unanswered_cancellation_waits_counts_on_the_breaker_and_stops_the_run,
     existing_cancellations_and_log_rows_carry_over,
     support_cannot_resend_an_order_while_it_is_being_sent,
+    a_stored_document_that_no_longer_reads_fails_its_task_alone,
 );
 
 const WMS_USER: &str = "wharf";
@@ -945,5 +946,88 @@ async fn support_cannot_resend_an_order_while_it_is_being_sent(backend: Backend)
     assert_eq!(o.exported, 1, "{o:?}");
     let view = order_view(&app, "F-1").await;
     assert_eq!(view["export"]["status"], "exported", "{view}");
+    sim.stop().await;
+}
+
+/// An order or product row that no longer deserialises (a field removed in a later release)
+/// fails its own task with a clear error; the rest of the batch is sent, and the next run too.
+async fn a_stored_document_that_no_longer_reads_fails_its_task_alone(backend: Backend) {
+    let (app, sim) = setup(backend, |_| {}).await;
+    app.put_order("J-1", &[("A", 1)]).await;
+    app.put_order("J-BAD", &[("A", 1)]).await;
+    app.put_order("J-2", &[("B", 1)]).await;
+    for sku in ["JMUG-1", "JMUG-BAD"] {
+        let (status, body) = app
+            .api(
+                Method::PUT,
+                &format!("/products/{sku}"),
+                Some(json!({"name": "Mug"})),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "{body}");
+    }
+    app.with_conn(|c| {
+        for sql in [
+            "UPDATE orders SET document = '{\"removed_field\": 1}' WHERE increment_id = 'J-BAD'",
+            "UPDATE products SET document = '{\"removed_field\": 1}' WHERE sku = 'JMUG-BAD'",
+        ] {
+            diesel::sql_query(sql).execute(c).unwrap();
+        }
+    })
+    .await;
+    let ex = exporter(&app);
+    let o = ex.export_orders().await.unwrap();
+    assert_eq!((o.items, o.exported, o.failed), (3, 2, 1), "{o:?}");
+    has(
+        o.refusal.as_deref().unwrap(),
+        "the stored document of J-BAD cannot be read",
+    );
+    let sent: Vec<String> = sim
+        .orders()
+        .into_iter()
+        .map(|o| o.external_reference)
+        .collect();
+    assert_eq!(sent, ["J-1", "J-2"]);
+    // (The order view reads the document too, so the task is looked at in the database.)
+    let (status, task) = app
+        .with_conn(|c| {
+            let status: String = wharf::db::schema::orders::table
+                .filter(wharf::db::schema::orders::increment_id.eq("J-BAD"))
+                .select(wharf::db::schema::orders::export_status)
+                .first(c)
+                .unwrap();
+            let task = wharf::outbound::task_of(c, export::tasks::ORDER_INSERT, "J-BAD").unwrap();
+            (status, task.unwrap())
+        })
+        .await;
+    assert_eq!(status, "failed");
+    assert_eq!(task.attempts, 1, "{task:?}");
+    has(task.last_error.as_deref().unwrap(), "cannot be read");
+    let o = ex.export_products().await.unwrap();
+    assert_eq!((o.items, o.exported, o.failed), (2, 1, 1), "{o:?}");
+    let sent: Vec<String> = sim
+        .products()
+        .into_iter()
+        .map(|p| p.external_reference)
+        .collect();
+    assert_eq!(sent, ["JMUG-1"]);
+    let task = app
+        .with_conn(|c| {
+            wharf::outbound::task_of(c, export::tasks::PRODUCT_MERGE, "JMUG-BAD")
+                .unwrap()
+                .unwrap()
+        })
+        .await;
+    assert_eq!(task.state, wharf::outbound::TaskState::Failed, "{task:?}");
+    has(task.last_error.as_deref().unwrap(), "cannot be read");
+
+    // The exporter goes on: an order stored later is sent by the next run.
+    app.put_order("J-3", &[("A", 1)]).await;
+    let o = ex.export_orders().await.unwrap();
+    assert!(o.exported >= 1, "{o:?}");
+    assert_eq!(
+        order_view(&app, "J-3").await["export"]["status"],
+        "exported"
+    );
     sim.stop().await;
 }
