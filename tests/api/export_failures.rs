@@ -755,61 +755,13 @@ async fn an_unanswered_cancellation_waits_counts_on_the_breaker_and_stops_the_ru
     sim.stop().await;
 }
 
-/// The server on an existing database (as `TestApp::spawn` does on a fresh one).
-async fn spawn_on(db: TestDb) -> TestApp {
-    wharf::tls::install_crypto_provider();
-    let settings = crate::helpers::test_settings(&db.url);
-    let app = wharf::Application::build(settings.clone())
-        .await
-        .expect("build app");
-    let base = format!("http://{}", app.addr());
-    let pool = app.pool();
-    tokio::spawn(app.run_until_stopped());
-    let p = pool.clone();
-    let token = tokio::task::spawn_blocking(move || {
-        wharf::auth::add_token(&mut p.get().unwrap(), "storefront").unwrap()
-    })
-    .await
-    .unwrap();
-    TestApp {
-        base,
-        pool,
-        settings: Arc::new(settings),
-        client: reqwest::Client::new(),
-        token,
-        db,
-    }
-}
-
-/// Applies the migrations of the given backend folder up to and including `last`.
-fn migrate_until(conn: &mut wharf::db::DbConnection, last: &str) {
-    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
-    fn run<C: MigrationHarness<B>, B: diesel::backend::Backend>(c: &mut C, dir: &str, last: &str) {
-        let source = FileBasedMigrations::from_path(format!(
-            "{}/migrations/{dir}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        for m in c.pending_migrations(source).unwrap() {
-            if m.name().version().to_string().replace('-', "").as_str() > last {
-                break;
-            }
-            c.run_migration(&*m).unwrap();
-        }
-    }
-    match conn {
-        wharf::db::DbConnection::Sqlite(c) => run(c, "sqlite", last),
-        wharf::db::DbConnection::Postgresql(c) => run(c, "postgres", last),
-    }
-}
-
 async fn existing_cancellations_and_log_rows_carry_over(backend: Backend) {
     let db = TestDb::new(backend);
     let pool = wharf::db::connect(&db.url, 2).unwrap();
     let document = order_json(&[("A", 1)]).to_string().replace('\'', "''");
     tokio::task::spawn_blocking(move || {
         let mut conn = pool.get().unwrap();
-        migrate_until(&mut conn, "20261123000005");
+        crate::helpers::migrate_until(&mut conn, "20261123000005");
         // As the previous version left them: one cancellation confirmed, one refused last time
         // (its error on the order), and their log rows all 'failure'.
         let t = "'2026-11-30 10:00:00'";
@@ -853,7 +805,7 @@ async fn existing_cancellations_and_log_rows_carry_over(backend: Backend) {
     .unwrap();
 
     // The current version starts on that database.
-    let app = spawn_on(db).await;
+    let app = TestApp::spawn_on(db, |_| {}).await;
     let c = order_view(&app, "O-SENT").await["cancellation"].clone();
     assert_eq!(c["state"], "sent", "{c}");
     assert_eq!(

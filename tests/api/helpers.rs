@@ -118,6 +118,33 @@ pub fn test_settings(url: &str) -> Settings {
 }
 
 impl TestApp {
+    /// The server on an existing database (as `TestApp::spawn` does on a fresh one).
+    pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        wharf::tls::install_crypto_provider();
+        let mut settings = test_settings(&db.url);
+        adjust(&mut settings);
+        let app = wharf::Application::build(settings.clone())
+            .await
+            .expect("build app");
+        let base = format!("http://{}", app.addr());
+        let pool = app.pool();
+        tokio::spawn(app.run_until_stopped());
+        let p = pool.clone();
+        let token = tokio::task::spawn_blocking(move || {
+            wharf::auth::add_token(&mut p.get().unwrap(), "storefront").unwrap()
+        })
+        .await
+        .unwrap();
+        TestApp {
+            base,
+            pool,
+            settings: Arc::new(settings),
+            client: reqwest::Client::new(),
+            token,
+            db,
+        }
+    }
+
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
@@ -545,4 +572,26 @@ pub fn wait_for_line(
         }
     }
     panic!("no log line with {needle:?} in\n{}", seen.join("\n"));
+}
+
+/// Applies the migrations of the given backend folder up to and including `last`.
+pub fn migrate_until(conn: &mut wharf::db::DbConnection, last: &str) {
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+    fn run<C: MigrationHarness<B>, B: diesel::backend::Backend>(c: &mut C, dir: &str, last: &str) {
+        let source = FileBasedMigrations::from_path(format!(
+            "{}/migrations/{dir}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        for m in c.pending_migrations(source).unwrap() {
+            if m.name().version().to_string().replace('-', "").as_str() > last {
+                break;
+            }
+            c.run_migration(&*m).unwrap();
+        }
+    }
+    match conn {
+        wharf::db::DbConnection::Sqlite(c) => run(c, "sqlite", last),
+        wharf::db::DbConnection::Postgresql(c) => run(c, "postgres", last),
+    }
 }

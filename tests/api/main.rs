@@ -22,6 +22,7 @@ mod hostile;
 mod inventory;
 mod order_rules;
 mod orders;
+mod outbound_migration;
 mod refusals;
 mod shipment_failures;
 mod shutdown;
