@@ -170,7 +170,7 @@ fn claim_products(
 
 fn load_orders(conn: &mut DbConnection, tasks: Vec<Task>) -> QueryResult<Vec<Item>> {
     let refs: Vec<&str> = tasks.iter().map(|t| t.subject.as_str()).collect();
-    let rows: Vec<(String, i64, String, String, NaiveDateTime)> = orders::table
+    let query = orders::table
         .filter(orders::increment_id.eq_any(&refs))
         .select((
             orders::increment_id,
@@ -178,8 +178,15 @@ fn load_orders(conn: &mut DbConnection, tasks: Vec<Task>) -> QueryResult<Vec<Ite
             orders::document,
             orders::export_status,
             orders::updated_at,
-        ))
-        .load(conn)?;
+        ));
+    // On PostgreSQL the read waits for a storefront update that holds an order's row: that update
+    // checked the lease before this claim took it, so its change is what must be sent (a later
+    // update finds the lease and is refused). SQLite's writers never overlap this read that way.
+    type Row = (String, i64, String, String, NaiveDateTime);
+    let rows: Vec<Row> = match conn {
+        DbConnection::Postgresql(c) => query.for_share().load(c)?,
+        DbConnection::Sqlite(c) => query.load(c)?,
+    };
     let mut by_ref: HashMap<String, (i64, String, String, NaiveDateTime)> = rows
         .into_iter()
         .map(|(r, id, doc, status, at)| (r, (id, doc, status, at)))
@@ -425,6 +432,8 @@ fn record_orders(
     owner: &str,
     now: NaiveDateTime,
 ) -> QueryResult<Vec<Recorded>> {
+    let ids: Vec<i64> = batch.iter().map(|i| i.order_id).collect();
+    tasks::lock_orders(conn, &ids)?;
     let accepted: Vec<i64> = batch
         .iter()
         .zip(decisions)

@@ -181,6 +181,8 @@ pub fn act(
                 .collect::<anyhow::Result<Vec<_>>>()?,
             None => every_lost(conn)?,
         };
+        let ids: Vec<i64> = targets.iter().map(|t| t.order_id).collect();
+        tasks::lock_orders(conn, &ids)?;
         let now = db::now();
         let mut events = Vec::new();
         for t in &targets {

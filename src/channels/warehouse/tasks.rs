@@ -157,3 +157,21 @@ pub fn set_export_status(
             .execute(conn),
     }
 }
+
+/// Locks the rows of orders `ids` until the transaction ends (PostgreSQL; SQLite's write
+/// transaction already excludes every other writer). Whoever writes an order's export task and
+/// its export status locks the order first, as shipments and storefront updates do, so no two of
+/// them wait for each other's rows.
+pub fn lock_orders(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<()> {
+    if let DbConnection::Postgresql(c) = conn
+        && !ids.is_empty()
+    {
+        orders::table
+            .filter(orders::id.eq_any(ids))
+            .order(orders::id)
+            .select(orders::id)
+            .for_update()
+            .load::<i64>(c)?;
+    }
+    Ok(())
+}
