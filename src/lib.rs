@@ -5,6 +5,8 @@
 //! - [`auth`] checks who is calling;
 //! - [`queue`] stores each accepted message whole and hands it out to workers under a lease;
 //! - [`worker`] applies queued messages with the business rules of [`inventory`];
+//! - [`outbound`] queues what wharf sends out, in the transaction that causes it, and
+//!   [`channels`] send it (the warehouse: orders, products, cancellations);
 //! - [`http`] wires it all to actix-web; [`db`] is storage; [`cli`] the `wharf` command.
 
 pub mod auth;

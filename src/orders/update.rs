@@ -67,7 +67,7 @@ struct Stored {
     status: String,
     document: OrderInput,
     ordered_at: NaiveDateTime,
-    export_status: String,
+    export_status: ExportStatus,
     /// Whether an exporter is sending it right now.
     leased: bool,
 }
@@ -135,7 +135,7 @@ pub fn upsert(
                     replace_lines(conn, stored.id, increment_id, &incoming)?;
                 }
                 if is_canceled(&status) && !is_canceled(&stored.status) {
-                    tasks::order_cancelled(conn, increment_id, &stored.export_status, now)?;
+                    tasks::order_cancelled(conn, increment_id, stored.export_status, now)?;
                 }
             }
         }
@@ -159,7 +159,7 @@ pub fn cancel(conn: &mut DbConnection, increment_id: &str) -> Result<(), OrderEr
         diesel::update(orders::table.find(stored.id))
             .set((orders::status.eq(CANCELED), orders::updated_at.eq(now)))
             .execute(conn)?;
-        tasks::order_cancelled(conn, increment_id, &stored.export_status, now)?;
+        tasks::order_cancelled(conn, increment_id, stored.export_status, now)?;
         Ok(())
     })
 }
@@ -193,7 +193,7 @@ fn lock(conn: &mut DbConnection, increment_id: &str) -> Result<Option<Stored>, O
         status: r.status,
         document,
         ordered_at: r.ordered_at,
-        export_status: r.export_status,
+        export_status: db::text_enum::read(&r.export_status)?,
         leased,
     }))
 }
@@ -263,9 +263,9 @@ fn write(
 fn lock_reason(stored: &Stored) -> Option<&'static str> {
     if stored.leased {
         Some("is being exported to the warehouse right now")
-    } else if stored.export_status == ExportStatus::Exported.as_str() {
+    } else if stored.export_status == ExportStatus::Exported {
         Some("has been exported to the warehouse")
-    } else if stored.export_status == ExportStatus::Skipped.as_str() {
+    } else if stored.export_status == ExportStatus::Skipped {
         Some("has shipped completely")
     } else {
         None

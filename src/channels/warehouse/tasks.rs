@@ -64,10 +64,10 @@ pub fn product_changed(conn: &mut DbConnection, sku: &str, now: NaiveDateTime) -
 pub fn order_cancelled(
     conn: &mut DbConnection,
     increment_id: &str,
-    export_status: &str,
+    export_status: ExportStatus,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    if export_status == ExportStatus::Exported.as_str() {
+    if export_status == ExportStatus::Exported {
         outbound::enqueue(conn, ORDER_CANCEL, &[increment_id], now)?;
     }
     Ok(())
@@ -91,7 +91,8 @@ pub fn skip_unexported(
     increment_id: &str,
     export_status: &str,
 ) -> QueryResult<Option<NewEvent>> {
-    if !ExportStatus::parse(export_status).is_some_and(|s| NOT_YET_EXPORTED.contains(&s)) {
+    let previous: ExportStatus = crate::db::text_enum::read(export_status)?;
+    if !NOT_YET_EXPORTED.contains(&previous) {
         return Ok(None);
     }
     let now = crate::db::now();
@@ -105,7 +106,7 @@ pub fn skip_unexported(
         payload: serde_json::json!({
             "order": increment_id,
             "status": ExportStatus::Skipped.as_str(),
-            "previous": export_status,
+            "previous": previous.as_str(),
             "message": SHIPPED_BEFORE_EXPORT,
             "attempts": attempts,
         }),
