@@ -103,7 +103,45 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A refusal after `attempts` earlier ones: one more attempt counted; lost when that reaches
+    /// `max_attempts`, else due again after `backoff`.
+    pub fn refused(
+        attempts: i32,
+        max_attempts: i32,
+        backoff: Backoff,
+        error: String,
+        now: NaiveDateTime,
+    ) -> Outcome {
+        let attempts = attempts + 1;
+        if attempts >= max_attempts {
+            Outcome::Lost { attempts, error }
+        } else {
+            Outcome::Failed {
+                attempts,
+                run_after: now + backoff.after(attempts),
+                error,
+            }
+        }
+    }
+
+    /// The attempts it counts, and when it is due again (`None`: lost, or due now).
+    pub fn attempts_and_due(&self) -> (i32, Option<NaiveDateTime>) {
+        match self {
+            Outcome::Failed {
+                attempts,
+                run_after,
+                ..
+            } => (*attempts, Some(*run_after)),
+            Outcome::Lost { attempts, .. } => (*attempts, None),
+            Outcome::Again { run_after } => (0, Some(*run_after)),
+        }
+    }
+}
+
 use chrono::NaiveDateTime;
+
+use crate::db::lease::Backoff;
 
 /// The filter of tasks of `kind` a claim may take at `now`: in a due state, due by `due_at`, and
 /// not leased (or their lease ran out). An expression over `outbound_tasks`.

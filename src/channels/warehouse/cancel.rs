@@ -12,7 +12,7 @@ use diesel::prelude::*;
 
 use super::settle::retry_after_failure;
 use super::tasks::{CANCELLED_STATUSES, ORDER_CANCEL};
-use super::{BatchOutcome, backoff, items, report};
+use super::{BatchOutcome, backoff_of, items, report};
 use crate::config::ExportSettings;
 use crate::db::lease::Lease;
 use crate::db::schema::{orders, outbound_tasks};
@@ -199,18 +199,15 @@ fn refused(
     log: &ExchangeLog,
 ) -> anyhow::Result<BatchOutcome> {
     let now = db::now();
-    let attempts = c.task.attempts + 1;
-    let lost = attempts >= cfg.max_attempts;
-    let next_at = (!lost).then(|| now + backoff(cfg, attempts));
-    let error = message.to_string();
-    let outcome = match next_at {
-        Some(run_after) => Outcome::Failed {
-            attempts,
-            run_after,
-            error,
-        },
-        None => Outcome::Lost { attempts, error },
-    };
+    let outcome = Outcome::refused(
+        c.task.attempts,
+        cfg.max_attempts,
+        backoff_of(cfg),
+        message.to_string(),
+        now,
+    );
+    let (attempts, next_at) = outcome.attempts_and_due();
+    let lost = matches!(outcome, Outcome::Lost { .. });
     let n = usize::from(outbound::settle(
         conn, c.task.id, owner, &outcome, None, now,
     )?);

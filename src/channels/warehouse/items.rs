@@ -14,7 +14,7 @@ use diesel::prelude::*;
 
 use super::report::{ReportLine, Verdict};
 use super::tasks::{self, ExportStatus, ORDER_INSERT, PRODUCT_MERGE};
-use super::{backoff, document};
+use super::{backoff_of, document};
 use crate::config::{ExportSettings, WarehouseSettings};
 use crate::db::lease::Lease;
 use crate::db::schema::{orders, outbound_tasks, products};
@@ -314,19 +314,26 @@ impl Decision {
         cfg: &ExportSettings,
         now: NaiveDateTime,
     ) -> Decision {
-        let attempts = item.task.attempts + 1;
-        let lost = attempts >= cfg.max_attempts;
+        let error = match &detail {
+            Some(d) => format!("{message} ({d})"),
+            None => message.clone(),
+        };
+        let outcome = Outcome::refused(
+            item.task.attempts,
+            cfg.max_attempts,
+            backoff_of(cfg),
+            error.clone(),
+            now,
+        );
+        let (attempts, next_at) = outcome.attempts_and_due();
         Decision {
-            error: Some(match &detail {
-                Some(d) => format!("{message} ({d})"),
-                None => message.clone(),
-            }),
+            error: Some(error),
             verdict: Verdict::Failure,
             message,
             detail,
             attempts,
-            lost,
-            next_at: (!lost).then(|| now + backoff(cfg, attempts)),
+            lost: matches!(outcome, Outcome::Lost { .. }),
+            next_at,
         }
     }
 

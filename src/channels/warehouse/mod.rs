@@ -451,9 +451,13 @@ impl RunOutcome {
 }
 
 fn backoff(cfg: &ExportSettings, attempts: i32) -> TimeDelta {
+    backoff_of(cfg).after(attempts)
+}
+
+/// The retry delays of an export kind's settings.
+fn backoff_of(cfg: &ExportSettings) -> Backoff {
     Backoff {
         base_secs: cfg.backoff_base_secs,
         ceiling_secs: cfg.backoff_ceiling_secs,
     }
-    .after(attempts)
 }
