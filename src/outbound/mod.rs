@@ -16,6 +16,10 @@
 //!
 //! This module knows no domain: channels (`crate::channels`) give it their kinds and subjects.
 
+use chrono::NaiveDateTime;
+
+use crate::db::lease::Backoff;
+
 pub mod breaker;
 pub mod exchange;
 pub mod runner;
@@ -138,10 +142,6 @@ impl Outcome {
         }
     }
 }
-
-use chrono::NaiveDateTime;
-
-use crate::db::lease::Backoff;
 
 /// The filter of tasks of `kind` a claim may take at `now`: in a due state, due by `due_at`, and
 /// not leased (or their lease ran out). An expression over `outbound_tasks`.
