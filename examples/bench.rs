@@ -480,7 +480,7 @@ async fn bench_export(
         Ok(())
     })
     .await??;
-    let exporter = wharf::export::Exporter::new(pool.clone(), Arc::new(s))?;
+    let exporter = wharf::channels::warehouse::Exporter::new(pool.clone(), Arc::new(s))?;
     let started = Instant::now();
     let outcome = exporter.export_orders().await?;
     let elapsed = started.elapsed();

@@ -1,6 +1,6 @@
-//! The background work of a process — worker loops, the exporter and (on PostgreSQL) the wake-up
-//! listener — started the same way by `wharf serve` and `wharf worker`, and stopped within the
-//! shutdown deadline.
+//! The background work of a process — worker loops, the outbound runners (one per channel part,
+//! each on its own schedule) and (on PostgreSQL) the wake-up listener — started the same way by
+//! `wharf serve` and `wharf worker`, and stopped within the shutdown deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,13 +26,13 @@ pub enum WorkerMode {
 /// Running background tasks.
 pub struct Background {
     worker: Option<JoinHandle<()>>,
-    exporter: Option<JoinHandle<()>>,
+    runners: Vec<JoinHandle<()>>,
     listener: Option<Listener>,
     lease_secs: i64,
 }
 
 impl Background {
-    /// Starts the worker (when `mode` says so), the exporter (when an export is enabled) and, on
+    /// Starts the worker (when `mode` says so), the outbound runners (for each enabled export) and, on
     /// PostgreSQL, the listener that wakes this process's worker and feed long polls when another
     /// process stores a request or commits feed events; all stop when `shutdown` triggers.
     pub fn start(
@@ -45,11 +45,12 @@ impl Background {
             let w = Arc::new(Worker::new(pool.clone(), settings.clone()));
             tokio::spawn(w.run(shutdown.subscribe()))
         });
-        let exporter = crate::export::spawn_if_enabled(pool, settings, shutdown.subscribe());
+        let runners =
+            crate::channels::warehouse::spawn_runners(pool, settings, &shutdown.subscribe());
         let listener = Listener::spawn(&settings.database_url, shutdown.subscribe());
         Background {
             worker,
-            exporter,
+            runners,
             listener,
             lease_secs: settings.worker.lease_secs,
         }
@@ -67,13 +68,13 @@ impl Background {
                  taken over when their lease expires"
             );
         }
-        if let Some(e) = self.exporter
-            && tokio::time::timeout_at(deadline, e).await.is_err()
-        {
-            tracing::warn!(
-                "the exporter did not finish its run before the shutdown deadline; the items it was \
-                 sending are retried when their lease expires"
-            );
+        for r in self.runners {
+            if tokio::time::timeout_at(deadline, r).await.is_err() {
+                tracing::warn!(
+                    "the exporter did not finish its run before the shutdown deadline; the items it \
+                     was sending are retried when their lease expires"
+                );
+            }
         }
         if let Some(l) = self.listener
             && tokio::time::timeout_at(deadline, l.join()).await.is_err()

@@ -7,20 +7,23 @@
 //! - [`worker`] applies queued messages with the business rules of [`inventory`] and
 //!   [`shipments`], storing with each its import report ([`imports`]: one
 //!   [`LineOutcome`](imports::LineOutcome) per line) and its events on the change [`feed`];
+//! - [`outbound`] queues what wharf sends out, in the transaction that causes it, and
+//!   [`channels`] send it (the warehouse: orders, products, cancellations);
 //! - [`http`] wires it all to actix-web; [`db`] is storage; [`cli`] the `wharf` command.
 
 pub mod auth;
 pub mod background;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod db;
-pub mod export;
 pub mod feed;
 pub mod http;
 pub mod imports;
 pub mod inventory;
 pub mod messages;
 pub mod orders;
+pub mod outbound;
 pub mod products;
 pub mod queue;
 pub mod reservations;

@@ -6,8 +6,10 @@ use anyhow::bail;
 use chrono::NaiveDateTime;
 use clap::Subcommand;
 
+use crate::channels::warehouse::{
+    self as export, Action, BatchOutcome, Exchange, ExportSummary, Handled,
+};
 use crate::config::Settings;
-use crate::export::{self, Action, BatchOutcome, Exchange, ExportSummary, Handled};
 
 /// `wharf orders`.
 #[derive(Debug, Subcommand)]

@@ -147,7 +147,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     exports,
     export_lines,
     export_breakers,
-    order_export_actions,
+    outbound_tasks,
+    outbound_task_actions,
 );
 
 diesel::table! {
@@ -197,14 +198,6 @@ diesel::table! {
         updated_at -> Timestamp,
         exported_at -> Nullable<Timestamp>,
         export_status -> Text,
-        export_attempts -> Integer,
-        export_next_at -> Nullable<Timestamp>,
-        export_lease_owner -> Nullable<Text>,
-        export_lease_expires_at -> Nullable<Timestamp>,
-        export_error -> Nullable<Text>,
-        export_handled_by -> Nullable<Text>,
-        export_handled_at -> Nullable<Timestamp>,
-        export_note -> Nullable<Text>,
     }
 }
 
@@ -225,13 +218,7 @@ diesel::table! {
         name -> Text,
         document -> Text,
         updated_at -> Timestamp,
-        export_pending -> Bool,
         exported_at -> Nullable<Timestamp>,
-        export_attempts -> Integer,
-        export_next_at -> Nullable<Timestamp>,
-        export_lease_owner -> Nullable<Text>,
-        export_lease_expires_at -> Nullable<Timestamp>,
-        export_error -> Nullable<Text>,
     }
 }
 
@@ -353,19 +340,7 @@ diesel::table! {
     }
 }
 
-diesel::table! {
-    order_export_actions (id) {
-        id -> BigInt,
-        order_id -> BigInt,
-        action -> Text,
-        actor -> Text,
-        reason -> Nullable<Text>,
-        at -> Timestamp,
-    }
-}
-
 diesel::joinable!(export_lines -> exports (export_id));
-diesel::joinable!(order_export_actions -> orders (order_id));
 
 diesel::table! {
     request_actions (id) {
@@ -428,21 +403,37 @@ diesel::allow_tables_to_appear_in_same_query!(
 );
 
 diesel::table! {
-    order_cancellations (order_id) {
-        order_id -> BigInt,
+    /// The outbound queue: one row per thing to send (see `crate::outbound`).
+    outbound_tasks (id) {
+        id -> BigInt,
+        channel -> Text,
+        action -> Text,
+        subject -> Text,
         state -> Text,
         attempts -> Integer,
-        next_at -> Nullable<Timestamp>,
+        run_after -> Nullable<Timestamp>,
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamp>,
-        error -> Nullable<Text>,
-        sent_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        done_at -> Nullable<Timestamp>,
         handled_by -> Nullable<Text>,
         handled_at -> Nullable<Timestamp>,
         note -> Nullable<Text>,
+        created_at -> Timestamp,
         updated_at -> Timestamp,
     }
 }
 
-diesel::joinable!(order_cancellations -> orders (order_id));
-diesel::allow_tables_to_appear_in_same_query!(order_cancellations, orders);
+diesel::table! {
+    /// Who resent or dismissed an outbound task.
+    outbound_task_actions (id) {
+        id -> BigInt,
+        task_id -> BigInt,
+        action -> Text,
+        actor -> Text,
+        reason -> Nullable<Text>,
+        at -> Timestamp,
+    }
+}
+
+diesel::joinable!(outbound_task_actions -> outbound_tasks (task_id));

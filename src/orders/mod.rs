@@ -16,12 +16,13 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::DbConnection;
 use crate::db::schema::{order_lines, orders, shipment_lines, shipment_tracking, shipments};
+use crate::db::{DbConnection, text_enum};
 use crate::validate::{Invalid, check_code, check_len, check_sku, check_time};
 
 mod view;
-pub use view::{ListFilter, OrderPage, OrderPosition, list};
+pub use crate::channels::warehouse::tasks::ExportStatus;
+pub use view::{CancelState, CancellationView, ListFilter, OrderPage, OrderPosition, list};
 
 /// Statuses in which an order can no longer be shipped.
 pub const UNSHIPPABLE_STATUSES: &[&str] = &["canceled", "cancelled", "closed", "complete"];
@@ -314,53 +315,6 @@ pub enum OrderError {
     Db(#[from] diesel::result::Error),
 }
 
-/// Where an order's export to the warehouse stands (the `orders.export_status` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ExportStatus {
-    /// Waiting to be sent (or not exportable yet: not invoiced, virtual).
-    Pending,
-    /// Accepted by the warehouse (or it already had it).
-    Exported,
-    /// Refused or missing from the import report; retried with backoff.
-    Failed,
-    /// Refused `max_attempts` times; waits for support to resend or dismiss it.
-    Lost,
-    /// Handled by hand by support; never sent.
-    Dismissed,
-    /// Shipped before it was exported ("shipped before export"); never sent.
-    Skipped,
-}
-
-impl ExportStatus {
-    /// Every status, in the order above.
-    pub const ALL: [ExportStatus; 6] = [
-        ExportStatus::Pending,
-        ExportStatus::Exported,
-        ExportStatus::Failed,
-        ExportStatus::Lost,
-        ExportStatus::Dismissed,
-        ExportStatus::Skipped,
-    ];
-
-    /// The value stored in `orders.export_status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportStatus::Pending => "pending",
-            ExportStatus::Exported => "exported",
-            ExportStatus::Failed => "failed",
-            ExportStatus::Lost => "lost",
-            ExportStatus::Dismissed => "dismissed",
-            ExportStatus::Skipped => "skipped",
-        }
-    }
-
-    /// The status stored as `text`, if it is one.
-    pub fn parse(text: &str) -> Option<ExportStatus> {
-        ExportStatus::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
-
 /// Export state of an order.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExportState {
@@ -466,7 +420,7 @@ pub struct OrderView {
     pub export: ExportState,
     /// The cancellation at the warehouse of an exported order that was cancelled (null when no
     /// cancellation is involved).
-    pub cancellation: Option<crate::export::CancellationView>,
+    pub cancellation: Option<CancellationView>,
     /// Lines with shipped quantities.
     pub lines: Vec<OrderLineView>,
     /// Shipments, oldest first.
@@ -477,18 +431,20 @@ pub struct OrderView {
     pub details: OrderInput,
 }
 
-type OrderRow = (
-    i64,
-    String,
-    String,
-    String,
-    bool,
-    String,
-    NaiveDateTime,
-    NaiveDateTime,
-    String,
-    Option<NaiveDateTime>,
-);
+/// An order row as stored.
+#[derive(Queryable)]
+struct OrderRow {
+    id: i64,
+    increment_id: String,
+    status: String,
+    source: String,
+    is_virtual: bool,
+    document: String,
+    ordered_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    export_status: String,
+    exported_at: Option<NaiveDateTime>,
+}
 
 /// Reads an order with its lines, shipments and tracking.
 pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, OrderError> {
@@ -509,42 +465,68 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
         .first(conn)
         .optional()?
         .ok_or_else(|| OrderError::NotFound(increment_id.to_string()))?;
-    let (
-        id,
-        increment_id,
-        status,
-        source,
-        is_virtual,
-        document,
-        ordered_at,
-        updated_at,
-        export_status,
-        exported_at,
-    ) = row;
-    let details: OrderInput = serde_json::from_str(&document)
+    let details: OrderInput = serde_json::from_str(&row.document)
         .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
-    let cancellation = crate::export::cancellation_view(conn, id, &status, &export_status)?;
+    let export_status = text_enum::read::<ExportStatus>(&row.export_status)?;
+    let cancellation = view::cancellation(conn, &row.increment_id, &row.status, export_status)?;
+    let export = view::export_state(conn, &row.increment_id, export_status, row.exported_at)?;
+    let lines = lines_of(conn, row.id, &details)?;
+    let shipments = shipments_of(conn, row.id)?;
+    let tracking_numbers = shipments
+        .iter()
+        .flat_map(|s| s.tracking_numbers.clone())
+        .collect();
+    Ok(OrderView {
+        increment_id: row.increment_id,
+        status: row.status,
+        source: row.source,
+        is_virtual: row.is_virtual,
+        currency: details.currency.clone(),
+        created_at: row.ordered_at.and_utc(),
+        updated_at: row.updated_at.and_utc(),
+        export,
+        cancellation,
+        lines,
+        shipments,
+        tracking_numbers,
+        details,
+    })
+}
+
+/// The order's lines with what has shipped of each.
+fn lines_of(
+    conn: &mut DbConnection,
+    id: i64,
+    details: &OrderInput,
+) -> QueryResult<Vec<OrderLineView>> {
     let shipped: Vec<i32> = order_lines::table
         .filter(order_lines::order_id.eq(id))
         .order(order_lines::line_no)
         .select(order_lines::qty_shipped)
         .load(conn)?;
-    let lines = details
+    Ok(details
         .lines
         .iter()
         .cloned()
         .zip(shipped.into_iter().chain(std::iter::repeat(0)))
         .map(|(line, qty_shipped)| OrderLineView { line, qty_shipped })
-        .collect();
-    type ShipmentRow = (
-        i64,
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<NaiveDateTime>,
-        NaiveDateTime,
-        bool,
-    );
+        .collect())
+}
+
+/// A shipment row as stored.
+#[derive(Queryable)]
+struct ShipmentRow {
+    id: i64,
+    message_seq_id: i64,
+    courier_name: Option<String>,
+    service_name: Option<String>,
+    date_shipped: Option<NaiveDateTime>,
+    created_at: NaiveDateTime,
+    notify_customer: bool,
+}
+
+/// The order's shipments, oldest first, with their lines and tracking numbers.
+fn shipments_of(conn: &mut DbConnection, id: i64) -> QueryResult<Vec<ShipmentView>> {
     let rows: Vec<ShipmentRow> = shipments::table
         .filter(shipments::order_id.eq(id))
         .order(shipments::id)
@@ -558,7 +540,7 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
             shipments::notify_customer,
         ))
         .load(conn)?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let all_lines: Vec<(i64, String, i32)> = shipment_lines::table
         .filter(shipment_lines::shipment_id.eq_any(&ids))
         .order((shipment_lines::shipment_id, shipment_lines::line_no))
@@ -576,57 +558,28 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
             shipment_tracking::tracking_number,
         ))
         .load(conn)?;
-    let shipments: Vec<ShipmentView> = rows
+    Ok(rows
         .into_iter()
-        .map(
-            |(
-                sid,
-                message_seq_id,
-                courier_name,
-                service_name,
-                date_shipped,
-                created_at,
-                notify_customer,
-            )| ShipmentView {
-                message_seq_id,
-                courier_name,
-                service_name,
-                tracking_numbers: all_tracks
-                    .iter()
-                    .filter(|t| t.0 == sid)
-                    .map(|t| t.1.clone())
-                    .collect(),
-                lines: all_lines
-                    .iter()
-                    .filter(|l| l.0 == sid)
-                    .map(|l| ShippedLine {
-                        sku: l.1.clone(),
-                        qty: l.2,
-                    })
-                    .collect(),
-                date_shipped: date_shipped.map(|t| t.and_utc()),
-                created_at: created_at.and_utc(),
-                notify_customer,
-            },
-        )
-        .collect();
-    let tracking_numbers = shipments
-        .iter()
-        .flat_map(|s| s.tracking_numbers.clone())
-        .collect();
-    Ok(OrderView {
-        increment_id,
-        status,
-        source,
-        is_virtual,
-        currency: details.currency.clone(),
-        created_at: ordered_at.and_utc(),
-        updated_at: updated_at.and_utc(),
-        export: view::export_state(conn, id, &export_status, exported_at)?,
-        cancellation,
-        lines,
-        shipments,
-        tracking_numbers,
-        details,
-    })
+        .map(|r| ShipmentView {
+            message_seq_id: r.message_seq_id,
+            courier_name: r.courier_name,
+            service_name: r.service_name,
+            tracking_numbers: all_tracks
+                .iter()
+                .filter(|t| t.0 == r.id)
+                .map(|t| t.1.clone())
+                .collect(),
+            lines: all_lines
+                .iter()
+                .filter(|l| l.0 == r.id)
+                .map(|l| ShippedLine {
+                    sku: l.1.clone(),
+                    qty: l.2,
+                })
+                .collect(),
+            date_shipped: r.date_shipped.map(|t| t.and_utc()),
+            created_at: r.created_at.and_utc(),
+            notify_customer: r.notify_customer,
+        })
+        .collect())
 }

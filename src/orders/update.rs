@@ -18,10 +18,13 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{Address, CANCELED, COMPLETE, OrderError, OrderInput, OrderLineInput, Totals};
+use super::{
+    Address, CANCELED, COMPLETE, ExportStatus, OrderError, OrderInput, OrderLineInput, Totals,
+};
+use crate::channels::warehouse::tasks::{self, ORDER_INSERT};
 use crate::db::schema::{order_lines, orders};
 use crate::db::{self, DbConnection};
-use crate::export::status as export_status;
+use crate::outbound;
 use crate::validate::check_key;
 
 /// The stable code of a refused order change.
@@ -64,9 +67,9 @@ struct Stored {
     status: String,
     document: OrderInput,
     ordered_at: NaiveDateTime,
-    export_status: String,
-    lease_owner: Option<String>,
-    lease_expires_at: Option<NaiveDateTime>,
+    export_status: ExportStatus,
+    /// Whether an exporter is sending it right now.
+    leased: bool,
 }
 
 #[derive(Queryable)]
@@ -76,8 +79,6 @@ struct StoredRow {
     document: String,
     ordered_at: NaiveDateTime,
     export_status: String,
-    lease_owner: Option<String>,
-    lease_expires_at: Option<NaiveDateTime>,
 }
 
 /// What a PUT of an existing order does.
@@ -109,6 +110,7 @@ pub fn upsert(
             None => match insert(conn, increment_id, input, now)? {
                 Some(id) => {
                     replace_lines(conn, id, increment_id, input)?;
+                    tasks::order_stored(conn, increment_id, now)?;
                     // Shipments that arrived first and wait for this order need not wait longer.
                     crate::queue::wake_shipments_for(conn, increment_id)?;
                     return Ok(true);
@@ -122,7 +124,7 @@ pub fn upsert(
         if incoming.created_at.is_none() {
             incoming.created_at = stored.document.created_at;
         }
-        match decide(increment_id, &stored, &incoming, now)? {
+        match decide(increment_id, &stored, &incoming)? {
             Decision::Unchanged => {}
             Decision::Write {
                 status,
@@ -131,6 +133,9 @@ pub fn upsert(
                 write(conn, &stored, &incoming, &status, now)?;
                 if lines_changed {
                     replace_lines(conn, stored.id, increment_id, &incoming)?;
+                }
+                if is_canceled(&status) && !is_canceled(&stored.status) {
+                    tasks::order_cancelled(conn, increment_id, stored.export_status, now)?;
                 }
             }
         }
@@ -150,12 +155,11 @@ pub fn cancel(conn: &mut DbConnection, increment_id: &str) -> Result<(), OrderEr
         if stored.status == COMPLETE {
             return Err(complete_refusal(increment_id, Vec::new()).into());
         }
+        let now = db::now();
         diesel::update(orders::table.find(stored.id))
-            .set((
-                orders::status.eq(CANCELED),
-                orders::updated_at.eq(db::now()),
-            ))
+            .set((orders::status.eq(CANCELED), orders::updated_at.eq(now)))
             .execute(conn)?;
+        tasks::order_cancelled(conn, increment_id, stored.export_status, now)?;
         Ok(())
     })
 }
@@ -172,8 +176,6 @@ fn lock(conn: &mut DbConnection, increment_id: &str) -> Result<Option<Stored>, O
             orders::document,
             orders::ordered_at,
             orders::export_status,
-            orders::export_lease_owner,
-            orders::export_lease_expires_at,
         ));
     let row: Option<StoredRow> = match conn {
         DbConnection::Postgresql(c) => query.for_update().first(c).optional()?,
@@ -184,14 +186,15 @@ fn lock(conn: &mut DbConnection, increment_id: &str) -> Result<Option<Stored>, O
     };
     let document: OrderInput = serde_json::from_str(&r.document)
         .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+    let leased = outbound::task_of(conn, ORDER_INSERT, increment_id)?
+        .is_some_and(|t| t.leased_at(db::now()));
     Ok(Some(Stored {
         id: r.id,
         status: r.status,
         document,
         ordered_at: r.ordered_at,
-        export_status: r.export_status,
-        lease_owner: r.lease_owner,
-        lease_expires_at: r.lease_expires_at,
+        export_status: db::text_enum::read(&r.export_status)?,
+        leased,
     }))
 }
 
@@ -219,7 +222,7 @@ fn insert(
             orders::ordered_at.eq(ordered_at),
             orders::received_at.eq(now),
             orders::updated_at.eq(now),
-            orders::export_status.eq(export_status::PENDING),
+            orders::export_status.eq(ExportStatus::Pending.as_str()),
         ))
         .on_conflict(orders::increment_id)
         .do_nothing()
@@ -257,13 +260,12 @@ fn write(
 }
 
 /// Why the warehouse side of an order is settled, if it is: then only its status may change.
-fn lock_reason(stored: &Stored, now: NaiveDateTime) -> Option<&'static str> {
-    let leased = stored.lease_owner.is_some() && stored.lease_expires_at.is_some_and(|t| t > now);
-    if leased {
+fn lock_reason(stored: &Stored) -> Option<&'static str> {
+    if stored.leased {
         Some("is being exported to the warehouse right now")
-    } else if stored.export_status == export_status::EXPORTED {
+    } else if stored.export_status == ExportStatus::Exported {
         Some("has been exported to the warehouse")
-    } else if stored.export_status == export_status::SKIPPED {
+    } else if stored.export_status == ExportStatus::Skipped {
         Some("has shipped completely")
     } else {
         None
@@ -272,12 +274,7 @@ fn lock_reason(stored: &Stored, now: NaiveDateTime) -> Option<&'static str> {
 
 /// The rules of a PUT of an existing order (see the module doc). `incoming` has `created_at` filled
 /// in from the stored order when the PUT left it out.
-fn decide(
-    increment_id: &str,
-    stored: &Stored,
-    incoming: &OrderInput,
-    now: NaiveDateTime,
-) -> Result<Decision, Refusal> {
+fn decide(increment_id: &str, stored: &Stored, incoming: &OrderInput) -> Result<Decision, Refusal> {
     let content = content_diff(&stored.document, incoming);
     if content.is_empty()
         && stored.document.status == incoming.status
@@ -303,7 +300,7 @@ fn decide(
         return Err(complete_refusal(increment_id, vec!["status".to_string()]));
     }
     if !content.is_empty()
-        && let Some(reason) = lock_reason(stored, now)
+        && let Some(reason) = lock_reason(stored)
     {
         return Err(Refusal {
             code: RefusalCode::Locked,

@@ -1,87 +1,140 @@
-//! Reading orders for the storefront: the export details of the order view, and the keyset listing
-//! a storefront reconciles with.
+//! Reading orders for the storefront: the export and cancellation details of the order view (from
+//! the order's warehouse tasks), and the keyset listing a storefront reconciles with.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{ExportState, ExportStatus, OrderError, OrderView, SupportAction, SupportActionKind};
+use crate::channels::warehouse::tasks::{CANCELLED_STATUSES, ORDER_CANCEL, ORDER_INSERT};
 use crate::db::DbConnection;
-use crate::db::schema::{order_export_actions, orders};
+use crate::db::schema::orders;
+use crate::outbound::{self, TaskState};
 
-/// The export columns of an order besides its status.
-#[derive(Queryable)]
-struct ExportRow {
-    attempts: i32,
-    error: Option<String>,
-    next_at: Option<NaiveDateTime>,
-    note: Option<String>,
-}
-
-/// The last resend or dismissal of an order's export.
-#[derive(Queryable)]
-struct ActionRow {
-    action: String,
-    actor: String,
-    reason: Option<String>,
-    at: NaiveDateTime,
-}
-
-/// The export state of order `id`, whose status column reads `status`.
+/// The export state of order `increment_id`, whose status column reads `status`.
 pub(super) fn export_state(
     conn: &mut DbConnection,
-    id: i64,
-    status: &str,
+    increment_id: &str,
+    status: ExportStatus,
     exported_at: Option<NaiveDateTime>,
-) -> Result<ExportState, OrderError> {
-    let status = ExportStatus::parse(status).ok_or_else(|| {
-        // Only wharf writes the column; an unknown value means a newer wharf wrote it.
-        diesel::result::Error::DeserializationError(
-            format!("order export status {status:?} is not one this wharf knows").into(),
-        )
-    })?;
-    let row: ExportRow = orders::table
-        .find(id)
-        .select((
-            orders::export_attempts,
-            orders::export_error,
-            orders::export_next_at,
-            orders::export_note,
-        ))
-        .first(conn)?;
-    let action: Option<ActionRow> = order_export_actions::table
-        .filter(order_export_actions::order_id.eq(id))
-        .filter(order_export_actions::action.eq_any(["resend", "dismiss"]))
-        .order(order_export_actions::id.desc())
-        .select((
-            order_export_actions::action,
-            order_export_actions::actor,
-            order_export_actions::reason,
-            order_export_actions::at,
-        ))
-        .first(conn)
-        .optional()?;
+) -> QueryResult<ExportState> {
+    let task = outbound::task_of(conn, ORDER_INSERT, increment_id)?;
+    let action = match &task {
+        Some(t) => outbound::last_action(conn, t.id)?,
+        None => None,
+    };
+    let task = task.as_ref();
     // A retry time only means something while a retry is pending.
     let next_attempt_at = match status {
-        ExportStatus::Failed => row.next_at.map(|t| t.and_utc()),
+        ExportStatus::Failed => task.and_then(|t| t.run_after).map(|t| t.and_utc()),
         _ => None,
     };
     Ok(ExportState {
         status,
         exported_at: exported_at.map(|t| t.and_utc()),
-        attempts: row.attempts,
-        last_error: row.error,
+        attempts: task.map_or(0, |t| t.attempts),
+        last_error: task.and_then(|t| t.last_error.clone()),
         next_attempt_at,
-        note: row.note,
+        note: task.and_then(|t| t.note.clone()),
         support_action: action.map(|a| SupportAction {
-            action: if a.action == "dismiss" {
-                SupportActionKind::Dismiss
-            } else {
-                SupportActionKind::Resend
+            action: match a.action {
+                outbound::SupportAction::Dismiss => SupportActionKind::Dismiss,
+                outbound::SupportAction::Resend => SupportActionKind::Resend,
             },
             by: a.actor,
             at: a.at.and_utc(),
             reason: a.reason,
         }),
+    })
+}
+
+/// Where the cancellation of an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelState {
+    /// To be sent (again, after a try the warehouse did not answer, when `last_error` is set).
+    Pending,
+    /// The warehouse confirmed it.
+    Sent,
+    /// The warehouse refused it; it is sent again at `next_attempt_at`.
+    Failed,
+    /// Refused `max_attempts` times; waits for support (`wharf orders lost`).
+    Lost,
+    /// Handled by hand by support; not sent.
+    Dismissed,
+}
+
+impl CancelState {
+    /// How a cancellation task's state reads in the order view.
+    pub fn of(state: TaskState) -> CancelState {
+        match state {
+            // A skipped cancellation does not occur (only exports are skipped); shown as pending
+            // rather than failing the view.
+            TaskState::Pending | TaskState::Skipped => CancelState::Pending,
+            TaskState::Done => CancelState::Sent,
+            TaskState::Failed => CancelState::Failed,
+            TaskState::Lost => CancelState::Lost,
+            TaskState::Dismissed => CancelState::Dismissed,
+        }
+    }
+
+    /// The word shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelState::Pending => "pending",
+            CancelState::Sent => "sent",
+            CancelState::Failed => "failed",
+            CancelState::Lost => "lost",
+            CancelState::Dismissed => "dismissed",
+        }
+    }
+}
+
+/// The cancellation of an exported order at the warehouse, as the order view shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CancellationView {
+    /// `pending`, `sent`, `failed`, `lost` or `dismissed`.
+    pub state: CancelState,
+    /// Times the warehouse refused it.
+    pub attempts: i32,
+    /// Why the last try did not go through.
+    pub last_error: Option<String>,
+    /// When it is sent again (null: at the next export run, or not at all).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the warehouse confirmed it.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// The cancellation of an order, or `None` when none is involved (not cancelled, or never exported).
+pub(super) fn cancellation(
+    conn: &mut DbConnection,
+    increment_id: &str,
+    order_status: &str,
+    export_status: ExportStatus,
+) -> QueryResult<Option<CancellationView>> {
+    Ok(match outbound::task_of(conn, ORDER_CANCEL, increment_id)? {
+        Some(t) => Some(CancellationView {
+            state: CancelState::of(t.state),
+            attempts: t.attempts,
+            last_error: t.last_error,
+            next_attempt_at: t.run_after.map(|t| t.and_utc()),
+            sent_at: t.done_at.map(|t| t.and_utc()),
+        }),
+        // Cancelled after export, and its task not there yet (it is added with the cancel, or when
+        // an export in flight at the cancel settles).
+        None if CANCELLED_STATUSES.contains(&order_status)
+            && export_status == ExportStatus::Exported =>
+        {
+            Some(CancellationView {
+                state: CancelState::Pending,
+                attempts: 0,
+                last_error: None,
+                next_attempt_at: None,
+                sent_at: None,
+            })
+        }
+        None => None,
     })
 }
 

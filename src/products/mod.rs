@@ -1,4 +1,5 @@
-//! Products the storefront pushes. Every change marks the product pending export to the warehouse.
+//! Products the storefront pushes. Every change adds a task to send it to the warehouse (in the same
+//! transaction), unless one is still open.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -6,8 +7,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::channels::warehouse::tasks::{self, PRODUCT_MERGE};
 use crate::db::schema::products;
 use crate::db::{self, DbConnection};
+use crate::outbound;
 use crate::validate::{Invalid, check_len, check_sku};
 
 /// A product as the storefront sends it (`PUT /api/v1/products/{sku}`).
@@ -98,7 +101,8 @@ pub fn upsert(
 ) -> Result<bool, ProductError> {
     check_sku("sku", sku)?;
     input.validate()?;
-    let document = serde_json::to_string(input).expect("products serialise");
+    let document = serde_json::to_string(input)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
     let now = db::now();
     db::write_tx(conn, |conn| {
         let updated = diesel::update(products::table.find(sku))
@@ -106,22 +110,20 @@ pub fn upsert(
                 products::name.eq(&input.name),
                 products::document.eq(&document),
                 products::updated_at.eq(now),
-                products::export_pending.eq(true),
             ))
             .execute(conn)?;
-        if updated == 1 {
-            return Ok(false);
+        if updated == 0 {
+            diesel::insert_into(products::table)
+                .values((
+                    products::sku.eq(sku),
+                    products::name.eq(&input.name),
+                    products::document.eq(&document),
+                    products::updated_at.eq(now),
+                ))
+                .execute(conn)?;
         }
-        diesel::insert_into(products::table)
-            .values((
-                products::sku.eq(sku),
-                products::name.eq(&input.name),
-                products::document.eq(&document),
-                products::updated_at.eq(now),
-                products::export_pending.eq(true),
-            ))
-            .execute(conn)?;
-        Ok(true)
+        tasks::product_changed(conn, sku, now)?;
+        Ok(updated == 0)
     })
 }
 
@@ -131,18 +133,18 @@ struct ProductRow {
     sku: String,
     document: String,
     updated_at: NaiveDateTime,
-    export_pending: bool,
     exported_at: Option<NaiveDateTime>,
 }
 
 impl ProductRow {
-    fn into_view(self) -> Result<ProductView, ProductError> {
+    /// The view, `export_pending` when the product has an open task.
+    fn into_view(self, export_pending: bool) -> Result<ProductView, ProductError> {
         Ok(ProductView {
             sku: self.sku,
             product: serde_json::from_str(&self.document)
                 .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?,
             updated_at: self.updated_at.and_utc(),
-            export_pending: self.export_pending,
+            export_pending,
             exported_at: self.exported_at.map(|t| t.and_utc()),
         })
     }
@@ -156,12 +158,15 @@ pub fn get(conn: &mut DbConnection, sku: &str) -> Result<Option<ProductView>, Pr
             products::sku,
             products::document,
             products::updated_at,
-            products::export_pending,
             products::exported_at,
         ))
         .first(conn)
         .optional()?;
-    row.map(ProductRow::into_view).transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let pending = !outbound::open_among(conn, PRODUCT_MERGE, &[sku])?.is_empty();
+    row.into_view(pending).map(Some)
 }
 
 /// Where a product listing page ends: the (`updated_at`, SKU) of its last product.
@@ -196,7 +201,6 @@ pub fn list(
             products::sku,
             products::document,
             products::updated_at,
-            products::export_pending,
             products::exported_at,
         ))
         .order((products::updated_at, products::sku))
@@ -222,9 +226,14 @@ pub fn list(
         }),
         _ => None,
     };
+    let skus: Vec<&str> = rows.iter().map(|r| r.sku.as_str()).collect();
+    let pending = outbound::open_among(conn, PRODUCT_MERGE, &skus)?;
     let products = rows
         .into_iter()
-        .map(ProductRow::into_view)
+        .map(|r| {
+            let p = pending.contains(&r.sku);
+            r.into_view(p)
+        })
         .collect::<Result<_, _>>()?;
     Ok(ProductPage { products, next })
 }

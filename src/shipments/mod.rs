@@ -7,23 +7,10 @@ mod store;
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
-use crate::db::schema::orders;
 use crate::db::{self, DbConnection};
-use crate::export::status as export_status;
 use crate::feed::{self, NewEvent};
 use crate::imports::{ImportLine, LineOutcome, Report};
 use crate::orders::store::LineShipped;
-
-/// What an order's export status says once shipments completed it before wharf exported it.
-pub const SHIPPED_BEFORE_EXPORT: &str = "shipped before export";
-
-/// Export states from which a completing shipment turns the order `skipped`: the warehouse has not
-/// accepted the order from wharf, and now never needs to. (`dismissed` stays: support handled it.)
-const NOT_YET_EXPORTED: &[&str] = &[
-    export_status::PENDING,
-    export_status::FAILED,
-    export_status::LOST,
-];
 
 /// Why a shipment was not applied. Written to its import report and to the feed
 /// (`shipment.failed`), and logged by the worker.
@@ -111,7 +98,6 @@ struct Target {
     status: String,
     is_virtual: bool,
     export_status: String,
-    export_attempts: i32,
 }
 
 /// One line of the order with what has shipped of it.
@@ -469,26 +455,12 @@ fn complete_order(
         kind: feed::ORDER_COMPLETED,
         payload: serde_json::json!({ "order": req.header.order_no }),
     });
-    if !NOT_YET_EXPORTED.contains(&order.export_status.as_str()) {
-        return Ok(());
-    }
-    diesel::update(orders::table.find(order.id))
-        .set((
-            orders::export_status.eq(export_status::SKIPPED),
-            orders::export_note.eq(SHIPPED_BEFORE_EXPORT),
-            orders::export_next_at.eq(None::<NaiveDateTime>),
-        ))
-        .execute(conn)?;
-    events.push(NewEvent {
-        kind: feed::ORDER_EXPORT_STATUS_CHANGED,
-        payload: serde_json::json!({
-            "order": req.header.order_no,
-            "status": export_status::SKIPPED,
-            "previous": order.export_status,
-            "message": SHIPPED_BEFORE_EXPORT,
-            "attempts": order.export_attempts,
-        }),
-    });
+    events.extend(crate::channels::warehouse::skip_unexported(
+        conn,
+        order.id,
+        &req.header.order_no,
+        &order.export_status,
+    )?);
     Ok(())
 }
 
@@ -539,7 +511,6 @@ mod tests {
             status: status.into(),
             is_virtual,
             export_status: "pending".into(),
-            export_attempts: 0,
         }
     }
 

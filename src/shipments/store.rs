@@ -69,7 +69,6 @@ pub fn lock_order(conn: &mut DbConnection, order_no: &str) -> QueryResult<Option
             orders::status,
             orders::is_virtual,
             orders::export_status,
-            orders::export_attempts,
         ));
     match conn {
         DbConnection::Postgresql(c) => query.for_update().first(c).optional(),

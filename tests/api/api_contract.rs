@@ -269,11 +269,13 @@ async fn build_history(app: &TestApp, sim: &WarehouseSim) {
         fail: ["C-3".to_string()].into(),
         ..Behaviour::default()
     });
-    let exporter = wharf::export::Exporter::new(app.pool.clone(), app.settings.clone()).unwrap();
+    let exporter =
+        wharf::channels::warehouse::Exporter::new(app.pool.clone(), app.settings.clone()).unwrap();
     exporter.export_orders().await.unwrap();
     exporter.export_orders().await.unwrap();
     app.with_conn(|c| {
-        wharf::export::dismiss(c, &["C-3".to_string()], "bob", "sent by e-mail").unwrap()
+        wharf::channels::warehouse::dismiss(c, &["C-3".to_string()], "bob", "sent by e-mail")
+            .unwrap()
     })
     .await;
     app.send_shipment(&s, "C-1", 10, &[("C-A", 1)], "TRK-1")

@@ -89,7 +89,8 @@ async fn order_view_shows_the_export_details(backend: Backend) {
         fail: ["X-1".to_string(), "X-2".to_string()].into(),
         ..Behaviour::default()
     });
-    let exporter = wharf::export::Exporter::new(app.pool.clone(), app.settings.clone()).unwrap();
+    let exporter =
+        wharf::channels::warehouse::Exporter::new(app.pool.clone(), app.settings.clone()).unwrap();
     exporter.export_orders().await.unwrap();
 
     let failed = get(&app, "/orders/X-1").await["export"].clone();
@@ -108,8 +109,9 @@ async fn order_view_shows_the_export_details(backend: Backend) {
 
     // Support dismisses one and resends the other: who, when, why.
     app.with_conn(|c| {
-        wharf::export::dismiss(c, &["X-1".to_string()], "bob", "sent by e-mail").unwrap();
-        wharf::export::resend(c, Some(&["X-2".to_string()]), "alice").unwrap();
+        wharf::channels::warehouse::dismiss(c, &["X-1".to_string()], "bob", "sent by e-mail")
+            .unwrap();
+        wharf::channels::warehouse::resend(c, Some(&["X-2".to_string()]), "alice").unwrap();
     })
     .await;
     let dismissed = get(&app, "/orders/X-1").await["export"].clone();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use wharf::export::{self, Exporter};
+use wharf::channels::warehouse::{self as export, Exporter};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, order_json};
@@ -219,17 +219,7 @@ async fn missing_orders_are_retried_then_lost_then_resent_or_dismissed(backend: 
     assert_eq!((o.items, o.exported), (1, 1));
     assert_eq!(export_status(&app, "M-1").await.0, "exported");
     assert_eq!(export_status(&app, "M-2").await.0, "dismissed");
-    let actions = app
-        .with_conn(|c| {
-            use diesel::prelude::*;
-            use wharf::db::schema::order_export_actions as a;
-            a::table
-                .order(a::id)
-                .select((a::action, a::actor, a::reason))
-                .load::<(String, String, Option<String>)>(c)
-                .unwrap()
-        })
-        .await;
+    let actions = app.order_support_actions().await;
     assert_eq!(
         actions,
         vec![

@@ -12,8 +12,8 @@ use diesel::prelude::*;
 use reqwest::Method;
 use serde_json::json;
 use wharf::Settings;
-use wharf::db::schema::{order_export_actions, orders};
-use wharf::export::{self, Exporter};
+use wharf::channels::warehouse::{self as export, Exporter};
+use wharf::db::schema::outbound_tasks;
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, TestDb, order_json};
@@ -29,6 +29,7 @@ both_backends!(
     an_unanswered_cancellation_waits_counts_on_the_breaker_and_stops_the_run,
     existing_cancellations_and_log_rows_carry_over,
     support_cannot_resend_an_order_while_it_is_being_sent,
+    a_stored_document_that_no_longer_reads_fails_its_task_alone,
 );
 
 const WMS_USER: &str = "wharf";
@@ -344,12 +345,13 @@ async fn two_exporters_failing_at_once_keep_backoff_log_and_breaker_count(backen
     // Every order is free again and due after its backoff (at most 2 s), not after the lease.
     let rows: Vec<ExportColumns> = app
         .with_conn(|c| {
-            orders::table
-                .order(orders::id)
+            outbound_tasks::table
+                .filter(outbound_tasks::action.eq("order.insert"))
+                .order(outbound_tasks::id)
                 .select((
-                    orders::increment_id,
-                    orders::export_next_at,
-                    orders::export_lease_owner,
+                    outbound_tasks::subject,
+                    outbound_tasks::run_after,
+                    outbound_tasks::lease_owner,
                 ))
                 .load(c)
                 .unwrap()
@@ -644,19 +646,7 @@ async fn a_refused_cancellation_backs_off_then_is_lost_then_resent_or_dismissed(
         "order K-1 is exported and its cancellation is sent",
     );
 
-    let actions = app
-        .with_conn(|c| {
-            order_export_actions::table
-                .order(order_export_actions::id)
-                .select((
-                    order_export_actions::action,
-                    order_export_actions::actor,
-                    order_export_actions::reason,
-                ))
-                .load::<(String, String, Option<String>)>(c)
-                .unwrap()
-        })
-        .await;
+    let actions = app.order_support_actions().await;
     assert_eq!(
         actions,
         vec![
@@ -765,61 +755,13 @@ async fn an_unanswered_cancellation_waits_counts_on_the_breaker_and_stops_the_ru
     sim.stop().await;
 }
 
-/// The server on an existing database (as `TestApp::spawn` does on a fresh one).
-async fn spawn_on(db: TestDb) -> TestApp {
-    wharf::tls::install_crypto_provider();
-    let settings = crate::helpers::test_settings(&db.url);
-    let app = wharf::Application::build(settings.clone())
-        .await
-        .expect("build app");
-    let base = format!("http://{}", app.addr());
-    let pool = app.pool();
-    tokio::spawn(app.run_until_stopped());
-    let p = pool.clone();
-    let token = tokio::task::spawn_blocking(move || {
-        wharf::auth::add_token(&mut p.get().unwrap(), "storefront").unwrap()
-    })
-    .await
-    .unwrap();
-    TestApp {
-        base,
-        pool,
-        settings: Arc::new(settings),
-        client: reqwest::Client::new(),
-        token,
-        db,
-    }
-}
-
-/// Applies the migrations of the given backend folder up to and including `last`.
-fn migrate_until(conn: &mut wharf::db::DbConnection, last: &str) {
-    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
-    fn run<C: MigrationHarness<B>, B: diesel::backend::Backend>(c: &mut C, dir: &str, last: &str) {
-        let source = FileBasedMigrations::from_path(format!(
-            "{}/migrations/{dir}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        for m in c.pending_migrations(source).unwrap() {
-            if m.name().version().to_string().replace('-', "").as_str() > last {
-                break;
-            }
-            c.run_migration(&*m).unwrap();
-        }
-    }
-    match conn {
-        wharf::db::DbConnection::Sqlite(c) => run(c, "sqlite", last),
-        wharf::db::DbConnection::Postgresql(c) => run(c, "postgres", last),
-    }
-}
-
 async fn existing_cancellations_and_log_rows_carry_over(backend: Backend) {
     let db = TestDb::new(backend);
     let pool = wharf::db::connect(&db.url, 2).unwrap();
     let document = order_json(&[("A", 1)]).to_string().replace('\'', "''");
     tokio::task::spawn_blocking(move || {
         let mut conn = pool.get().unwrap();
-        migrate_until(&mut conn, "20261123000005");
+        crate::helpers::migrate_until(&mut conn, "20261123000005");
         // As the previous version left them: one cancellation confirmed, one refused last time
         // (its error on the order), and their log rows all 'failure'.
         let t = "'2026-11-30 10:00:00'";
@@ -863,7 +805,7 @@ async fn existing_cancellations_and_log_rows_carry_over(backend: Backend) {
     .unwrap();
 
     // The current version starts on that database.
-    let app = spawn_on(db).await;
+    let app = TestApp::spawn_on(db, |_| {}).await;
     let c = order_view(&app, "O-SENT").await["cancellation"].clone();
     assert_eq!(c["state"], "sent", "{c}");
     assert_eq!(
@@ -883,9 +825,10 @@ async fn existing_cancellations_and_log_rows_carry_over(backend: Backend) {
     assert!(order_view(&app, "O-LIVE").await["cancellation"].is_null());
     let errors: Vec<Option<String>> = app
         .with_conn(|c| {
-            orders::table
-                .order(orders::id)
-                .select(orders::export_error)
+            outbound_tasks::table
+                .filter(outbound_tasks::action.eq("order.insert"))
+                .order(outbound_tasks::id)
+                .select(outbound_tasks::last_error)
                 .load(c)
                 .unwrap()
         })
@@ -955,5 +898,88 @@ async fn support_cannot_resend_an_order_while_it_is_being_sent(backend: Backend)
     assert_eq!(o.exported, 1, "{o:?}");
     let view = order_view(&app, "F-1").await;
     assert_eq!(view["export"]["status"], "exported", "{view}");
+    sim.stop().await;
+}
+
+/// An order or product row that no longer deserialises (a field removed in a later release)
+/// fails its own task with a clear error; the rest of the batch is sent, and the next run too.
+async fn a_stored_document_that_no_longer_reads_fails_its_task_alone(backend: Backend) {
+    let (app, sim) = setup(backend, |_| {}).await;
+    app.put_order("J-1", &[("A", 1)]).await;
+    app.put_order("J-BAD", &[("A", 1)]).await;
+    app.put_order("J-2", &[("B", 1)]).await;
+    for sku in ["JMUG-1", "JMUG-BAD"] {
+        let (status, body) = app
+            .api(
+                Method::PUT,
+                &format!("/products/{sku}"),
+                Some(json!({"name": "Mug"})),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "{body}");
+    }
+    app.with_conn(|c| {
+        for sql in [
+            "UPDATE orders SET document = '{\"removed_field\": 1}' WHERE increment_id = 'J-BAD'",
+            "UPDATE products SET document = '{\"removed_field\": 1}' WHERE sku = 'JMUG-BAD'",
+        ] {
+            diesel::sql_query(sql).execute(c).unwrap();
+        }
+    })
+    .await;
+    let ex = exporter(&app);
+    let o = ex.export_orders().await.unwrap();
+    assert_eq!((o.items, o.exported, o.failed), (3, 2, 1), "{o:?}");
+    has(
+        o.refusal.as_deref().unwrap(),
+        "the stored document of J-BAD cannot be read",
+    );
+    let sent: Vec<String> = sim
+        .orders()
+        .into_iter()
+        .map(|o| o.external_reference)
+        .collect();
+    assert_eq!(sent, ["J-1", "J-2"]);
+    // (The order view reads the document too, so the task is looked at in the database.)
+    let (status, task) = app
+        .with_conn(|c| {
+            let status: String = wharf::db::schema::orders::table
+                .filter(wharf::db::schema::orders::increment_id.eq("J-BAD"))
+                .select(wharf::db::schema::orders::export_status)
+                .first(c)
+                .unwrap();
+            let task = wharf::outbound::task_of(c, export::tasks::ORDER_INSERT, "J-BAD").unwrap();
+            (status, task.unwrap())
+        })
+        .await;
+    assert_eq!(status, "failed");
+    assert_eq!(task.attempts, 1, "{task:?}");
+    has(task.last_error.as_deref().unwrap(), "cannot be read");
+    let o = ex.export_products().await.unwrap();
+    assert_eq!((o.items, o.exported, o.failed), (2, 1, 1), "{o:?}");
+    let sent: Vec<String> = sim
+        .products()
+        .into_iter()
+        .map(|p| p.external_reference)
+        .collect();
+    assert_eq!(sent, ["JMUG-1"]);
+    let task = app
+        .with_conn(|c| {
+            wharf::outbound::task_of(c, export::tasks::PRODUCT_MERGE, "JMUG-BAD")
+                .unwrap()
+                .unwrap()
+        })
+        .await;
+    assert_eq!(task.state, wharf::outbound::TaskState::Failed, "{task:?}");
+    has(task.last_error.as_deref().unwrap(), "cannot be read");
+
+    // The exporter goes on: an order stored later is sent by the next run.
+    app.put_order("J-3", &[("A", 1)]).await;
+    let o = ex.export_orders().await.unwrap();
+    assert!(o.exported >= 1, "{o:?}");
+    assert_eq!(
+        order_view(&app, "J-3").await["export"]["status"],
+        "exported"
+    );
     sim.stop().await;
 }

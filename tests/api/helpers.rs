@@ -239,6 +239,33 @@ impl TestApp {
         self.db.expect_leftovers(why);
     }
 
+    /// The server on an existing database (as `TestApp::spawn` does on a fresh one).
+    pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        wharf::tls::install_crypto_provider();
+        let mut settings = test_settings(&db.url);
+        adjust(&mut settings);
+        let app = wharf::Application::build(settings.clone())
+            .await
+            .expect("build app");
+        let base = format!("http://{}", app.addr());
+        let pool = app.pool();
+        tokio::spawn(app.run_until_stopped());
+        let p = pool.clone();
+        let token = tokio::task::spawn_blocking(move || {
+            wharf::auth::add_token(&mut p.get().unwrap(), "storefront").unwrap()
+        })
+        .await
+        .unwrap();
+        TestApp {
+            base,
+            pool,
+            settings: Arc::new(settings),
+            client: reqwest::Client::new(),
+            token,
+            db,
+        }
+    }
+
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
@@ -478,6 +505,29 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Support's resends and dismissals of order exports and cancellations, oldest first, as
+    /// (`resend` | `dismiss` | `resend_cancellation` | `dismiss_cancellation`, actor, reason).
+    pub async fn order_support_actions(&self) -> Vec<(String, String, Option<String>)> {
+        self.with_conn(|c| {
+            use diesel::prelude::*;
+            use wharf::db::schema::{outbound_task_actions as a, outbound_tasks as t};
+            let rows: Vec<(String, String, String, Option<String>)> = a::table
+                .inner_join(t::table)
+                .filter(t::channel.eq("warehouse"))
+                .order(a::id)
+                .select((t::action, a::action, a::actor, a::reason))
+                .load(c)
+                .unwrap();
+            rows.into_iter()
+                .map(|(task, action, actor, reason)| match task.as_str() {
+                    "order.cancel" => (format!("{action}_cancellation"), actor, reason),
+                    _ => (action, actor, reason),
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Requests per state, e.g. `[("processed", 2)]`.
     pub async fn queue_depth(&self) -> Vec<(String, i64)> {
         self.with_conn(|c| wharf::queue::depth_by_state(c).unwrap())
@@ -651,4 +701,26 @@ pub fn wait_for_line(
         }
     }
     panic!("no log line with {needle:?} in\n{}", seen.join("\n"));
+}
+
+/// Applies the migrations of the given backend folder up to and including `last`.
+pub fn migrate_until(conn: &mut wharf::db::DbConnection, last: &str) {
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+    fn run<C: MigrationHarness<B>, B: diesel::backend::Backend>(c: &mut C, dir: &str, last: &str) {
+        let source = FileBasedMigrations::from_path(format!(
+            "{}/migrations/{dir}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        for m in c.pending_migrations(source).unwrap() {
+            if m.name().version().to_string().replace('-', "").as_str() > last {
+                break;
+            }
+            c.run_migration(&*m).unwrap();
+        }
+    }
+    match conn {
+        wharf::db::DbConnection::Sqlite(c) => run(c, "sqlite", last),
+        wharf::db::DbConnection::Postgresql(c) => run(c, "postgres", last),
+    }
 }

@@ -27,6 +27,7 @@ mod hostile;
 mod inventory;
 mod order_rules;
 mod orders;
+mod outbound_migration;
 mod refusals;
 mod schema;
 mod shipment_failures;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use wharf::Settings;
-use wharf::export::Exporter;
+use wharf::channels::warehouse::Exporter;
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, order_json};
@@ -26,6 +26,8 @@ both_backends!(
     an_order_shipped_before_export_is_skipped,
     shipped_while_being_exported_ends_consistent,
     concurrent_first_puts_create_the_order_once,
+    an_order_cancelled_while_being_exported_is_cancelled_once_accepted,
+    products_follow_their_own_schedule,
 );
 
 const WMS_USER: &str = "wharf";
@@ -464,4 +466,74 @@ async fn concurrent_first_puts_create_the_order_once(backend: Backend) {
         codes.sort();
         assert_eq!(codes, [200, 201], "{id}: {a:?} {b:?}");
     }
+}
+
+/// An order cancelled while its export is on the way: once the warehouse accepts it, its
+/// cancellation is due (added with that acceptance), and it is sent once.
+async fn an_order_cancelled_while_being_exported_is_cancelled_once_accepted(backend: Backend) {
+    let (app, sim) = setup(backend).await;
+    put(&app, "R-60", &order_json(&[("A", 1)])).await;
+    sim.set_behaviour(Behaviour {
+        hang: Some(Duration::from_millis(800)),
+        ..Behaviour::default()
+    });
+    let ex = Arc::new(exporter(&app));
+    let sending = tokio::spawn({
+        let ex = ex.clone();
+        async move { ex.export_orders().await.unwrap() }
+    });
+    until_received(&sim, 1).await;
+    let (code, order) = app.api(Method::POST, "/orders/R-60/cancel", None).await;
+    assert!(code == 200 || code == 204, "{order}");
+    assert!(
+        get_order(&app, "R-60").await["cancellation"].is_null(),
+        "not exported yet"
+    );
+    assert_eq!(sending.await.unwrap().exported, 1);
+    let order = get_order(&app, "R-60").await;
+    assert_eq!(order["export"]["status"], "exported", "{order}");
+    assert_eq!(order["cancellation"]["state"], "pending", "{order}");
+    sim.set_behaviour(Behaviour::default());
+    assert_eq!(ex.send_cancellations().await.unwrap(), 1);
+    assert_eq!(sim.cancelled(), vec!["R-60".to_string()]);
+    assert_eq!(ex.send_cancellations().await.unwrap(), 0);
+    let order = get_order(&app, "R-60").await;
+    assert_eq!(order["cancellation"]["state"], "sent", "{order}");
+    sim.stop().await;
+}
+
+/// The server's outbound runners: products go on `warehouse.products.schedule`, orders on theirs.
+async fn products_follow_their_own_schedule(backend: Backend) {
+    let (app, sim) = setup_with(backend, |s| {
+        s.warehouse.orders.schedule = "0 0 1 1 *".into();
+        s.warehouse.products.enabled = true;
+        s.warehouse.products.schedule = "* * * * * *".into();
+    })
+    .await;
+    put(&app, "R-70", &order_json(&[("A", 1)])).await;
+    let (code, body) = app
+        .api(
+            Method::PUT,
+            "/products/SCHED-1",
+            Some(json!({"name": "Mug"})),
+        )
+        .await;
+    assert!(code == 200 || code == 201, "{body}");
+    for _ in 0..250 {
+        if !sim.products().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent: Vec<String> = sim
+        .products()
+        .into_iter()
+        .map(|p| p.external_reference)
+        .collect();
+    assert_eq!(sent, ["SCHED-1"], "the products' runner sent it");
+    assert!(
+        sim.orders().is_empty(),
+        "orders wait for their own schedule"
+    );
+    sim.stop().await;
 }

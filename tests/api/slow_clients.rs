@@ -10,8 +10,8 @@ use diesel::connection::SimpleConnection;
 use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wharf::export::Exporter;
-use wharf::export::exchange;
+use wharf::channels::warehouse::Exporter;
+use wharf::channels::warehouse::exchange;
 
 use crate::both_backends;
 use crate::helpers::{

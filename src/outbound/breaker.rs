@@ -1,5 +1,7 @@
-//! The circuit breaker per export kind: consecutive batches the warehouse did not answer; at
-//! `breaker_threshold` exports of that kind pause for `breaker_pause_secs`.
+//! The circuit breaker of a channel: consecutive exchanges the other side did not answer; at
+//! `breaker_threshold` the channel's tasks behind that breaker pause for `breaker_pause_secs`. A
+//! channel names its breakers (the warehouse has `order`, shared by orders and cancellations, and
+//! `product`: they pause apart, as they always did).
 //!
 //! Any number of exporters in any number of processes settle batches at the same moment, so a
 //! failure is counted by one atomic upsert (`INSERT … ON CONFLICT DO UPDATE … RETURNING`), never by
@@ -31,7 +33,7 @@ impl BreakerState {
 }
 
 /// The breaker's state when it is open at `now`.
-pub(super) fn open_at(
+pub fn open_at(
     conn: &mut DbConnection,
     kind: &str,
     now: NaiveDateTime,
@@ -55,7 +57,7 @@ fn state(conn: &mut DbConnection, kind: &str) -> QueryResult<Option<BreakerState
 }
 
 /// Counts one more failed batch and opens the breaker at the threshold. Returns the new state.
-pub(super) fn record_failure(
+pub fn record_failure(
     conn: &mut DbConnection,
     kind: &str,
     cfg: &ExportSettings,
@@ -90,7 +92,7 @@ pub(super) fn record_failure(
 }
 
 /// The warehouse answered: the count starts again.
-pub(super) fn reset(conn: &mut DbConnection, kind: &str) -> QueryResult<()> {
+pub fn reset(conn: &mut DbConnection, kind: &str) -> QueryResult<()> {
     diesel::delete(export_breakers::table.find(kind)).execute(conn)?;
     Ok(())
 }
@@ -120,7 +122,7 @@ pub fn breakers(conn: &mut DbConnection) -> QueryResult<Vec<(String, BreakerStat
 }
 
 /// Logs a batch the warehouse did not answer: at ERROR when it opened the breaker.
-pub(super) fn log_failure(kind: &str, b: &BreakerState, error: &str, now: NaiveDateTime) {
+pub fn log_failure(kind: &str, b: &BreakerState, error: &str, now: NaiveDateTime) {
     let error = Escaped(error);
     let failures = b.failures;
     match b.paused_until.filter(|_| b.is_open(now)) {

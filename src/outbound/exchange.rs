@@ -1,5 +1,6 @@
-//! One exchange with the warehouse: how it went as a whole (answered, or why not), and the export log
-//! that keeps every exchange with what was sent and what came back.
+//! One exchange with the other side of a channel: how it went as a whole (answered, or why not), and
+//! the exchange log (`exports`, `export_lines`) that keeps every exchange with what was sent and what
+//! came back, and the verdict on each item.
 //!
 //! The log keeps the exchange's fate (`outcome`) apart from the items' verdicts (`successes`,
 //! `duplicates`, `failures`): an answered batch may still have refused items, and a batch that was
@@ -8,7 +9,6 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::report::{self, AnswerError};
 use crate::db::schema::{export_lines, exports};
 use crate::db::{self, DbConnection};
 
@@ -55,88 +55,21 @@ impl Exchange {
 
 /// Why an exchange did not bring a usable answer: the items it carried were not decided.
 #[derive(Debug)]
-pub(super) struct BatchError {
+pub struct BatchError {
+    /// How the exchange went.
     pub exchange: Exchange,
     /// For people: what happened.
     pub message: String,
+    /// The HTTP status answered, if any.
     pub http_status: Option<u16>,
+    /// What was answered, if anything.
     pub body: Option<String>,
-}
-
-impl BatchError {
-    /// A request that got no HTTP answer at all.
-    pub fn transport(e: &reqwest::Error, timeout_secs: u64) -> BatchError {
-        let message = if e.is_timeout() {
-            format!("the warehouse did not answer within {timeout_secs} s")
-        } else {
-            format!("cannot reach the warehouse ({})", transport_reason(e))
-        };
-        BatchError {
-            exchange: Exchange::TransportError,
-            message,
-            http_status: None,
-            body: None,
-        }
-    }
-
-    /// An answer with an error status.
-    pub fn http(status: reqwest::StatusCode, body: String) -> BatchError {
-        let message = if status == reqwest::StatusCode::UNAUTHORIZED {
-            "the warehouse refused wharf's credentials (HTTP 401): check warehouse.username and \
-             warehouse.password"
-                .to_string()
-        } else {
-            // A Tomcat error page reads better as its heading than as the start of its markup.
-            let what = match report::parse_import_report(&body) {
-                Err(AnswerError::ErrorPage(page)) if !page.is_empty() => page,
-                _ => report::excerpt(&body),
-            };
-            format!("the warehouse answered HTTP {status}: {what}")
-        };
-        BatchError {
-            exchange: Exchange::HttpError,
-            message,
-            http_status: Some(status.as_u16()),
-            body: Some(body),
-        }
-    }
-
-    /// An answer longer than `warehouse.max_answer`; `start` is what was read of it.
-    pub fn too_large(status: reqwest::StatusCode, limit: usize, start: String) -> BatchError {
-        BatchError {
-            exchange: if status.is_success() {
-                Exchange::BadAnswer
-            } else {
-                Exchange::HttpError
-            },
-            message: format!(
-                "answer too large: the warehouse answered HTTP {} with more than {limit} bytes \
-                 (warehouse.max_answer); the export log keeps its start",
-                status.as_u16()
-            ),
-            http_status: Some(status.as_u16()),
-            body: Some(start),
-        }
-    }
-
-    /// A 200 answer that is not a usable one.
-    pub fn unreadable(e: AnswerError, body: String) -> BatchError {
-        BatchError {
-            exchange: match e {
-                AnswerError::Exception(_) => Exchange::Exception,
-                _ => Exchange::BadAnswer,
-            },
-            message: e.to_string(),
-            http_status: Some(200),
-            body: Some(body),
-        }
-    }
 }
 
 /// Reads an answer of at most `limit` bytes: `Ok(Ok(text))` when it fits, `Ok(Err(start))` with
 /// its first bytes (at most `limit` and [`STORED_ANSWER`]) when it does not (the rest is not read: the connection is
 /// dropped), `Err` when it broke off.
-pub(super) async fn read_capped(
+pub async fn read_capped(
     mut resp: reqwest::Response,
     limit: usize,
 ) -> Result<Result<String, String>, reqwest::Error> {
@@ -187,7 +120,7 @@ fn stored_excerpt(answer: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The innermost reason a connection failed, in a few words ("connection refused").
-fn transport_reason(e: &reqwest::Error) -> String {
+pub fn transport_reason(e: &reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     let mut innermost: Option<String> = None;
     while let Some(s) = source {
@@ -213,33 +146,44 @@ fn transport_reason(e: &reqwest::Error) -> String {
 }
 
 /// What was sent, for the export log.
-pub(super) struct ExchangeLog {
-    /// `order`, `product` or `cancel`.
+pub struct ExchangeLog {
+    /// What was exchanged (the warehouse: `order`, `product` or `cancel`).
     pub kind: &'static str,
+    /// The operation asked for (`insert`, `merge`, `cancel`).
     pub operation: &'static str,
+    /// Where it went.
     pub url: String,
+    /// When it started.
     pub started: NaiveDateTime,
+    /// The document sent, if any.
     pub request: Option<String>,
 }
 
 /// The items' verdicts in an answer.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Counts {
+pub struct Counts {
+    /// Accepted.
     pub successes: i32,
+    /// Already there.
     pub duplicates: i32,
+    /// Refused.
     pub failures: i32,
 }
 
 /// One line of the log: what the warehouse said about one item.
-pub(super) struct LogLine {
+pub struct LogLine {
+    /// The item (an order number, a SKU).
     pub reference: String,
+    /// The verdict's word.
     pub result: &'static str,
+    /// What the other side said.
     pub message: String,
+    /// More of it, if any.
     pub detail: Option<String>,
 }
 
 /// Logs an answered exchange with its verdicts and lines.
-pub(super) fn log_answered(
+pub fn log_answered(
     conn: &mut DbConnection,
     log: &ExchangeLog,
     outcome: Answered<'_>,
@@ -257,32 +201,44 @@ pub(super) fn log_answered(
             http_status: Some(200),
         },
     )?;
-    for (i, l) in lines.iter().enumerate() {
-        diesel::insert_into(export_lines::table)
-            .values((
+    let rows: Vec<_> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            (
                 export_lines::export_id.eq(id),
-                export_lines::line_no.eq(i as i32 + 1),
+                export_lines::line_no.eq(i32::try_from(i + 1).unwrap_or(i32::MAX)),
                 export_lines::reference.eq(&l.reference),
                 export_lines::result.eq(l.result),
                 export_lines::message.eq(&l.message),
                 export_lines::detail.eq(&l.detail),
-            ))
-            .execute(conn)?;
+            )
+        })
+        .collect();
+    // One statement per thousand lines rather than one per line: a batch is settled in one
+    // transaction, and its round trips are most of its cost.
+    for chunk in rows.chunks(1000) {
+        crate::with_backend!(&mut *conn, |c| diesel::insert_into(export_lines::table)
+            .values(chunk)
+            .execute(c))?;
     }
     Ok(id)
 }
 
 /// What an answered exchange brought.
-pub(super) struct Answered<'a> {
+pub struct Answered<'a> {
+    /// Items the exchange carried.
     pub items: usize,
+    /// Their verdicts.
     pub counts: Counts,
     /// The last refusal's message, if any item was refused.
     pub refusal: Option<&'a str>,
+    /// The answer.
     pub response: &'a str,
 }
 
 /// Logs an exchange that brought no usable answer.
-pub(super) fn log_failed(
+pub fn log_failed(
     conn: &mut DbConnection,
     log: &ExchangeLog,
     items: usize,

@@ -80,96 +80,111 @@ pub fn parse_import_report(body: &str) -> Result<Vec<ReportLine>, AnswerError> {
         return Err(AnswerError::NotXml(excerpt(body)));
     }
     let mut reader = Reader::from_str(body);
-    let mut path: Vec<String> = Vec::new();
-    let mut lines: Vec<ReportLine> = Vec::new();
-    let mut text = String::new();
-    let mut html = HtmlError::default();
-    let mut exception: Option<String> = None;
+    let mut p = ReportParser::default();
     loop {
         let event = reader.read_event().map_err(|e| {
-            if html.seen {
-                AnswerError::ErrorPage(html.describe())
+            if p.html.seen {
+                AnswerError::ErrorPage(p.html.describe())
             } else {
                 AnswerError::NotXml(format!("{e}: {}", excerpt(body)))
             }
         })?;
         match event {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let name = e.local_name().as_ref().to_string();
-                let empty = matches!(event, Event::Empty(_));
-                if path.is_empty() && name.eq_ignore_ascii_case("html") {
-                    html.seen = true;
-                }
-                if path.len() == 2 {
-                    let verdict = match path[1].as_str() {
-                        "importSuccesses" => Some(Verdict::Success),
-                        "importFailures" => Some(Verdict::Failure),
-                        "importDuplicates" => Some(Verdict::Duplicate),
-                        _ => None,
-                    };
-                    if let Some(verdict) = verdict {
-                        let reference = attr(e, "externalReference").unwrap_or_default();
-                        lines.push(ReportLine {
-                            message: format!("Successfully Exported {reference}"),
-                            reference,
-                            verdict,
-                            detail: None,
-                        });
-                    }
-                }
-                text.clear();
-                if !empty {
-                    path.push(name);
-                }
-            }
-            Event::Text(t) => text.push_str(&t.xml10_content()),
-            Event::CData(c) => text.push_str(&c.into_inner()),
+            Event::Start(ref e) => p.start(e, false),
+            Event::Empty(ref e) => p.start(e, true),
+            Event::Text(t) => p.text.push_str(&t.xml10_content()),
+            Event::CData(c) => p.text.push_str(&c.into_inner()),
             Event::GeneralRef(r) => {
                 let name = r.xml10_content();
                 if let Some(s) = quick_xml::escape::resolve_xml_entity(&name) {
-                    text.push_str(s);
+                    p.text.push_str(s);
                 }
             }
-            Event::End(_) => {
-                let name = path.pop().unwrap_or_default();
-                let value = tidy(&text);
-                if path.len() == 3
-                    && let Some(line) = lines.last_mut()
-                {
-                    match name.as_str() {
-                        "failureMessage" | "duplicateMessage" if !value.is_empty() => {
-                            line.message = value.clone()
-                        }
-                        "failureDetail" | "duplicateDetail" if !value.is_empty() => {
-                            line.detail = Some(value.clone())
-                        }
-                        _ => {}
-                    }
-                }
-                if name == "exception" && path.len() == 1 {
-                    exception = Some(value.clone());
-                }
-                if html.seen {
-                    match name.to_ascii_lowercase().as_str() {
-                        "title" => html.title = value.clone(),
-                        "h2" | "h1" => html.heading = value.clone(),
-                        "p" if html.paragraph.is_empty() => html.paragraph = value.clone(),
-                        _ => {}
-                    }
-                }
-                text.clear();
-            }
+            Event::End(_) => p.end(),
             Event::Eof => break,
             _ => {}
         }
     }
-    if html.seen {
-        return Err(AnswerError::ErrorPage(html.describe()));
+    if p.html.seen {
+        return Err(AnswerError::ErrorPage(p.html.describe()));
     }
-    if let Some(e) = exception {
+    if let Some(e) = p.exception {
         return Err(AnswerError::Exception(e));
     }
-    Ok(lines)
+    Ok(p.lines)
+}
+
+/// Where the streaming parse of a report stands.
+#[derive(Default)]
+struct ReportParser {
+    path: Vec<String>,
+    lines: Vec<ReportLine>,
+    text: String,
+    html: HtmlError,
+    exception: Option<String>,
+}
+
+impl ReportParser {
+    /// An element opens: a verdict element (`importSuccesses/…`) starts a line.
+    fn start(&mut self, e: &BytesStart, empty: bool) {
+        let name = e.local_name().as_ref().to_string();
+        if self.path.is_empty() && name.eq_ignore_ascii_case("html") {
+            self.html.seen = true;
+        }
+        if self.path.len() == 2 {
+            let verdict = match self.path[1].as_str() {
+                "importSuccesses" => Some(Verdict::Success),
+                "importFailures" => Some(Verdict::Failure),
+                "importDuplicates" => Some(Verdict::Duplicate),
+                _ => None,
+            };
+            if let Some(verdict) = verdict {
+                let reference = attr(e, "externalReference").unwrap_or_default();
+                self.lines.push(ReportLine {
+                    message: format!("Successfully Exported {reference}"),
+                    reference,
+                    verdict,
+                    detail: None,
+                });
+            }
+        }
+        self.text.clear();
+        if !empty {
+            self.path.push(name);
+        }
+    }
+
+    /// An element closes: its text is a line's message or detail, the exception, or part of an
+    /// error page.
+    fn end(&mut self) {
+        let name = self.path.pop().unwrap_or_default();
+        let value = tidy(&self.text);
+        if self.path.len() == 3
+            && let Some(line) = self.lines.last_mut()
+        {
+            match name.as_str() {
+                "failureMessage" | "duplicateMessage" if !value.is_empty() => {
+                    line.message = value.clone()
+                }
+                "failureDetail" | "duplicateDetail" if !value.is_empty() => {
+                    line.detail = Some(value.clone())
+                }
+                _ => {}
+            }
+        }
+        if name == "exception" && self.path.len() == 1 {
+            self.exception = Some(value.clone());
+        }
+        if self.html.seen {
+            match name.to_ascii_lowercase().as_str() {
+                "title" => self.html.title = value,
+                "h2" | "h1" => self.html.heading = value,
+                "p" if self.html.paragraph.is_empty() => self.html.paragraph = value,
+                _ => {}
+            }
+        }
+        self.text.clear();
+    }
 }
 
 #[derive(Default)]
@@ -208,7 +223,7 @@ mod tests {
     #[test]
     fn reads_the_fixture_report() {
         let lines = parse_import_report(include_str!(
-            "../../tests/fixtures/orderflow/import-report.xml"
+            "../../../tests/fixtures/orderflow/import-report.xml"
         ))
         .unwrap();
         assert_eq!(lines.len(), 3);

@@ -1,59 +1,49 @@
-//! Exporting to the warehouse: invoiced orders and changed products in batches over HTTP, the import
-//! report deciding each item, retries with backoff, a lost-orders list, a circuit breaker, order
-//! cancellations, and a log of every exchange.
+//! The warehouse channel: invoiced orders (`order.insert`) and changed products (`product.merge`)
+//! in batches over HTTP, the import report deciding each item, and cancellations of exported orders
+//! (`order.cancel`), all as tasks of the outbound queue ([`crate::outbound`]): retries with
+//! backoff, a lost list for support, a circuit breaker, and a log of every exchange.
 //!
-//! Order export states: `pending` → `exported` | `failed` (retried after a backoff) → `lost` (after
-//! `max_attempts`); support can `resend` (back to `pending`, attempts reset) or `dismiss` (`dismissed`,
-//! handled by hand). An order that shipments complete before it was exported is `skipped` (see
-//! `shipments`), and never sent. Items are claimed under a lease, so two exporters never send the
-//! same order at once.
-//! Cancellations go the same way (see [`cancel`]).
+//! Order export states (the summary in `orders.export_status`): `pending` → `exported` | `failed`
+//! (retried after a backoff) → `lost` (after `max_attempts`); support can `resend` (back to
+//! `pending`, attempts reset) or `dismiss` (`dismissed`, handled by hand). An order that shipments
+//! complete before it was exported is `skipped` ([`tasks::skip_unexported`]), and never sent. Tasks
+//! are claimed under a lease, so two exporters never send the same order at once. What is sent is
+//! built at send time from the current order or product; one whose stored document no longer reads
+//! fails on its own, and the rest of its batch goes.
 //!
-//! Settling is safe with any number of exporters in any number of processes: item writes are
-//! compare-and-set on the lease owner, the breaker counts by one atomic upsert ([`breaker`]), and
-//! support actions compare-and-set on the state they saw ([`support`]).
+//! Settling is safe with any number of exporters in any number of processes: task writes are
+//! compare-and-set on the lease owner, the breaker counts by one atomic upsert, and support actions
+//! compare-and-set on the state they saw ([`support`]).
 
-pub mod breaker;
 pub mod cancel;
+mod client;
 pub mod document;
-pub mod exchange;
 mod items;
 pub mod report;
+mod settle;
 pub mod support;
+pub mod tasks;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{NaiveDateTime, TimeDelta};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::{ExportSettings, Settings};
-use crate::db::{self, DbConnection, Pool};
+use crate::db::lease::{Backoff, Lease, Owner};
+use crate::db::{self, Pool};
 use crate::feed;
-pub use breaker::{BreakerState, breakers};
-pub use cancel::{CancelState, CancellationView, cancellation_view};
-use exchange::{BatchError, ExchangeLog};
-pub use exchange::{Exchange, ExportDetail, ExportSummary, export_detail, recent_exports};
+pub use crate::orders::{CancelState, CancellationView};
+pub use crate::outbound::breaker::{BreakerState, breakers};
+use crate::outbound::exchange::ExchangeLog;
+pub use crate::outbound::exchange::{
+    self, BatchError, Exchange, ExportDetail, ExportSummary, export_detail, recent_exports,
+};
 use items::{Claim, Item, Kind};
+use settle::Settler;
 pub use support::{Action, Handled, LostOrder, Subject, act, dismiss, lost_orders, resend};
-
-/// Order export status values.
-pub mod status {
-    /// Waiting to be sent.
-    pub const PENDING: &str = "pending";
-    /// Accepted by the warehouse.
-    pub const EXPORTED: &str = "exported";
-    /// Refused or missing from the report; will be retried.
-    pub const FAILED: &str = "failed";
-    /// Refused `max_attempts` times; waits for support.
-    pub const LOST: &str = "lost";
-    /// Handled by hand by support; never sent.
-    pub const DISMISSED: &str = "dismissed";
-    /// Shipped completely before wharf exported it ("shipped before export"); never sent.
-    pub const SKIPPED: &str = "skipped";
-}
+pub use tasks::{ExportStatus, skip_unexported};
 
 /// What one batch, or a whole run, did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -132,101 +122,15 @@ impl BatchOutcome {
     }
 }
 
-/// Sends batches to the warehouse.
+/// Sends the warehouse's tasks.
 pub struct Exporter {
     pool: Pool,
     settings: Arc<Settings>,
     http: reqwest::Client,
-    name: String,
-    claims: AtomicU64,
+    owner: Owner,
 }
 
 impl Exporter {
-    /// An exporter with an HTTP client using the configured timeout (rustls with the ring provider).
-    pub fn new(pool: Pool, settings: Arc<Settings>) -> anyhow::Result<Exporter> {
-        crate::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.warehouse.timeout_secs.max(1)))
-            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client for the warehouse")?;
-        let suffix = &crate::auth::random_secret()[..8];
-        Ok(Exporter {
-            pool,
-            settings,
-            http,
-            name: format!("exporter:{}:{suffix}", std::process::id()),
-            claims: AtomicU64::new(0),
-        })
-    }
-
-    fn owner(&self) -> String {
-        format!(
-            "{}#{}",
-            self.name,
-            self.claims.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    fn url(&self, resource: &str, extra: &[(&str, &str)]) -> anyhow::Result<reqwest::Url> {
-        let w = &self.settings.warehouse;
-        let base = reqwest::Url::parse(&w.endpoint).with_context(|| {
-            format!(
-                "the warehouse endpoint {:?} is not a URL; set warehouse.endpoint",
-                w.endpoint
-            )
-        })?;
-        let mut url = base.join(resource)?;
-        url.query_pairs_mut()
-            .append_pair("channel", &w.channel)
-            .append_pair("organisation", &w.organisation);
-        for (k, v) in extra {
-            url.query_pairs_mut().append_pair(k, v);
-        }
-        Ok(url)
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut DbConnection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool
-                .get()
-                .context("no database connection for the exporter")?;
-            f(&mut conn)
-        })
-        .await?
-    }
-
-    /// POSTs a document and returns the body of a 2xx answer.
-    async fn post(&self, url: reqwest::Url, body: Option<String>) -> Result<String, BatchError> {
-        let w = &self.settings.warehouse;
-        let mut req = self
-            .http
-            .post(url)
-            .basic_auth(&w.username, Some(&w.password));
-        if let Some(b) = body {
-            req = req.header("Content-Type", "application/xml").body(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| BatchError::transport(&e, w.timeout_secs))?;
-        let status = resp.status();
-        let text = match exchange::read_capped(resp, w.max_answer).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(start)) => return Err(BatchError::too_large(status, w.max_answer, start)),
-            // The answer broke off (or timed out) half-way: nothing usable came back.
-            Err(e) => return Err(BatchError::transport(&e, w.timeout_secs)),
-        };
-        if !status.is_success() {
-            return Err(BatchError::http(status, text));
-        }
-        Ok(text)
-    }
-
     /// Exports batches of due orders until none is due (or a batch gets no answer, or the breaker
     /// opens). Returns the totals.
     pub async fn export_orders(&self) -> anyhow::Result<BatchOutcome> {
@@ -260,10 +164,10 @@ impl Exporter {
 
     async fn batch(&self, kind: Kind, due_at: NaiveDateTime) -> anyhow::Result<BatchOutcome> {
         let cfg = kind.settings(&self.settings.warehouse).clone();
-        let owner = self.owner();
-        let (claim_owner, claim_cfg) = (owner.clone(), cfg.clone());
+        let lease = Lease::new(&self.owner, cfg.lease_secs);
+        let (claim_lease, claim_cfg) = (lease.clone(), cfg.clone());
         let claimed = self
-            .blocking(move |conn| items::claim(conn, kind, &claim_owner, &claim_cfg, due_at))
+            .blocking(move |conn| items::claim(conn, kind, &claim_lease, &claim_cfg, due_at))
             .await?;
         let batch = match claimed {
             Claim::Paused(b) => return Ok(BatchOutcome::paused(b)),
@@ -271,7 +175,25 @@ impl Exporter {
             Claim::Items(b) => b,
         };
         let started = db::now();
-        let xml = items::document(kind, &batch, started)?;
+        let (xml, batch, unreadable) = items::document(kind, batch, started);
+        let mut outcome = BatchOutcome::default();
+        if !unreadable.is_empty() {
+            let (cfg, owner) = (cfg.clone(), lease.owner.clone());
+            outcome.add(
+                self.blocking(move |conn| {
+                    let s = Settler {
+                        kind,
+                        cfg: &cfg,
+                        owner: &owner,
+                    };
+                    db::write_tx(conn, |conn| settle::unreadable(conn, &s, &unreadable))
+                })
+                .await?,
+            );
+        }
+        let Some(xml) = xml else {
+            return Ok(outcome);
+        };
         let url = self.url(kind.resource(), &[])?;
         let answer = self.post(url.clone(), Some(xml.clone())).await;
         let log = ExchangeLog {
@@ -281,7 +203,11 @@ impl Exporter {
             started,
             request: Some(xml),
         };
-        self.settle(kind, batch, answer, log, cfg, owner).await
+        outcome.add(
+            self.settle(kind, batch, answer, log, cfg, lease.owner)
+                .await?,
+        );
+        Ok(outcome)
     }
 
     /// Records the outcome of a sent batch: per item from the import report, or as a whole when the
@@ -297,14 +223,17 @@ impl Exporter {
     ) -> anyhow::Result<BatchOutcome> {
         let parsed = answer.and_then(|body| match report::parse_import_report(&body) {
             Ok(lines) => Ok((lines, body)),
-            Err(e) => Err(BatchError::unreadable(e, body)),
+            Err(e) => Err(client::no_answer::unreadable(e, body)),
         });
         self.blocking(move |conn| {
+            let s = Settler {
+                kind,
+                cfg: &cfg,
+                owner: &owner,
+            };
             db::write_tx(conn, |conn| match &parsed {
-                Ok((lines, body)) => {
-                    items::settle_items(conn, kind, &batch, lines, &cfg, &owner, &log, body)
-                }
-                Err(e) => items::settle_failed_batch(conn, kind, &batch, e, &cfg, &owner, &log),
+                Ok((lines, body)) => settle::answered(conn, &s, &batch, lines, &log, body),
+                Err(e) => settle::not_answered(conn, &s, &batch, e, &log),
             })
         })
         .await
@@ -328,10 +257,10 @@ impl Exporter {
         let run_started = db::now();
         let mut total = BatchOutcome::default();
         loop {
-            let owner = self.owner();
-            let (claim_owner, claim_cfg) = (owner.clone(), cfg.clone());
+            let lease = Lease::new(&self.owner, cfg.lease_secs);
+            let (claim_lease, claim_cfg) = (lease.clone(), cfg.clone());
             let claimed = self
-                .blocking(move |conn| cancel::claim(conn, &claim_owner, &claim_cfg, run_started))
+                .blocking(move |conn| cancel::claim(conn, &claim_lease, &claim_cfg, run_started))
                 .await?;
             let batch = match claimed {
                 cancel::CancelClaim::Paused(b) => {
@@ -342,7 +271,7 @@ impl Exporter {
                 cancel::CancelClaim::Items(b) => b,
             };
             let stopped = self
-                .send_claimed_cancellations(batch, &cfg, &owner, &mut total)
+                .send_claimed_cancellations(batch, &cfg, &lease.owner, &mut total)
                 .await?;
             if stopped {
                 return Ok(total);
@@ -362,11 +291,12 @@ impl Exporter {
         let mut batch = batch.into_iter();
         while let Some(c) = batch.next() {
             let started = db::now();
+            let reference = c.reference().to_string();
             let url = self.url(
                 "remoteorder/order/cancel.xml",
-                &[("externalReference", &c.reference)],
+                &[("externalReference", &reference)],
             )?;
-            let answer = cancel::classify(self.post(url.clone(), None).await, &c.reference);
+            let answer = cancel::classify(self.post(url.clone(), None).await, &reference);
             let log = ExchangeLog {
                 kind: "cancel",
                 operation: "cancel",
@@ -393,86 +323,87 @@ impl Exporter {
         Ok(false)
     }
 
-    /// Everything due now: orders, cancellations, products. Returns the totals of each.
+    /// Orders, then cancellations: what follows the orders' schedule.
+    pub async fn run_orders(&self) -> anyhow::Result<RunOutcome> {
+        let run = RunOutcome {
+            orders: Some(self.export_orders().await?),
+            cancellations: Some(self.export_cancellations().await?),
+            products: None,
+        };
+        run.log();
+        Ok(run)
+    }
+
+    /// Products: what follows the products' schedule.
+    pub async fn run_products(&self) -> anyhow::Result<RunOutcome> {
+        let run = RunOutcome {
+            products: Some(self.export_products().await?),
+            ..RunOutcome::default()
+        };
+        run.log();
+        Ok(run)
+    }
+
+    /// Everything due now whose export is enabled: orders, cancellations, products. Returns the
+    /// totals of each.
     pub async fn run_once(&self) -> anyhow::Result<RunOutcome> {
         let w = &self.settings.warehouse;
         let mut run = RunOutcome::default();
         if w.orders.enabled {
-            run.orders = Some(self.export_orders().await?);
-            run.cancellations = Some(self.export_cancellations().await?);
+            run = self.run_orders().await?;
         }
         if w.products.enabled {
-            run.products = Some(self.export_products().await?);
-        }
-        for (what, o) in run.parts() {
-            if o.items > 0 || o.paused {
-                tracing::info!(
-                    taken = o.items,
-                    accepted = o.exported,
-                    refused = o.failed,
-                    lost = o.lost,
-                    not_sent = o.not_sent,
-                    paused = o.paused,
-                    "{what} export done"
-                );
-            }
+            run.products = self.run_products().await?.products;
         }
         Ok(run)
     }
-
-    /// Runs on the orders' cron schedule until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let schedule = self.settings.warehouse.orders.schedule.clone();
-        let cron = match croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .build()
-            .parse(&schedule)
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(schedule = %schedule, error = %e, "the export schedule is not a valid cron expression; exports are off");
-                return;
-            }
-        };
-        tracing::info!(schedule = %schedule, "exporter started");
-        loop {
-            let now = chrono::Utc::now();
-            let next = cron
-                .find_next_occurrence(&now, false)
-                .unwrap_or(now + TimeDelta::minutes(1));
-            let wait = (next - now).to_std().unwrap_or(Duration::from_secs(1));
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
-                break;
-            }
-            if let Err(e) = self.run_once().await {
-                tracing::error!(error = %format!("{e:#}"), "export run failed; it runs again on schedule");
-            }
-        }
-        tracing::info!("exporter stopped");
-    }
 }
 
-/// Starts the exporter on its schedule when order or product export is enabled.
-pub fn spawn_if_enabled(
+/// Starts the warehouse's runners, each on its own schedule: orders and their cancellations on
+/// `warehouse.orders.schedule` when order export is enabled, products on
+/// `warehouse.products.schedule` when product export is.
+pub fn spawn_runners(
     pool: &Pool,
     settings: &Arc<Settings>,
-    stop: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
+    stop: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
     let w = &settings.warehouse;
     if !(w.orders.enabled || w.products.enabled) {
-        return None;
+        return Vec::new();
     }
-    match Exporter::new(pool.clone(), settings.clone()) {
-        Ok(e) => Some(tokio::spawn(Arc::new(e).run(stop))),
+    let exporter = match Exporter::new(pool.clone(), settings.clone()) {
+        Ok(e) => Arc::new(e),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "the exporter cannot start; exports are off");
-            None
+            return Vec::new();
         }
+    };
+    let mut runners = Vec::new();
+    if w.orders.enabled {
+        let e = exporter.clone();
+        runners.push(tokio::spawn(crate::outbound::runner::on_schedule(
+            "warehouse orders",
+            w.orders.schedule.clone(),
+            stop.clone(),
+            move || {
+                let e = e.clone();
+                async move { e.run_orders().await.map(drop) }
+            },
+        )));
     }
+    if w.products.enabled {
+        let e = exporter;
+        runners.push(tokio::spawn(crate::outbound::runner::on_schedule(
+            "warehouse products",
+            w.products.schedule.clone(),
+            stop.clone(),
+            move || {
+                let e = e.clone();
+                async move { e.run_products().await.map(drop) }
+            },
+        )));
+    }
+    runners
 }
 
 /// What one export run did, per part (`None`: not run).
@@ -500,6 +431,33 @@ impl RunOutcome {
     }
 }
 
+impl RunOutcome {
+    /// Logs each part that took something or was paused.
+    fn log(&self) {
+        for (what, o) in self.parts() {
+            if o.items > 0 || o.paused {
+                tracing::info!(
+                    taken = o.items,
+                    accepted = o.exported,
+                    refused = o.failed,
+                    lost = o.lost,
+                    not_sent = o.not_sent,
+                    paused = o.paused,
+                    "{what} export done"
+                );
+            }
+        }
+    }
+}
+
 fn backoff(cfg: &ExportSettings, attempts: i32) -> TimeDelta {
-    crate::queue::backoff(attempts, cfg.backoff_base_secs, cfg.backoff_ceiling_secs)
+    backoff_of(cfg).after(attempts)
+}
+
+/// The retry delays of an export kind's settings.
+fn backoff_of(cfg: &ExportSettings) -> Backoff {
+    Backoff {
+        base_secs: cfg.backoff_base_secs,
+        ceiling_secs: cfg.backoff_ceiling_secs,
+    }
 }

@@ -213,7 +213,7 @@ mod tests {
             .and_hms_opt(10, 20, 30)
             .unwrap();
         let xml = orders_document(&[("100000123".into(), fixture_order())], exported);
-        let fixture = include_str!("../../tests/fixtures/orderflow/order-import-request.xml");
+        let fixture = include_str!("../../../tests/fixtures/orderflow/order-import-request.xml");
         // wharf also says which channel the order came from; otherwise the document is the fixture's.
         let expected = fixture
             .trim_end()

@@ -1,0 +1,453 @@
+//! The SQL of the outbound queue. Every write that ends a lease is guarded by the lease owner; the
+//! callers count the rows written to learn whether they still held the task.
+
+use std::collections::HashSet;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{Outcome, SupportAction, TaskKind, TaskState};
+use crate::db::lease::{self, Lease};
+use crate::db::schema::{outbound_task_actions as a, outbound_tasks as t};
+use crate::db::{DbConnection, text_enum};
+
+/// A claimed task.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Id.
+    pub id: i64,
+    /// What it is about (an order number, a SKU).
+    pub subject: String,
+    /// Its state when claimed.
+    pub state: TaskState,
+    /// Attempts counted so far.
+    pub attempts: i32,
+}
+
+/// Adds a pending task of `kind` for each subject that has no open task of that kind (the
+/// partial unique index turns the others into no-ops). Returns how many were added.
+pub fn enqueue(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    subjects: &[&str],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    if subjects.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<_> = subjects
+        .iter()
+        .map(|s| {
+            (
+                t::channel.eq(kind.channel),
+                t::action.eq(kind.action),
+                t::subject.eq(*s),
+                t::state.eq(TaskState::Pending.as_str()),
+                t::created_at.eq(now),
+                t::updated_at.eq(now),
+            )
+        })
+        .collect();
+    crate::with_backend!(&mut *conn, |c| diesel::insert_into(t::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(c))
+}
+
+/// Claims the tasks `select` picks (with [`outbound_due!`](crate::outbound_due) and
+/// [`load_skip_locked!`](crate::load_skip_locked)) under `lease`, in one writing transaction.
+/// Returns them by id.
+pub fn claim(
+    conn: &mut DbConnection,
+    lease: &Lease,
+    select: impl FnOnce(&mut DbConnection) -> QueryResult<Vec<i64>>,
+) -> QueryResult<Vec<Task>> {
+    lease::claim(conn, select, |conn, ids| {
+        diesel::update(t::table.filter(t::id.eq_any(ids)))
+            .set((
+                t::lease_owner.eq(&lease.owner),
+                t::lease_expires_at.eq(lease.until),
+            ))
+            .execute(conn)?;
+        let rows: Vec<(i64, String, String, i32)> = t::table
+            .filter(t::id.eq_any(ids))
+            .order(t::id)
+            .select((t::id, t::subject, t::state, t::attempts))
+            .load(conn)?;
+        rows.into_iter()
+            .map(|(id, subject, state, attempts)| {
+                Ok(Task {
+                    id,
+                    subject,
+                    state: text_enum::read(&state)?,
+                    attempts,
+                })
+            })
+            .collect()
+    })
+}
+
+/// Marks the tasks `ids` still held by `owner` done. Returns the subjects of those written.
+pub fn settle_done(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    owner: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held = t::table
+        .filter(t::id.eq_any(ids))
+        .filter(t::lease_owner.eq(owner));
+    crate::with_backend!(&mut *conn, |c| diesel::update(held)
+        .set((
+            t::state.eq(TaskState::Done.as_str()),
+            t::run_after.eq(None::<NaiveDateTime>),
+            t::last_error.eq(None::<String>),
+            t::done_at.eq(Some(now)),
+            t::lease_owner.eq(None::<String>),
+            t::lease_expires_at.eq(None::<NaiveDateTime>),
+            t::updated_at.eq(now),
+        ))
+        .returning(t::subject)
+        .get_results(c))
+}
+
+/// Settles one task still held by `owner` (and, with `unless`, not in that state) as `outcome`
+/// says. Returns whether it was written.
+pub fn settle(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    outcome: &Outcome,
+    unless: Option<TaskState>,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let (state, attempts, run_after, error) = match outcome {
+        Outcome::Failed {
+            attempts,
+            run_after,
+            error,
+        } => (TaskState::Failed, *attempts, Some(*run_after), Some(error)),
+        Outcome::Lost { attempts, error } => (TaskState::Lost, *attempts, None, Some(error)),
+        Outcome::Again { run_after } => (TaskState::Pending, 0, Some(*run_after), None),
+    };
+    let unless = unless.map_or("", TaskState::as_str);
+    let n = diesel::update(
+        t::table
+            .find(id)
+            .filter(t::lease_owner.eq(owner))
+            .filter(t::state.ne(unless)),
+    )
+    .set((
+        t::state.eq(state.as_str()),
+        t::attempts.eq(attempts),
+        t::run_after.eq(run_after),
+        t::last_error.eq(error),
+        t::lease_owner.eq(None::<String>),
+        t::lease_expires_at.eq(None::<NaiveDateTime>),
+        t::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Tasks of an exchange that got no usable answer: due again at `run_after` with `error`, their
+/// state and attempts as they were (the other side is at fault, not the task). Returns how many
+/// `owner` still held.
+pub fn not_answered(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    owner: &str,
+    run_after: NaiveDateTime,
+    error: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        t::table
+            .filter(t::id.eq_any(ids))
+            .filter(t::lease_owner.eq(owner)),
+    )
+    .set((
+        t::run_after.eq(Some(run_after)),
+        t::last_error.eq(Some(error)),
+        t::lease_owner.eq(None::<String>),
+        t::lease_expires_at.eq(None::<NaiveDateTime>),
+        t::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// Lets go of tasks `owner` holds (only those in `state`, when given), leaving them as they are.
+/// Returns how many.
+pub fn release(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    owner: &str,
+    state: Option<TaskState>,
+) -> QueryResult<usize> {
+    let held = t::table
+        .filter(t::id.eq_any(ids))
+        .filter(t::lease_owner.eq(owner));
+    let free = (
+        t::lease_owner.eq(None::<String>),
+        t::lease_expires_at.eq(None::<NaiveDateTime>),
+    );
+    match state {
+        Some(s) => diesel::update(held.filter(t::state.eq(s.as_str())))
+            .set(free)
+            .execute(conn),
+        None => diesel::update(held).set(free).execute(conn),
+    }
+}
+
+/// Marks the open task of `kind` for `subject` not needed any more (`skipped`, with `note`). A
+/// sender holding it keeps its lease and settles it. Returns whether there was one.
+pub fn skip(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    subject: &str,
+    note: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        t::table
+            .filter(t::channel.eq(kind.channel))
+            .filter(t::action.eq(kind.action))
+            .filter(t::subject.eq(subject))
+            .filter(t::state.eq_any(TaskState::words(TaskState::OPEN))),
+    )
+    .set((
+        t::state.eq(TaskState::Skipped.as_str()),
+        t::note.eq(note),
+        t::run_after.eq(None::<NaiveDateTime>),
+        t::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// A task as stored.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    /// Id.
+    pub id: i64,
+    /// What it is about.
+    pub subject: String,
+    /// Where it stands.
+    pub state: TaskState,
+    /// Attempts counted.
+    pub attempts: i32,
+    /// When it is due again.
+    pub run_after: Option<NaiveDateTime>,
+    /// Who holds it, if anyone.
+    pub lease_owner: Option<String>,
+    /// Until when.
+    pub lease_expires_at: Option<NaiveDateTime>,
+    /// Why the last try did not go through.
+    pub last_error: Option<String>,
+    /// When it was done.
+    pub done_at: Option<NaiveDateTime>,
+    /// Support's reason, or why it was skipped.
+    pub note: Option<String>,
+    /// When it last changed.
+    pub updated_at: NaiveDateTime,
+}
+
+impl TaskRow {
+    /// Whether a sender holds it at `now`.
+    pub fn leased_at(&self, now: NaiveDateTime) -> bool {
+        self.lease_owner.is_some() && self.lease_expires_at.is_some_and(|t| t > now)
+    }
+}
+
+type RowColumns = (
+    t::id,
+    t::subject,
+    t::state,
+    t::attempts,
+    t::run_after,
+    t::lease_owner,
+    t::lease_expires_at,
+    t::last_error,
+    t::done_at,
+    t::note,
+    t::updated_at,
+);
+
+const ROW: RowColumns = (
+    t::id,
+    t::subject,
+    t::state,
+    t::attempts,
+    t::run_after,
+    t::lease_owner,
+    t::lease_expires_at,
+    t::last_error,
+    t::done_at,
+    t::note,
+    t::updated_at,
+);
+
+#[derive(Queryable)]
+struct RawRow {
+    id: i64,
+    subject: String,
+    state: String,
+    attempts: i32,
+    run_after: Option<NaiveDateTime>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<NaiveDateTime>,
+    last_error: Option<String>,
+    done_at: Option<NaiveDateTime>,
+    note: Option<String>,
+    updated_at: NaiveDateTime,
+}
+
+impl RawRow {
+    fn read(self) -> QueryResult<TaskRow> {
+        Ok(TaskRow {
+            id: self.id,
+            subject: self.subject,
+            state: text_enum::read(&self.state)?,
+            attempts: self.attempts,
+            run_after: self.run_after,
+            lease_owner: self.lease_owner,
+            lease_expires_at: self.lease_expires_at,
+            last_error: self.last_error,
+            done_at: self.done_at,
+            note: self.note,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// The latest task of `kind` for `subject`.
+pub fn task_of(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    subject: &str,
+) -> QueryResult<Option<TaskRow>> {
+    let row: Option<RawRow> = t::table
+        .filter(t::channel.eq(kind.channel))
+        .filter(t::action.eq(kind.action))
+        .filter(t::subject.eq(subject))
+        .order(t::id.desc())
+        .select(ROW)
+        .first(conn)
+        .optional()?;
+    row.map(RawRow::read).transpose()
+}
+
+/// The tasks of `kind` in `state`, oldest first.
+pub fn tasks_in_state(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    state: TaskState,
+) -> QueryResult<Vec<TaskRow>> {
+    let rows: Vec<RawRow> = t::table
+        .filter(t::channel.eq(kind.channel))
+        .filter(t::action.eq(kind.action))
+        .filter(t::state.eq(state.as_str()))
+        .order(t::id)
+        .select(ROW)
+        .load(conn)?;
+    rows.into_iter().map(RawRow::read).collect()
+}
+
+/// Which of `subjects` have an open task of `kind`.
+pub fn open_among(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    subjects: &[&str],
+) -> QueryResult<HashSet<String>> {
+    let open: Vec<String> = t::table
+        .filter(t::channel.eq(kind.channel))
+        .filter(t::action.eq(kind.action))
+        .filter(t::subject.eq_any(subjects))
+        .filter(t::state.eq_any(TaskState::words(TaskState::OPEN)))
+        .select(t::subject)
+        .load(conn)?;
+    Ok(open.into_iter().collect())
+}
+
+/// Resends or dismisses task `id` if it is still in the state `seen` and not being sent, recording
+/// who did it and why. Returns whether it changed.
+#[allow(clippy::too_many_arguments)]
+pub fn act(
+    conn: &mut DbConnection,
+    id: i64,
+    seen: TaskState,
+    action: SupportAction,
+    actor: &str,
+    reason: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let state = match action {
+        SupportAction::Resend => TaskState::Pending,
+        SupportAction::Dismiss => TaskState::Dismissed,
+    };
+    let n = diesel::update(
+        t::table.find(id).filter(t::state.eq(seen.as_str())).filter(
+            t::lease_expires_at
+                .is_null()
+                .or(t::lease_expires_at.lt(now)),
+        ),
+    )
+    .set((
+        t::state.eq(state.as_str()),
+        t::attempts.eq(0),
+        t::run_after.eq(None::<NaiveDateTime>),
+        t::handled_by.eq(actor),
+        t::handled_at.eq(now),
+        t::note.eq(reason),
+        t::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if n != 1 {
+        return Ok(false);
+    }
+    diesel::insert_into(a::table)
+        .values((
+            a::task_id.eq(id),
+            a::action.eq(action.as_str()),
+            a::actor.eq(actor),
+            a::reason.eq(reason),
+            a::at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// A support action recorded on a task.
+#[derive(Debug, Clone)]
+pub struct TaskAction {
+    /// Resend or dismiss.
+    pub action: SupportAction,
+    /// Who did it.
+    pub actor: String,
+    /// Why, when given.
+    pub reason: Option<String>,
+    /// When.
+    pub at: NaiveDateTime,
+}
+
+/// Support's last action on task `id`.
+pub fn last_action(conn: &mut DbConnection, id: i64) -> QueryResult<Option<TaskAction>> {
+    let row: Option<(String, String, Option<String>, NaiveDateTime)> = a::table
+        .filter(a::task_id.eq(id))
+        .order(a::id.desc())
+        .select((a::action, a::actor, a::reason, a::at))
+        .first(conn)
+        .optional()?;
+    row.map(|(action, actor, reason, at)| {
+        Ok(TaskAction {
+            action: text_enum::read(&action)?,
+            actor,
+            reason,
+            at,
+        })
+    })
+    .transpose()
+}
