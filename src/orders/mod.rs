@@ -2,6 +2,7 @@
 //! [`update`] (a PUT never moves an order backwards), and the view with export status, shipments and
 //! per-line shipped quantities.
 
+pub mod export;
 pub mod payloads;
 pub mod store;
 mod update;
@@ -21,7 +22,7 @@ use crate::db::{DbConnection, text_enum};
 use crate::validate::{Invalid, check_code, check_len, check_sku, check_time};
 
 mod view;
-pub use crate::channels::warehouse::tasks::ExportStatus;
+pub use export::ExportStatus;
 pub use view::{CancelState, CancellationView, ListFilter, OrderPage, OrderPosition, list};
 
 /// Statuses in which an order can no longer be shipped.

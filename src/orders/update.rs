@@ -18,10 +18,10 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::export::{self as tasks, ORDER_INSERT};
 use super::{
     Address, CANCELED, COMPLETE, ExportStatus, OrderError, OrderInput, OrderLineInput, Totals,
 };
-use crate::channels::warehouse::tasks::{self, ORDER_INSERT};
 use crate::db::schema::{order_lines, orders};
 use crate::db::{self, DbConnection};
 use crate::outbound;

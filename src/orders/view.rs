@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::export::{CANCELLED_STATUSES, ORDER_CANCEL, ORDER_INSERT};
 use super::{ExportState, ExportStatus, OrderError, OrderView, SupportAction, SupportActionKind};
-use crate::channels::warehouse::tasks::{CANCELLED_STATUSES, ORDER_CANCEL, ORDER_INSERT};
 use crate::db::DbConnection;
 use crate::db::schema::orders;
 use crate::outbound::{self, TaskState};

@@ -71,6 +71,9 @@ crate::text_enum! {
     }
 }
 
+/// The warehouse channel (orders, products, cancellations), the first channel on the queue.
+pub const WAREHOUSE: &str = "warehouse";
+
 /// A kind of task: a channel and one of its actions (`warehouse`, `order.insert`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TaskKind {

@@ -1,17 +1,19 @@
 //! Products the storefront pushes. Every change adds a task to send it to the warehouse (in the same
 //! transaction), unless one is still open.
 
+pub mod export;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::channels::warehouse::tasks::{self, PRODUCT_MERGE};
 use crate::db::schema::products;
 use crate::db::{self, DbConnection};
 use crate::outbound;
 use crate::validate::{Invalid, check_len, check_sku};
+use export::{self as tasks, PRODUCT_MERGE};
 
 /// A product as the storefront sends it (`PUT /api/v1/products/{sku}`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]

@@ -455,7 +455,7 @@ fn complete_order(
         kind: feed::ORDER_COMPLETED,
         payload: serde_json::json!({ "order": req.header.order_no }),
     });
-    events.extend(crate::channels::warehouse::skip_unexported(
+    events.extend(crate::orders::export::skip_unexported(
         conn,
         order.id,
         &req.header.order_no,

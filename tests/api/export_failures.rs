@@ -948,7 +948,8 @@ async fn a_stored_document_that_no_longer_reads_fails_its_task_alone(backend: Ba
                 .select(wharf::db::schema::orders::export_status)
                 .first(c)
                 .unwrap();
-            let task = wharf::outbound::task_of(c, export::tasks::ORDER_INSERT, "J-BAD").unwrap();
+            let task =
+                wharf::outbound::task_of(c, wharf::orders::export::ORDER_INSERT, "J-BAD").unwrap();
             (status, task.unwrap())
         })
         .await;
@@ -965,7 +966,7 @@ async fn a_stored_document_that_no_longer_reads_fails_its_task_alone(backend: Ba
     assert_eq!(sent, ["JMUG-1"]);
     let task = app
         .with_conn(|c| {
-            wharf::outbound::task_of(c, export::tasks::PRODUCT_MERGE, "JMUG-BAD")
+            wharf::outbound::task_of(c, wharf::products::export::PRODUCT_MERGE, "JMUG-BAD")
                 .unwrap()
                 .unwrap()
         })

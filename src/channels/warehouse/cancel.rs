@@ -11,12 +11,12 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::settle::retry_after_failure;
-use super::tasks::{CANCELLED_STATUSES, ORDER_CANCEL};
 use super::{BatchOutcome, backoff_of, items, report};
 use crate::config::ExportSettings;
 use crate::db::lease::Lease;
 use crate::db::schema::{orders, outbound_tasks};
 use crate::db::{self, DbConnection};
+use crate::orders::export::{CANCELLED_STATUSES, ORDER_CANCEL};
 use crate::outbound::breaker::{self, BreakerState};
 use crate::outbound::exchange::{self, Answered, BatchError, Counts, ExchangeLog, LogLine};
 use crate::outbound::{self, Outcome, Task};

@@ -13,16 +13,17 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::report::{ReportLine, Verdict};
-use super::tasks::{self, ExportStatus, ORDER_INSERT, PRODUCT_MERGE};
 use super::{backoff_of, document};
 use crate::config::{ExportSettings, WarehouseSettings};
 use crate::db::lease::Lease;
 use crate::db::schema::{orders, outbound_tasks, products};
 use crate::db::{self, DbConnection, text_enum};
 use crate::orders::OrderInput;
+use crate::orders::export::{self as tasks, ExportStatus, ORDER_INSERT};
 use crate::outbound::breaker::{self, BreakerState};
 use crate::outbound::{self, Outcome, Task, TaskState};
 use crate::products::ProductInput;
+use crate::products::export::PRODUCT_MERGE;
 
 /// Orders or products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

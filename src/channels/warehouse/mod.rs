@@ -6,7 +6,7 @@
 //! Order export states (the summary in `orders.export_status`): `pending` → `exported` | `failed`
 //! (retried after a backoff) → `lost` (after `max_attempts`); support can `resend` (back to
 //! `pending`, attempts reset) or `dismiss` (`dismissed`, handled by hand). An order that shipments
-//! complete before it was exported is `skipped` ([`tasks::skip_unexported`]), and never sent. Tasks
+//! complete before it was exported is `skipped` ([`crate::orders::export::skip_unexported`]), and never sent. Tasks
 //! are claimed under a lease, so two exporters never send the same order at once. What is sent is
 //! built at send time from the current order or product; one whose stored document no longer reads
 //! fails on its own, and the rest of its batch goes.
@@ -22,7 +22,6 @@ mod items;
 pub mod report;
 mod settle;
 pub mod support;
-pub mod tasks;
 
 use std::sync::Arc;
 
@@ -34,6 +33,7 @@ use crate::config::{ExportSettings, Settings};
 use crate::db::lease::{Backoff, Lease, Owner};
 use crate::db::{self, Pool};
 use crate::feed;
+pub use crate::orders::export::ExportStatus;
 pub use crate::orders::{CancelState, CancellationView};
 pub use crate::outbound::breaker::{BreakerState, breakers};
 use crate::outbound::exchange::ExchangeLog;
@@ -43,7 +43,6 @@ pub use crate::outbound::exchange::{
 use items::{Claim, Item, Kind};
 use settle::Settler;
 pub use support::{Action, Handled, LostOrder, Subject, act, dismiss, lost_orders, resend};
-pub use tasks::{ExportStatus, skip_unexported};
 
 /// What one batch, or a whole run, did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::tasks::{self, ExportStatus, ORDER_CANCEL, ORDER_INSERT};
 use crate::db::schema::orders;
 use crate::db::{self, DbConnection};
 use crate::feed::{self, NewEvent};
+use crate::orders::export::{self as tasks, ExportStatus, ORDER_CANCEL, ORDER_INSERT};
 use crate::outbound::{self, SupportAction, TaskKind, TaskRow, TaskState};
 
 /// What of an order support handles: its export, or its cancellation at the warehouse.

@@ -1,6 +1,6 @@
-//! The warehouse's task kinds, and what the domains that cause them call in their own transactions:
-//! orders and products enqueue, shipments skip. This module imports no domain, so orders, products
-//! and shipments can use it while the rest of the channel uses them.
+//! An order's tasks on the outbound queue and its export status summary: what orders (stored,
+//! cancelled) and shipments (completing an order) change in their own transactions, and what the
+//! warehouse channel reads and settles. The channel imports this module, never the other way.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -12,24 +12,15 @@ use crate::db::schema::orders;
 use crate::feed::{self, NewEvent};
 use crate::outbound::{self, TaskKind};
 
-/// The channel's name in `outbound_tasks.channel`.
-pub const CHANNEL: &str = "warehouse";
-
 /// Sending an order (`remoteorder/imports/importitems.xml`, operation `insert`).
 pub const ORDER_INSERT: TaskKind = TaskKind {
-    channel: CHANNEL,
+    channel: outbound::WAREHOUSE,
     action: "order.insert",
-};
-
-/// Sending a product (`remotewarehouse/imports/importitems.xml`, operation `merge`).
-pub const PRODUCT_MERGE: TaskKind = TaskKind {
-    channel: CHANNEL,
-    action: "product.merge",
 };
 
 /// Cancelling an exported order (`remoteorder/order/cancel.xml`).
 pub const ORDER_CANCEL: TaskKind = TaskKind {
-    channel: CHANNEL,
+    channel: outbound::WAREHOUSE,
     action: "order.cancel",
 };
 
@@ -48,13 +39,6 @@ pub fn order_stored(
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     outbound::enqueue(conn, ORDER_INSERT, &[increment_id], now)?;
-    Ok(())
-}
-
-/// A product stored or changed: it is sent (again). A change while it is being sent is caught
-/// when that send settles (the product's `updated_at` is compared).
-pub fn product_changed(conn: &mut DbConnection, sku: &str, now: NaiveDateTime) -> QueryResult<()> {
-    outbound::enqueue(conn, PRODUCT_MERGE, &[sku], now)?;
     Ok(())
 }
 
