@@ -142,120 +142,25 @@ async fn run(
     dir: &std::path::Path,
     size: &dyn Fn() -> anyhow::Result<u64>,
 ) -> anyhow::Result<()> {
-    let status = wharf(args, url)
-        .arg("migrate")
-        .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("wharf migrate failed");
-    }
-    let mut add = wharf(args, url)
-        .args(["users", "add", USER, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    std::io::Write::write_all(&mut add.stdin.take().context("stdin")?, PASSWORD.as_bytes())?;
-    if !add.wait()?.success() {
-        bail!("wharf users add failed");
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    prepare_database(args, url)?;
     let log_path = dir.join("wharf.log");
-    let log = std::fs::File::create(&log_path)?;
-    let _server = Server(
-        wharf(args, url)
-            .arg("serve")
-            .env("WHARF_LISTEN", format!("127.0.0.1:{port}"))
-            .env("WHARF_WORKER__IN_SERVE", "false")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting wharf serve")?,
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let (_server, base) = start_server(args, url, &log_path)?;
     let client = common::http_client()?;
-    let started = Instant::now();
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("wharf did not answer /health within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_health(&client, &base).await?;
     let endpoint = format!("{base}/soap");
     let session = common::login(&client, &endpoint, USER, PASSWORD).await?;
     let before = size()?;
 
     let deadline = Instant::now() + Duration::from_secs(args.secs);
-    let junk = Arc::new(junk_bodies(args.body_kib * 1024));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for i in 0..args.clients {
-        let (client, endpoint, junk, sent) =
-            (client.clone(), endpoint.clone(), junk.clone(), sent.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut n = i;
-            while Instant::now() < deadline {
-                let body = junk[n % junk.len()].clone();
-                n += 1;
-                if common::post_soap(&client, &endpoint, body).await.is_ok() {
-                    sent.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    // The warehouse, authenticated, sends invalid messages of its own meanwhile: a quantity that is
-    // not a number, and an operation wharf does not know.
-    let mut warehouse_sent = 0usize;
-    let mut warehouse_faults = 0usize;
-    let mut tick = tokio::time::interval(Duration::from_millis(1000 / args.warehouse_rate.max(1)));
-    while Instant::now() < deadline {
-        tick.tick().await;
-        let seq = warehouse_sent as i64 + 1;
-        let line = common::Line {
-            sku: "FLOOD-1".into(),
-            qty: 424242,
-            seq,
-        };
-        let mut body = common::inventory_envelope(&session, seq, &[line]);
-        body = if seq % 2 == 0 {
-            body.replace(">424242<", ">lots<")
-        } else {
-            body.replace(
-                "orderflowInventoryMultiUpdate",
-                "orderflowInventoryMultiDelete",
-            )
-        };
-        warehouse_sent += 1;
-        if let Ok((500, text)) = common::post_soap(&client, &endpoint, body).await
-            && text.contains("faultstring")
-        {
-            warehouse_faults += 1;
-        }
-    }
+    let (tasks, sent) = spawn_flood(args, &client, &endpoint, deadline);
+    let warehouse = warehouse_invalid(args, &client, &endpoint, &session, deadline).await;
     for t in tasks {
         let _ = t.await;
     }
     // Let counts held in memory reach the database.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = size()?;
-    let (recorded, rows) = tokio::task::spawn_blocking({
-        let url = url.to_string();
-        move || -> anyhow::Result<(i64, i64)> {
-            let pool = wharf::db::connect(&url, 1)?;
-            let mut c = pool.get()?;
-            let recorded = diesel::sql_query(format!(
-                "SELECT COUNT(*) AS n FROM rejections WHERE caller = '{USER}'"
-            ))
-            .get_result::<Count>(&mut c)?
-            .n;
-            let rows = diesel::sql_query("SELECT COUNT(*) AS n FROM rejections")
-                .get_result::<Count>(&mut c)?
-                .n;
-            Ok((recorded, rows))
-        }
-    })
-    .await??;
+    let (recorded, rows) = count_rejections(url).await?;
     let log_bytes = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
     let sent = sent.load(Ordering::Relaxed);
     let mb = |b: u64| b as f64 / 1e6;
@@ -272,10 +177,167 @@ async fn run(
     );
     println!("  rejection rows:               {rows}");
     println!(
-        "  warehouse refusals recorded:  {recorded} of {warehouse_sent} sent ({warehouse_faults} answered with a fault)"
+        "  warehouse refusals recorded:  {recorded} of {} sent ({} answered with a fault)",
+        warehouse.sent, warehouse.faults
     );
     println!("  server log written:           {:.2} MB", mb(log_bytes));
     Ok(())
+}
+
+/// Migrates the database and adds the warehouse's user.
+fn prepare_database(args: &Args, url: &str) -> anyhow::Result<()> {
+    let status = wharf(args, url)
+        .arg("migrate")
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("wharf migrate failed");
+    }
+    let mut add = wharf(args, url)
+        .args(["users", "add", USER, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    std::io::Write::write_all(&mut add.stdin.take().context("stdin")?, PASSWORD.as_bytes())?;
+    if !add.wait()?.success() {
+        bail!("wharf users add failed");
+    }
+    Ok(())
+}
+
+/// Starts `wharf serve` on a free port, its log in `log_path`; returns it with its base URL.
+fn start_server(
+    args: &Args,
+    url: &str,
+    log_path: &std::path::Path,
+) -> anyhow::Result<(Server, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = std::fs::File::create(log_path)?;
+    let server = Server(
+        wharf(args, url)
+            .arg("serve")
+            .env("WHARF_LISTEN", format!("127.0.0.1:{port}"))
+            .env("WHARF_WORKER__IN_SERVE", "false")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting wharf serve")?,
+    );
+    Ok((server, format!("http://127.0.0.1:{port}")))
+}
+
+async fn wait_for_health(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("wharf did not answer /health within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Spawns the anonymous clients posting junk until `deadline`; returns them with the count of
+/// bodies they got an answer to.
+fn spawn_flood(
+    args: &Args,
+    client: &reqwest::Client,
+    endpoint: &str,
+    deadline: Instant,
+) -> (Vec<tokio::task::JoinHandle<()>>, Arc<AtomicUsize>) {
+    let junk = Arc::new(junk_bodies(args.body_kib * 1024));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..args.clients {
+        let (client, endpoint, junk, sent) = (
+            client.clone(),
+            endpoint.to_string(),
+            junk.clone(),
+            sent.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = i;
+            while Instant::now() < deadline {
+                let body = junk[n % junk.len()].clone();
+                n += 1;
+                if common::post_soap(&client, &endpoint, body).await.is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    (tasks, sent)
+}
+
+/// What the warehouse's own invalid messages got.
+struct WarehouseSent {
+    sent: usize,
+    faults: usize,
+}
+
+/// The warehouse, authenticated, sends invalid messages of its own meanwhile: a quantity that is
+/// not a number, and an operation wharf does not know.
+async fn warehouse_invalid(
+    args: &Args,
+    client: &reqwest::Client,
+    endpoint: &str,
+    session: &str,
+    deadline: Instant,
+) -> WarehouseSent {
+    let mut warehouse_sent = 0usize;
+    let mut warehouse_faults = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / args.warehouse_rate.max(1)));
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let seq = warehouse_sent as i64 + 1;
+        let line = common::Line {
+            sku: "FLOOD-1".into(),
+            qty: 424242,
+            seq,
+        };
+        let mut body = common::inventory_envelope(session, seq, &[line]);
+        body = if seq % 2 == 0 {
+            body.replace(">424242<", ">lots<")
+        } else {
+            body.replace(
+                "orderflowInventoryMultiUpdate",
+                "orderflowInventoryMultiDelete",
+            )
+        };
+        warehouse_sent += 1;
+        if let Ok((500, text)) = common::post_soap(client, endpoint, body).await
+            && text.contains("faultstring")
+        {
+            warehouse_faults += 1;
+        }
+    }
+    WarehouseSent {
+        sent: warehouse_sent,
+        faults: warehouse_faults,
+    }
+}
+
+/// The warehouse's refusals recorded, and all rejection rows.
+async fn count_rejections(url: &str) -> anyhow::Result<(i64, i64)> {
+    tokio::task::spawn_blocking({
+        let url = url.to_string();
+        move || -> anyhow::Result<(i64, i64)> {
+            let pool = wharf::db::connect(&url, 1)?;
+            let mut c = pool.get()?;
+            let recorded = diesel::sql_query(format!(
+                "SELECT COUNT(*) AS n FROM rejections WHERE caller = '{USER}'"
+            ))
+            .get_result::<Count>(&mut c)?
+            .n;
+            let rows = diesel::sql_query("SELECT COUNT(*) AS n FROM rejections")
+                .get_result::<Count>(&mut c)?
+                .n;
+            Ok((recorded, rows))
+        }
+    })
+    .await?
 }
 
 /// Junk of about `size` bytes: text that is not XML, and well-formed SOAP under a session that does

@@ -386,13 +386,85 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
+    let attack = spawn_attackers(args, &client, &base, &stop);
+    let legit = tokio::spawn(warehouse(
+        client.clone(),
+        base.clone(),
+        session,
+        Duration::from_millis(args.interval_ms),
+        stop.clone(),
+    ));
+
+    let watch = watch_rss(args, pid, rss_idle).await;
+    let hwm = rss_kib(pid).map(|(_, h)| h).unwrap_or(watch.peak_rss);
+    let mut server = server;
+    if watch.killed_at.is_some() {
+        let _ = server.child.kill();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let attack_secs = watch.started.elapsed().as_secs_f64();
+    // Attackers still waiting for an answer are abandoned: what counts is what was answered.
+    for a in &attack.tasks {
+        a.abort();
+    }
+    let answered_n = attack.answered.load(Ordering::Relaxed);
+    let acks = match tokio::time::timeout(Duration::from_secs(70), legit).await {
+        Ok(Ok(r)) => r,
+        _ => Acks {
+            first: vec!["the warehouse loop did not finish".into()],
+            ..Acks::default()
+        },
+    };
+    // Let requests in flight finish and the server go idle, then see what it kept.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let end = rss_kib(pid);
+    let rss_end = end.map(|(r, _)| r);
+    let hwm = hwm.max(end.map_or(0, |(_, h)| h));
+
+    if let Some(at) = watch.killed_at {
+        println!(
+            "server killed at {:.1} s: RSS passed --rss-limit-mib {} MiB",
+            at.as_secs_f64(),
+            args.rss_limit_mib
+        );
+    }
+    println!("peak RSS (VmHWM)        {}", mib(hwm.max(watch.peak_rss)));
+    match rss_end {
+        Some(r) => println!("RSS at end (idle, +3 s)  {}", mib(r)),
+        None => println!("RSS at end (idle, +3 s)  - (server gone)"),
+    }
+    print_acks(acks);
+    println!(
+        "attacker requests        {} answered ({:.0}/s), {} failed in transport",
+        answered_n,
+        answered_n as f64 / attack_secs,
+        attack.unanswered.load(Ordering::Relaxed)
+    );
+    drop(server);
+    Ok(())
+}
+
+/// The attackers, and how many of their guesses were answered or failed in transport.
+struct Attack {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    answered: Arc<AtomicU64>,
+    unanswered: Arc<AtomicU64>,
+}
+
+/// Spawns the attackers, each guessing one way (login, admin token, Basic) until `stop`.
+fn spawn_attackers(
+    args: &Args,
+    client: &reqwest::Client,
+    base: &str,
+    stop: &Arc<AtomicBool>,
+) -> Attack {
     let answered = Arc::new(AtomicU64::new(0));
     let unanswered = Arc::new(AtomicU64::new(0));
-    let mut attackers = Vec::new();
+    let mut tasks = Vec::new();
     for i in 0..args.attackers {
-        let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
+        let (client, base, stop) = (client.clone(), base.to_string(), stop.clone());
         let (answered, unanswered) = (answered.clone(), unanswered.clone());
-        attackers.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let kind = [Guess::Login, Guess::AdminToken, Guess::Basic][i % 3];
             let user = if i % 2 == 0 {
                 USER.to_string()
@@ -409,14 +481,24 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             }
         }));
     }
-    let legit = tokio::spawn(warehouse(
-        client.clone(),
-        base.clone(),
-        session,
-        Duration::from_millis(args.interval_ms),
-        stop.clone(),
-    ));
+    Attack {
+        tasks,
+        answered,
+        unanswered,
+    }
+}
 
+/// How the server's memory went during the attack.
+struct Watch {
+    started: Instant,
+    peak_rss: u64,
+    /// When the RSS passed the limit, if it did.
+    killed_at: Option<Duration>,
+}
+
+/// Samples the server's RSS for the attack's duration, stopping early when it passes the limit or
+/// the server is gone.
+async fn watch_rss(args: &Args, pid: u32, rss_idle: u64) -> Watch {
     let started = Instant::now();
     let mut peak_rss = rss_idle;
     let mut killed_at = None;
@@ -429,49 +511,20 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             break;
         }
     }
-    let hwm = rss_kib(pid).map(|(_, h)| h).unwrap_or(peak_rss);
-    let mut server = server;
-    if killed_at.is_some() {
-        let _ = server.child.kill();
+    Watch {
+        started,
+        peak_rss,
+        killed_at,
     }
-    stop.store(true, Ordering::Relaxed);
-    let attack_secs = started.elapsed().as_secs_f64();
-    // Attackers still waiting for an answer are abandoned: what counts is what was answered.
-    for a in &attackers {
-        a.abort();
-    }
-    let answered_n = answered.load(Ordering::Relaxed);
-    let acks = match tokio::time::timeout(Duration::from_secs(70), legit).await {
-        Ok(Ok(r)) => r,
-        _ => Acks {
-            first: vec!["the warehouse loop did not finish".into()],
-            ..Acks::default()
-        },
-    };
+}
+
+fn print_acks(acks: Acks) {
     let Acks {
         latencies,
         failures,
         first,
         slowest,
     } = acks;
-    // Let requests in flight finish and the server go idle, then see what it kept.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let end = rss_kib(pid);
-    let rss_end = end.map(|(r, _)| r);
-    let hwm = hwm.max(end.map_or(0, |(_, h)| h));
-
-    if let Some(at) = killed_at {
-        println!(
-            "server killed at {:.1} s: RSS passed --rss-limit-mib {} MiB",
-            at.as_secs_f64(),
-            args.rss_limit_mib
-        );
-    }
-    println!("peak RSS (VmHWM)        {}", mib(hwm.max(peak_rss)));
-    match rss_end {
-        Some(r) => println!("RSS at end (idle, +3 s)  {}", mib(r)),
-        None => println!("RSS at end (idle, +3 s)  - (server gone)"),
-    }
     println!(
         "warehouse acks           {} sent, {} failed; p50 {}, p99 {}, max {}",
         latencies.len(),
@@ -494,12 +547,4 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             f.chars().take(200).collect::<String>()
         );
     }
-    println!(
-        "attacker requests        {} answered ({:.0}/s), {} failed in transport",
-        answered_n,
-        answered_n as f64 / attack_secs,
-        unanswered.load(Ordering::Relaxed)
-    );
-    drop(server);
-    Ok(())
 }

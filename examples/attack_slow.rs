@@ -272,17 +272,18 @@ async fn stalled_heads(args: &Args, server: &Server) -> anyhow::Result<()> {
         reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()
-            .expect("client")
+            .context("client")
     };
     let endpoint = common::soap_endpoint(&server.base);
     timed("GET /health", async {
-        let r = new().get(format!("{}/health", server.base)).send().await?;
+        let r = new()?.get(format!("{}/health", server.base)).send().await?;
         Ok(r.status().as_u16())
     })
     .await;
+    let login_client = new()?;
     let session = timed(
         "SOAP login",
-        common::login(&new(), &endpoint, USER, PASSWORD),
+        common::login(&login_client, &endpoint, USER, PASSWORD),
     )
     .await;
     if let Some(session) = session {
@@ -293,7 +294,7 @@ async fn stalled_heads(args: &Args, server: &Server) -> anyhow::Result<()> {
         }];
         let body = common::inventory_envelope(&session, 1, &lines);
         timed("SOAP inventory update", async {
-            let r = new()
+            let r = new()?
                 .post(&endpoint)
                 .header("Content-Type", "text/xml; charset=utf-8")
                 .body(body)
@@ -354,54 +355,7 @@ async fn stalled_bodies(args: &Args, server: &Server) -> anyhow::Result<()> {
     for _ in 0..args.bodies {
         let addr = server.addr.clone();
         let head = head(args.body_size);
-        tasks.push(tokio::spawn(async move {
-            let opened = Instant::now();
-            let Ok(s) = TcpStream::connect(&addr).await else {
-                return Fate {
-                    status: 0,
-                    cut_after: Some(0.0),
-                };
-            };
-            let (mut r, mut w) = s.into_split();
-            let writer = tokio::spawn(async move {
-                let chunk = vec![b' '; 64 * 1024];
-                if w.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                let mut left = sent;
-                while left > 0 {
-                    let n = left.min(chunk.len());
-                    if w.write_all(&chunk[..n]).await.is_err() {
-                        return;
-                    }
-                    left -= n;
-                }
-                // Stall, holding the connection open.
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                drop(w);
-            });
-            let mut answer = Vec::new();
-            let mut buf = [0u8; 4096];
-            let fate = loop {
-                match tokio::time::timeout_at((opened + wait).into(), r.read(&mut buf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => {
-                        break Some(opened.elapsed().as_secs_f64());
-                    }
-                    Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
-                    Err(_) => break None,
-                }
-            };
-            writer.abort();
-            let status = String::from_utf8_lossy(&answer)
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            Fate {
-                status,
-                cut_after: fate,
-            }
-        }));
+        tasks.push(tokio::spawn(stall_one_body(addr, head, sent, wait)));
     }
     let mut peak = before;
     let sampler_until = Instant::now() + wait + Duration::from_secs(2);
@@ -427,8 +381,65 @@ async fn stalled_bodies(args: &Args, server: &Server) -> anyhow::Result<()> {
         peak / 1024,
         peak.saturating_sub(before) / 1024
     );
+    print_fates(args, &fates);
+    Ok(())
+}
+
+/// Opens a connection, sends `head` and `sent` bytes of body, stalls, and waits up to `wait` for
+/// the server to answer or close it.
+async fn stall_one_body(addr: String, head: String, sent: usize, wait: Duration) -> Fate {
+    let opened = Instant::now();
+    let Ok(s) = TcpStream::connect(&addr).await else {
+        return Fate {
+            status: 0,
+            cut_after: Some(0.0),
+        };
+    };
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b' '; 64 * 1024];
+        if w.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut left = sent;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if w.write_all(&chunk[..n]).await.is_err() {
+                return;
+            }
+            left -= n;
+        }
+        // Stall, holding the connection open.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(w);
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let fate = loop {
+        match tokio::time::timeout_at((opened + wait).into(), r.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                break Some(opened.elapsed().as_secs_f64());
+            }
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => break None,
+        }
+    };
+    writer.abort();
+    let status = String::from_utf8_lossy(&answer)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Fate {
+        status,
+        cut_after: fate,
+    }
+}
+
+/// Prints how the stalled bodies were answered and when they were cut.
+fn print_fates(args: &Args, fates: &[Fate]) {
     let mut statuses: std::collections::BTreeMap<u16, usize> = Default::default();
-    for f in &fates {
+    for f in fates {
         *statuses.entry(f.status).or_default() += 1;
     }
     let answered: Vec<String> = statuses
@@ -457,5 +468,4 @@ async fn stalled_bodies(args: &Args, server: &Server) -> anyhow::Result<()> {
             args.wait_cut
         );
     }
-    Ok(())
 }

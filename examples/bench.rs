@@ -281,6 +281,54 @@ async fn bench_backend(
     args: &Args,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
+    let (base, pool, settings) = start_wharf(url).await?;
+    let endpoint = common::soap_endpoint(&base);
+    let client = common::http_client()?;
+    let session = common::login(&client, &endpoint, USER, PASSWORD).await?;
+    eprintln!(
+        "wharf at {base} (pool {} connections, batch {}, worker off while receiving)",
+        settings.db_pool_size, settings.worker.batch_size
+    );
+
+    let mut generator = Generator::new(args.sku_pool);
+    let mut bench = Bench { backend, rows };
+
+    // Warm-up: connections, caches, the session check.
+    let warm = receipt_batch(&mut generator, &session, 100, args.receipt_lines);
+    let st = common::send_all(&client, &endpoint, warm, 8).await;
+    if st.errors > 0 {
+        bail!("warm-up failed: {:?}", st.first_errors);
+    }
+
+    let receiving = Receiving {
+        client: &client,
+        endpoint: &endpoint,
+        session: &session,
+    };
+    let last_receipt = bench.receipt(args, &receiving, &mut generator).await;
+    bench.baseline(url, args, last_receipt).await?;
+    bench
+        .apply_backlog(&pool, &settings, args, &mut generator)
+        .await?;
+    bench
+        .apply_big(&pool, &settings, args, &mut generator)
+        .await?;
+
+    // e. Export invoiced orders to the warehouse simulator over loopback HTTP.
+    if args.export_orders > 0 {
+        let value = bench_export(&pool, &settings, args.export_orders, args.export_batch).await?;
+        let metric = format!(
+            "export {} orders, batch {}",
+            args.export_orders, args.export_batch
+        );
+        bench.report(metric, value);
+    }
+    Ok(())
+}
+
+/// Starts wharf in-process over `url`, worker off, with the warehouse's user; returns its base URL,
+/// its pool and its settings.
+async fn start_wharf(url: &str) -> anyhow::Result<(String, Pool, Arc<Settings>)> {
     let mut settings = Settings {
         database_url: url.to_string(),
         listen: "127.0.0.1:0".into(),
@@ -301,142 +349,153 @@ async fn bench_backend(
         Ok(())
     })
     .await??;
-    let endpoint = common::soap_endpoint(&base);
-    let client = common::http_client()?;
-    let session = common::login(&client, &endpoint, USER, PASSWORD).await?;
-    eprintln!(
-        "wharf at {base} (pool {} connections, batch {}, worker off while receiving)",
-        settings.db_pool_size, settings.worker.batch_size
-    );
+    Ok((base, pool, settings))
+}
 
-    let mut generator = Generator::new(args.sku_pool);
+/// Where the senders post, and as whom.
+struct Receiving<'a> {
+    client: &'a reqwest::Client,
+    endpoint: &'a str,
+    session: &'a str,
+}
 
-    // Warm-up: connections, caches, the session check.
-    let warm = receipt_batch(&mut generator, &session, 100, args.receipt_lines);
-    let st = common::send_all(&client, &endpoint, warm, 8).await;
-    if st.errors > 0 {
-        bail!("warm-up failed: {:?}", st.first_errors);
-    }
+/// The measurements of one backend, reported as they are made.
+struct Bench<'a> {
+    backend: &'static str,
+    rows: &'a mut Vec<Row>,
+}
 
-    // b. Receipt at each level of concurrency.
-    let mut last_receipt = None;
-    for &c in &args.senders {
-        let batch = receipt_batch(&mut generator, &session, args.messages, args.receipt_lines);
-        let st = common::send_all(&client, &endpoint, batch, c).await;
-        let mut value = format!(
-            "{:.0} msg/s  p50 {}  p99 {}",
-            st.per_sec(),
-            common::ms(st.percentile(0.5)),
-            common::ms(st.percentile(0.99))
-        );
-        if st.errors > 0 {
-            value.push_str(&format!("  ERRORS {}/{}", st.errors, st.sent));
-            for e in &st.first_errors {
-                eprintln!("  error: {e}");
-            }
-        }
-        let metric = format!(
-            "receipt {c} sender{} ({}-SKU msgs)",
-            if c == 1 { "" } else { "s" },
-            args.receipt_lines
-        );
-        eprintln!("{backend} {metric}: {value}");
-        rows.push(Row {
-            backend,
+impl Bench<'_> {
+    /// Prints a measurement and keeps it for the table.
+    fn report(&mut self, metric: String, value: String) {
+        eprintln!("{} {metric}: {value}", self.backend);
+        self.rows.push(Row {
+            backend: self.backend,
             metric,
             value,
         });
-        last_receipt = Some((c, st.per_sec()));
     }
 
-    // c. The floor: one connection, sequential single-row transactions.
-    let (u, n) = (url.to_string(), args.baseline_rows);
-    let baseline = tokio::task::spawn_blocking(move || bare_commit_loop(&u, n)).await??;
-    let value = format!("{baseline:.0} rows/s");
-    eprintln!("{backend} bare INSERT+COMMIT loop: {value}");
-    rows.push(Row {
-        backend,
-        metric: "bare INSERT+COMMIT loop".into(),
-        value,
-    });
-    if let Some((c, r)) = last_receipt {
-        rows.push(Row {
-            backend,
-            metric: format!("receipt@{c} / bare loop"),
-            value: format!("{:.2}x", r / baseline),
-        });
+    /// b. Receipt at each level of concurrency; returns the last level and its rate.
+    async fn receipt(
+        &mut self,
+        args: &Args,
+        to: &Receiving<'_>,
+        generator: &mut Generator,
+    ) -> Option<(usize, f64)> {
+        let mut last_receipt = None;
+        for &c in &args.senders {
+            let batch = receipt_batch(generator, to.session, args.messages, args.receipt_lines);
+            let st = common::send_all(to.client, to.endpoint, batch, c).await;
+            let mut value = format!(
+                "{:.0} msg/s  p50 {}  p99 {}",
+                st.per_sec(),
+                common::ms(st.percentile(0.5)),
+                common::ms(st.percentile(0.99))
+            );
+            if st.errors > 0 {
+                value.push_str(&format!("  ERRORS {}/{}", st.errors, st.sent));
+                for e in &st.first_errors {
+                    eprintln!("  error: {e}");
+                }
+            }
+            let metric = format!(
+                "receipt {c} sender{} ({}-SKU msgs)",
+                if c == 1 { "" } else { "s" },
+                args.receipt_lines
+            );
+            self.report(metric, value);
+            last_receipt = Some((c, st.per_sec()));
+        }
+        last_receipt
     }
 
-    // The receipt backlog, applied: small messages show the per-message cost of the worker.
-    let threads = args.apply_threads.iter().copied().max().unwrap_or(1);
-    generator.take_expected();
-    let (processed, lines, elapsed) = drain(&pool, &settings, threads).await?;
-    let value = format!(
-        "{:.0} msg/s  {:.0} lines/s  ({processed} msgs, {:.1} s)",
-        processed as f64 / elapsed.as_secs_f64(),
-        lines as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64()
-    );
-    let metric = format!(
-        "apply receipt backlog, {threads} thread{}",
-        if threads == 1 { "" } else { "s" }
-    );
-    eprintln!("{backend} {metric}: {value}");
-    rows.push(Row {
-        backend,
-        metric,
-        value,
-    });
-
-    // d. Apply big messages with 1, 2, … worker threads.
-    for &t in &args.apply_threads {
-        let before = processed_count(&pool).await?;
-        let enqueue =
-            enqueue_direct(&pool, &mut generator, args.apply_messages, args.lines).await?;
-        eprintln!(
-            "enqueued {} messages of {} lines directly in {:.1} s",
-            args.apply_messages,
-            args.lines,
-            enqueue.as_secs_f64()
+    /// c. The floor: one connection, sequential single-row transactions.
+    async fn baseline(
+        &mut self,
+        url: &str,
+        args: &Args,
+        last_receipt: Option<(usize, f64)>,
+    ) -> anyhow::Result<()> {
+        let (u, n) = (url.to_string(), args.baseline_rows);
+        let baseline = tokio::task::spawn_blocking(move || bare_commit_loop(&u, n)).await??;
+        self.report(
+            "bare INSERT+COMMIT loop".into(),
+            format!("{baseline:.0} rows/s"),
         );
-        let expected = generator.take_expected();
-        let (processed, lines, elapsed) = drain(&pool, &settings, t).await?;
-        let after = processed_count(&pool).await?;
-        let check = check_after_drain(&pool, before, after, args.apply_messages, expected).await?;
+        if let Some((c, r)) = last_receipt {
+            // A ratio, not a measurement of its own: kept for the table only.
+            self.rows.push(Row {
+                backend: self.backend,
+                metric: format!("receipt@{c} / bare loop"),
+                value: format!("{:.2}x", r / baseline),
+            });
+        }
+        Ok(())
+    }
+
+    /// The receipt backlog, applied: small messages show the per-message cost of the worker.
+    async fn apply_backlog(
+        &mut self,
+        pool: &Pool,
+        settings: &Arc<Settings>,
+        args: &Args,
+        generator: &mut Generator,
+    ) -> anyhow::Result<()> {
+        let threads = args.apply_threads.iter().copied().max().unwrap_or(1);
+        generator.take_expected();
+        let (processed, lines, elapsed) = drain(pool, settings, threads).await?;
         let value = format!(
-            "{:.0} lines/s  ({:.1} msg/s, {processed} msgs, {lines} lines, {:.1} s; {check})",
-            lines as f64 / elapsed.as_secs_f64(),
+            "{:.0} msg/s  {:.0} lines/s  ({processed} msgs, {:.1} s)",
             processed as f64 / elapsed.as_secs_f64(),
+            lines as f64 / elapsed.as_secs_f64(),
             elapsed.as_secs_f64()
         );
         let metric = format!(
-            "apply ({}-SKU msgs), {t} thread{}",
-            args.lines,
-            if t == 1 { "" } else { "s" }
+            "apply receipt backlog, {threads} thread{}",
+            if threads == 1 { "" } else { "s" }
         );
-        eprintln!("{backend} {metric}: {value}");
-        rows.push(Row {
-            backend,
-            metric,
-            value,
-        });
+        self.report(metric, value);
+        Ok(())
     }
 
-    // e. Export invoiced orders to the warehouse simulator over loopback HTTP.
-    if args.export_orders > 0 {
-        let value = bench_export(&pool, &settings, args.export_orders, args.export_batch).await?;
-        let metric = format!(
-            "export {} orders, batch {}",
-            args.export_orders, args.export_batch
-        );
-        eprintln!("{backend} {metric}: {value}");
-        rows.push(Row {
-            backend,
-            metric,
-            value,
-        });
+    /// d. Apply big messages with 1, 2, … worker threads.
+    async fn apply_big(
+        &mut self,
+        pool: &Pool,
+        settings: &Arc<Settings>,
+        args: &Args,
+        generator: &mut Generator,
+    ) -> anyhow::Result<()> {
+        for &t in &args.apply_threads {
+            let before = processed_count(pool).await?;
+            let enqueue = enqueue_direct(pool, generator, args.apply_messages, args.lines).await?;
+            eprintln!(
+                "enqueued {} messages of {} lines directly in {:.1} s",
+                args.apply_messages,
+                args.lines,
+                enqueue.as_secs_f64()
+            );
+            let expected = generator.take_expected();
+            let (processed, lines, elapsed) = drain(pool, settings, t).await?;
+            let after = processed_count(pool).await?;
+            let check =
+                check_after_drain(pool, before, after, args.apply_messages, expected).await?;
+            let value = format!(
+                "{:.0} lines/s  ({:.1} msg/s, {processed} msgs, {lines} lines, {:.1} s; {check})",
+                lines as f64 / elapsed.as_secs_f64(),
+                processed as f64 / elapsed.as_secs_f64(),
+                elapsed.as_secs_f64()
+            );
+            let metric = format!(
+                "apply ({}-SKU msgs), {t} thread{}",
+                args.lines,
+                if t == 1 { "" } else { "s" }
+            );
+            self.report(metric, value);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Creates `n` invoiced orders, exports them all to a simulator, and checks the warehouse got each once.

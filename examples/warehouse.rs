@@ -106,6 +106,68 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
+    let start_seq = check_args(&args)?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let endpoint = common::soap_endpoint(&args.url);
+    let client = common::http_client()?;
+    println!("wharf warehouse simulator → {endpoint}");
+    let session = common::login(&client, &endpoint, &args.user, &args.password).await?;
+    println!(
+        "logged in as {:?} (session {}…); start seq {start_seq}, seed {seed}",
+        args.user,
+        &session[..session.len().min(8)]
+    );
+
+    let messages = generate(&args, &mut rng, &session, start_seq);
+    let expected = expected_state(&messages);
+    let plan = plan(&args, &mut rng);
+    let stale = stale_lines(&args, &messages, &plan.order);
+
+    let outgoing: Vec<Outgoing> = plan
+        .schedule
+        .iter()
+        .map(|&(_, m)| Outgoing {
+            body: messages[m].body.clone(),
+            message_seq_id: messages[m].id,
+            lines: messages[m].lines.len(),
+        })
+        .collect();
+    let requests = outgoing.len();
+    println!(
+        "sending {} messages × {} SKUs ({} lines) from a pool of {} SKUs, {} at a time: \
+         {} held back to arrive late, {} repeats",
+        args.messages,
+        args.skus_per_message,
+        args.messages * args.skus_per_message,
+        args.sku_pool,
+        args.concurrency,
+        plan.late_count,
+        plan.repeat_count
+    );
+    let stats = common::send_all(&client, &endpoint, Arc::new(outgoing), args.concurrency).await;
+    print_stats(&args, &stats, requests, &stale);
+    let base = args.url.trim_end_matches('/');
+    print_expected(&args, base, &expected, stale.skus);
+
+    let mut ok = stats.errors == 0;
+    if let Some(token) = &args.token {
+        ok &= verify(
+            &client,
+            base,
+            token,
+            &expected,
+            args.concurrency,
+            Duration::from_secs(args.verify_timeout),
+        )
+        .await?;
+    }
+    Ok(ok)
+}
+
+/// Refuses arguments the generator cannot honour; returns the first sequence id.
+fn check_args(args: &Args) -> anyhow::Result<i64> {
     if args.skus_per_message == 0 || args.skus_per_message > args.sku_pool {
         bail!(
             "--skus-per-message must be between 1 and --sku-pool ({}): SKUs in one message are distinct",
@@ -123,30 +185,20 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             bail!("{name} is a fraction between 0 and 1");
         }
     }
-    let start_seq = match args.start_seq {
+    Ok(match args.start_seq {
         Some(s) if s > 0 => s,
         Some(_) => bail!("--start-seq must be at least 1"),
         None => chrono::Utc::now().timestamp_micros(),
-    };
-    let seed = args.seed.unwrap_or_else(rand::random);
-    let mut rng = StdRng::seed_from_u64(seed);
+    })
+}
 
-    let endpoint = common::soap_endpoint(&args.url);
-    let client = common::http_client()?;
-    println!("wharf warehouse simulator → {endpoint}");
-    let session = common::login(&client, &endpoint, &args.user, &args.password).await?;
-    println!(
-        "logged in as {:?} (session {}…); start seq {start_seq}, seed {seed}",
-        args.user,
-        &session[..session.len().min(8)]
-    );
-
-    // Generate in the warehouse's own order: message ids and per-SKU sequence ids both increase.
+/// Generates in the warehouse's own order: message ids and per-SKU sequence ids both increase.
+fn generate(args: &Args, rng: &mut StdRng, session: &str, start_seq: i64) -> Vec<Message> {
     let mut messages = Vec::with_capacity(args.messages);
     let mut next_seq = start_seq;
     for i in 0..args.messages {
         let id = start_seq + i as i64;
-        let picks = rand::seq::index::sample(&mut rng, args.sku_pool, args.skus_per_message);
+        let picks = rand::seq::index::sample(rng, args.sku_pool, args.skus_per_message);
         let lines: Vec<Line> = picks
             .iter()
             .map(|p| {
@@ -159,14 +211,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 }
             })
             .collect();
-        let body: Arc<str> = common::inventory_envelope(&session, id, &lines).into();
+        let body: Arc<str> = common::inventory_envelope(session, id, &lines).into();
         messages.push(Message { id, lines, body });
     }
+    messages
+}
 
-    // The final state wharf must reach: per SKU, the line with the highest sequence id, wherever it
-    // was sent.
+/// The final state wharf must reach: per SKU, the line with the highest sequence id, wherever it
+/// was sent.
+fn expected_state(messages: &[Message]) -> BTreeMap<String, (i32, i64)> {
     let mut expected: BTreeMap<String, (i32, i64)> = BTreeMap::new();
-    for m in &messages {
+    for m in messages {
         for l in &m.lines {
             let e = expected.entry(l.sku.clone()).or_insert((l.qty, l.seq));
             if l.seq >= e.1 {
@@ -174,11 +229,24 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             }
         }
     }
+    expected
+}
 
-    // Send order: messages on time in order, then the held-back ones; repeats somewhere after their
-    // original (keys sort the schedule).
+/// In what order the messages go out.
+struct Plan {
+    /// Indexes of the messages, each once: on time in order, then the held-back ones.
+    order: Vec<usize>,
+    /// What is sent, in order: `order` with the repeats slotted in (the keys sort it).
+    schedule: Vec<(f64, usize)>,
+    late_count: usize,
+    repeat_count: usize,
+}
+
+/// Send order: messages on time in order, then the held-back ones; repeats somewhere after their
+/// original (keys sort the schedule).
+fn plan(args: &Args, rng: &mut StdRng) -> Plan {
     let late_count = (args.out_of_order * args.messages as f64).round() as usize;
-    let late: HashSet<usize> = rand::seq::index::sample(&mut rng, args.messages, late_count)
+    let late: HashSet<usize> = rand::seq::index::sample(rng, args.messages, late_count)
         .into_iter()
         .collect();
     let mut order: Vec<usize> = (0..args.messages).filter(|i| !late.contains(i)).collect();
@@ -192,7 +260,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .collect();
     let repeat_count = (args.repeat * args.messages as f64).round() as usize;
     let total = order.len() as f64;
-    for p in rand::seq::index::sample(&mut rng, order.len(), repeat_count) {
+    for p in rand::seq::index::sample(rng, order.len(), repeat_count) {
         let last = match args.repeat_within {
             0 => total,
             n => (p + n).min(order.len()) as f64,
@@ -201,13 +269,29 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         schedule.push((key, order[p]));
     }
     schedule.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Plan {
+        order,
+        schedule,
+        late_count,
+        repeat_count,
+    }
+}
 
-    // Stale lines, judged in send order: a line is stale when a newer sequence id for its SKU was
-    // sent before it.
+/// The stale lines of a send order.
+struct Stale {
+    msgs: usize,
+    lines: usize,
+    /// The first few SKUs that received a stale line.
+    skus: Vec<String>,
+}
+
+/// Stale lines, judged in send order: a line is stale when a newer sequence id for its SKU was
+/// sent before it.
+fn stale_lines(args: &Args, messages: &[Message], order: &[usize]) -> Stale {
     let mut newest_sent: HashMap<&str, i64> = HashMap::new();
     let (mut stale_msgs, mut stale_lines) = (0usize, 0usize);
     let mut stale_skus: Vec<String> = Vec::new();
-    for &m in &order {
+    for &m in order {
         let mut stale_here = false;
         for l in &messages[m].lines {
             let newest = newest_sent.entry(&l.sku).or_insert(0);
@@ -223,29 +307,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         stale_msgs += stale_here as usize;
     }
+    Stale {
+        msgs: stale_msgs,
+        lines: stale_lines,
+        skus: stale_skus,
+    }
+}
 
-    let outgoing: Vec<Outgoing> = schedule
-        .iter()
-        .map(|&(_, m)| Outgoing {
-            body: messages[m].body.clone(),
-            message_seq_id: messages[m].id,
-            lines: messages[m].lines.len(),
-        })
-        .collect();
-    let requests = outgoing.len();
-    println!(
-        "sending {} messages × {} SKUs ({} lines) from a pool of {} SKUs, {} at a time: \
-         {} held back to arrive late, {} repeats",
-        args.messages,
-        args.skus_per_message,
-        args.messages * args.skus_per_message,
-        args.sku_pool,
-        args.concurrency,
-        late_count,
-        repeat_count
-    );
-    let stats = common::send_all(&client, &endpoint, Arc::new(outgoing), args.concurrency).await;
-
+fn print_stats(args: &Args, stats: &common::SendStats, requests: usize, stale: &Stale) {
     println!();
     println!(
         "sent        {} requests: {} messages ({} SKU lines), {} stale messages ({} stale lines, \
@@ -253,8 +322,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         stats.sent,
         args.messages,
         args.messages * args.skus_per_message,
-        stale_msgs,
-        stale_lines,
+        stale.msgs,
+        stale.lines,
         requests - args.messages
     );
     println!(
@@ -276,9 +345,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         common::ms(stats.percentile(0.99)),
         common::ms(stats.percentile(1.0)),
     );
+}
 
-    // A few SKUs to check by hand: SKU-000001 if it was used, then ones that received a stale line
-    // (the stale quantity must not win), then the first others.
+/// Prints a few SKUs to check by hand: SKU-000001 if it was used, then ones that received a stale
+/// line (the stale quantity must not win), then the first others.
+fn print_expected(
+    args: &Args,
+    base: &str,
+    expected: &BTreeMap<String, (i32, i64)>,
+    stale_skus: Vec<String>,
+) {
     let mut shown: Vec<String> = Vec::new();
     let first = common::sku_name(1);
     for s in std::iter::once(first)
@@ -302,25 +378,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let (qty, seq) = expected[s];
         println!("  {s}  qty {qty:>4}  last_seq {seq}");
     }
-    let base = args.url.trim_end_matches('/');
     println!("check with:");
     for s in shown.iter().take(2) {
         println!("  curl -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/stock/{s}");
     }
-
-    let mut ok = stats.errors == 0;
-    if let Some(token) = &args.token {
-        ok &= verify(
-            &client,
-            base,
-            token,
-            &expected,
-            args.concurrency,
-            Duration::from_secs(args.verify_timeout),
-        )
-        .await?;
-    }
-    Ok(ok)
 }
 
 /// Polls the storefront API until every SKU shows its expected (qty, seq) or the timeout passes.

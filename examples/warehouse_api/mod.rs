@@ -34,7 +34,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use quick_xml::Reader;
 use quick_xml::escape::{escape, partial_escape};
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesDecl, BytesStart, BytesText, Event};
 
 #[cfg(test)]
 mod tests;
@@ -777,83 +777,16 @@ pub fn parse_import_document(xml: &str) -> Result<Vec<ImportDoc>, String> {
             .map_err(|e| format!("{e} (at byte {})", reader.error_position()))?;
         let at_start = std::mem::replace(&mut first, false);
         match event {
-            Event::Decl(d) => {
-                if !at_start {
-                    return Err("misplaced XML declaration".into());
-                }
-                if let Some(enc) = d.encoding() {
-                    let enc = enc.map_err(|e| e.to_string())?;
-                    if !enc.eq_ignore_ascii_case("utf-8") {
-                        return Err(format!("unsupported encoding {enc}"));
-                    }
-                }
-            }
+            Event::Decl(d) => check_declaration(&d, at_start)?,
             Event::DocType(_) => return Err("DOCTYPE is not allowed".into()),
             Event::Comment(_) | Event::PI(_) => {
                 if matches!(place, Place::Item { .. }) {
                     return Err("markup inside <import> outside its CDATA".into());
                 }
             }
-            Event::Start(e) => {
-                place = match place {
-                    Place::Prolog => {
-                        expect_name(&e, "imports", "the root element")?;
-                        Place::Root
-                    }
-                    Place::Root => {
-                        expect_name(&e, "import", "a child of <imports>")?;
-                        Place::Item {
-                            attrs: import_attributes(&e)?,
-                            cdata: None,
-                        }
-                    }
-                    Place::Item { attrs, .. } => {
-                        return Err(format!(
-                            "element <{}> inside <import externalReference=\"{}\">",
-                            name_of(&e),
-                            attrs.2
-                        ));
-                    }
-                    Place::End => return Err("content after the root element".into()),
-                };
-            }
-            Event::Empty(e) => match place {
-                Place::Prolog => {
-                    expect_name(&e, "imports", "the root element")?;
-                    place = Place::End;
-                }
-                Place::Root => {
-                    expect_name(&e, "import", "a child of <imports>")?;
-                    let (_, _, reference) = import_attributes(&e)?;
-                    return Err(format!(
-                        "<import externalReference=\"{reference}\"> has no CDATA"
-                    ));
-                }
-                Place::Item { attrs, .. } => {
-                    return Err(format!(
-                        "element <{}> inside <import externalReference=\"{}\">",
-                        name_of(&e),
-                        attrs.2
-                    ));
-                }
-                Place::End => return Err("content after the root element".into()),
-            },
-            Event::Text(t) => match &place {
-                Place::Item { attrs, .. } => {
-                    return Err(format!(
-                        "text outside CDATA in <import externalReference=\"{}\"> (a value broke \
-                         out of its CDATA section?): {:?}",
-                        attrs.2,
-                        excerpt(&t.xml10_content())
-                    ));
-                }
-                _ => {
-                    let raw: &str = t.as_ref();
-                    if !raw.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
-                        return Err(format!("unexpected text {:?}", excerpt(&t.xml10_content())));
-                    }
-                }
-            },
+            Event::Start(e) => place = on_start(place, &e)?,
+            Event::Empty(e) => place = on_empty(place, &e)?,
+            Event::Text(t) => check_text(&place, &t)?,
             Event::GeneralRef(r) => {
                 return Err(format!(
                     "unexpected entity reference &{};",
@@ -871,29 +804,7 @@ pub fn parse_import_document(xml: &str) -> Result<Vec<ImportDoc>, String> {
             Event::End(_) => {
                 place = match place {
                     Place::Item { attrs, cdata } => {
-                        let (kind, operation, external_reference) = attrs;
-                        let Some(text) = cdata else {
-                            return Err(format!(
-                                "<import externalReference=\"{external_reference}\"> has no CDATA"
-                            ));
-                        };
-                        let fields = parse_fields(&text)
-                            .map_err(|e| format!("import {external_reference}: {e}"))?;
-                        let own = fields
-                            .iter()
-                            .find(|(k, _)| k == "externalReference")
-                            .map(|(_, v)| v.as_str());
-                        if own != Some(external_reference.as_str()) {
-                            return Err(format!(
-                                "import {external_reference}: the CDATA's externalReference is {own:?}"
-                            ));
-                        }
-                        items.push(ImportDoc {
-                            kind,
-                            operation,
-                            external_reference,
-                            fields,
-                        });
+                        items.push(finish_import(attrs, cdata)?);
                         Place::Root
                     }
                     Place::Root => Place::End,
@@ -909,6 +820,115 @@ pub fn parse_import_document(xml: &str) -> Result<Vec<ImportDoc>, String> {
             }
         }
     }
+}
+
+/// The XML declaration may only open the document, and only for UTF-8.
+fn check_declaration(d: &BytesDecl, at_start: bool) -> Result<(), String> {
+    if !at_start {
+        return Err("misplaced XML declaration".into());
+    }
+    if let Some(enc) = d.encoding() {
+        let enc = enc.map_err(|e| e.to_string())?;
+        if !enc.eq_ignore_ascii_case("utf-8") {
+            return Err(format!("unsupported encoding {enc}"));
+        }
+    }
+    Ok(())
+}
+
+/// Where an opening tag leads: `<imports>` as the root, `<import>` inside it, nothing else.
+fn on_start(place: Place, e: &BytesStart) -> Result<Place, String> {
+    match place {
+        Place::Prolog => {
+            expect_name(e, "imports", "the root element")?;
+            Ok(Place::Root)
+        }
+        Place::Root => {
+            expect_name(e, "import", "a child of <imports>")?;
+            Ok(Place::Item {
+                attrs: import_attributes(e)?,
+                cdata: None,
+            })
+        }
+        Place::Item { attrs, .. } => Err(format!(
+            "element <{}> inside <import externalReference=\"{}\">",
+            name_of(e),
+            attrs.2
+        )),
+        Place::End => Err("content after the root element".into()),
+    }
+}
+
+/// An empty element is only allowed as an empty root: an `<import/>` has no CDATA.
+fn on_empty(place: Place, e: &BytesStart) -> Result<Place, String> {
+    match place {
+        Place::Prolog => {
+            expect_name(e, "imports", "the root element")?;
+            Ok(Place::End)
+        }
+        Place::Root => {
+            expect_name(e, "import", "a child of <imports>")?;
+            let (_, _, reference) = import_attributes(e)?;
+            Err(format!(
+                "<import externalReference=\"{reference}\"> has no CDATA"
+            ))
+        }
+        Place::Item { attrs, .. } => Err(format!(
+            "element <{}> inside <import externalReference=\"{}\">",
+            name_of(e),
+            attrs.2
+        )),
+        Place::End => Err("content after the root element".into()),
+    }
+}
+
+/// Text is only whitespace between elements; inside an `<import>` it means a value broke out.
+fn check_text(place: &Place, t: &BytesText) -> Result<(), String> {
+    match place {
+        Place::Item { attrs, .. } => Err(format!(
+            "text outside CDATA in <import externalReference=\"{}\"> (a value broke \
+             out of its CDATA section?): {:?}",
+            attrs.2,
+            excerpt(&t.xml10_content())
+        )),
+        _ => {
+            let raw: &str = t.as_ref();
+            if !raw.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
+                return Err(format!("unexpected text {:?}", excerpt(&t.xml10_content())));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Turns a closed `<import>` into its item: its CDATA must parse into fields and name the same
+/// `externalReference` as the attribute.
+fn finish_import(
+    attrs: (String, String, String),
+    cdata: Option<String>,
+) -> Result<ImportDoc, String> {
+    let (kind, operation, external_reference) = attrs;
+    let Some(text) = cdata else {
+        return Err(format!(
+            "<import externalReference=\"{external_reference}\"> has no CDATA"
+        ));
+    };
+    let fields = parse_fields(&text).map_err(|e| format!("import {external_reference}: {e}"))?;
+    let own = fields
+        .iter()
+        .find(|(k, _)| k == "externalReference")
+        .map(|(_, v)| v.as_str());
+    if own != Some(external_reference.as_str()) {
+        return Err(format!(
+            "import {external_reference}: the CDATA's externalReference is {own:?}"
+        ));
+    }
+    Ok(ImportDoc {
+        kind,
+        operation,
+        external_reference,
+        fields,
+    })
 }
 
 /// Parses CDATA text into `key=value` pairs: one per line, split at the first `=`; one final

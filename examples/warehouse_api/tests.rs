@@ -670,7 +670,7 @@ async fn a_value_breaking_out_of_its_cdata_is_a_malformed_document() {
 }
 
 #[test]
-fn the_document_parser_is_strict() {
+fn the_document_parser_reads_well_formed_documents() {
     let ok = parse_import_document(ORDER_FIXTURE).unwrap();
     assert_eq!(ok.len(), 1);
     assert_eq!(ok[0].kind, "order");
@@ -684,101 +684,129 @@ fn the_document_parser_is_strict() {
             .len(),
         2
     );
+}
 
-    let bad = |xml: &str, why: &str| {
-        let err = parse_import_document(xml).expect_err(xml);
-        assert!(err.contains(why), "{xml:?}: {err}");
-    };
-    let item = |attrs: &str, cdata: &str| {
-        format!("<imports><import {attrs}><![CDATA[{cdata}]]></import></imports>")
-    };
-    let attrs = r#"type="order" operation="insert" externalReference="X""#;
-    bad("<orders/>", "the root element is <orders>");
-    bad(
+/// Asserts that the parser refuses `xml` with an error that contains `why`.
+fn refused(xml: &str, why: &str) {
+    let err = parse_import_document(xml).expect_err(xml);
+    assert!(err.contains(why), "{xml:?}: {err}");
+}
+
+/// A document of one `<import>` with these attributes and this CDATA.
+fn one_import(attrs: &str, cdata: &str) -> String {
+    format!("<imports><import {attrs}><![CDATA[{cdata}]]></import></imports>")
+}
+
+/// The attributes of a valid order import.
+const ATTRS: &str = r#"type="order" operation="insert" externalReference="X""#;
+
+#[test]
+fn the_document_parser_wants_imports_of_import_elements() {
+    refused("<orders/>", "the root element is <orders>");
+    refused(
         "<imports><order/></imports>",
         "a child of <imports> is <order>",
     );
-    bad(
-        &item(r#"type="order" operation="insert""#, "externalReference=X"),
+}
+
+#[test]
+fn the_document_parser_checks_attributes_and_cdata_fields() {
+    refused(
+        &one_import(r#"type="order" operation="insert""#, "externalReference=X"),
         "without a externalReference attribute",
     );
-    bad(
-        &item(
+    refused(
+        &one_import(
             r#"operation="insert" externalReference="X""#,
             "externalReference=X",
         ),
         "without a type attribute",
     );
-    bad(
-        &item(attrs, "externalReference=Y\n"),
+    refused(
+        &one_import(ATTRS, "externalReference=Y\n"),
         "the CDATA's externalReference is Some(\"Y\")",
     );
-    bad(
-        &item(attrs, "currency=GBP\n"),
+    refused(
+        &one_import(ATTRS, "currency=GBP\n"),
         "the CDATA's externalReference is None",
     );
-    bad(
-        &item(attrs, "externalReference=X\nno equals sign\n"),
+    refused(
+        &one_import(ATTRS, "externalReference=X\nno equals sign\n"),
         "line 2 is not key=value",
     );
-    bad(
-        &item(attrs, "externalReference=X\n\ncurrency=GBP"),
+    refused(
+        &one_import(ATTRS, "externalReference=X\n\ncurrency=GBP"),
         "line 2 is not key=value",
     );
-    bad(
-        &item(attrs, "externalReference=X\n=value"),
+    refused(
+        &one_import(ATTRS, "externalReference=X\n=value"),
         "line 2 is not key=value",
     );
-    bad(&item(attrs, ""), "empty CDATA");
-    bad(
+    refused(&one_import(ATTRS, ""), "empty CDATA");
+}
+
+#[test]
+fn the_document_parser_refuses_anything_but_cdata_in_an_import() {
+    let attrs = ATTRS;
+    refused(
         &format!("<imports><import {attrs}/></imports>"),
         "has no CDATA",
     );
-    bad(
+    refused(
         &format!("<imports><import {attrs}></import></imports>"),
         "has no CDATA",
     );
-    bad(
+    refused(
         &format!("<imports><import {attrs}>externalReference=X</import></imports>"),
         "text outside CDATA",
     );
-    bad(
+    refused(
         &format!("<imports><import {attrs}>\n<![CDATA[externalReference=X]]></import></imports>"),
         "text outside CDATA",
     );
-    bad(
+    refused(
         &format!("<imports><import {attrs}><![CDATA[externalReference=X]]><b/></import></imports>"),
         "element <b> inside",
     );
-    bad(
+    refused(
         &format!(
             "<imports><import {attrs}>&amp;<![CDATA[externalReference=X]]></import></imports>"
         ),
         "entity reference",
     );
-    bad("<imports>hello</imports>", "unexpected text");
-    bad(
+}
+
+#[test]
+fn the_document_parser_refuses_malformed_documents() {
+    let attrs = ATTRS;
+    refused("<imports>hello</imports>", "unexpected text");
+    refused(
         "<imports></imports><imports/>",
         "content after the root element",
     );
-    bad(
+    refused(
         &format!("<imports><import {attrs}><![CDATA[externalReference=X]]></import>"),
         "end of document",
     );
-    bad("<imports></import>", "");
-    bad(
+    refused("<imports></import>", "");
+    refused(
         r#"<?xml version="1.0" encoding="ISO-8859-1"?><imports/>"#,
         "unsupported encoding",
     );
-    bad(r#"<!DOCTYPE imports><imports/>"#, "DOCTYPE");
+    refused(r#"<!DOCTYPE imports><imports/>"#, "DOCTYPE");
+}
 
+#[test]
+fn the_document_parser_keeps_values_as_written() {
     // Values keep their '=' and spaces; the last newline is optional.
-    let doc = parse_import_document(&item(attrs, "externalReference=X\nnote=a=b = c ")).unwrap();
+    let doc =
+        parse_import_document(&one_import(ATTRS, "externalReference=X\nnote=a=b = c ")).unwrap();
     assert_eq!(doc[0].fields[1], ("note".into(), "a=b = c ".into()));
-    let doc = parse_import_document(&item(attrs, "externalReference=X\ndeliveryFax=\n")).unwrap();
+    let doc =
+        parse_import_document(&one_import(ATTRS, "externalReference=X\ndeliveryFax=\n")).unwrap();
     assert_eq!(doc[0].fields[1], ("deliveryFax".into(), String::new()));
     // Entities in attributes are resolved.
-    let doc = parse_import_document(&item(
+    let doc = parse_import_document(&one_import(
         r#"type="order" operation="insert" externalReference="A&amp;B""#,
         "externalReference=A&B",
     ))
