@@ -163,6 +163,7 @@ async fn a_stop_signal_answers_long_polls_at_once_and_exits_zero(backend: Backen
 
 async fn the_shutdown_deadline_cuts_a_hung_export_short(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    app.expect_leftovers("the export cut short keeps its lease until it expires");
     let (status, body) = app.put_order("HANG-1", &[("SKU-1", 1)]).await;
     assert_eq!(status, 201, "{body}");
     let sim = WarehouseSim::start("wharf", "wms secret").await;
