@@ -260,3 +260,41 @@ pub fn write_stock(conn: &mut DbConnection, rows: &[StockWrite]) -> QueryResult<
         }
     }
 }
+
+/// A stock level as stored, for the storefront API.
+#[derive(Debug, Queryable)]
+pub struct StockLevelRow {
+    /// SKU.
+    pub sku: String,
+    /// Stock source.
+    pub source: String,
+    /// Units stored.
+    pub qty: i32,
+    /// Highest warehouse sequence id applied.
+    pub last_seq: i64,
+    /// When it last changed.
+    pub updated_at: NaiveDateTime,
+}
+
+/// Stock of `skus` at every source (or at `source`), ordered by SKU and source.
+pub fn levels(
+    conn: &mut DbConnection,
+    skus: &[String],
+    source: Option<&str>,
+) -> QueryResult<Vec<StockLevelRow>> {
+    let mut query = stock::table
+        .filter(stock::sku.eq_any(skus))
+        .order((stock::sku, stock::source))
+        .select((
+            stock::sku,
+            stock::source,
+            stock::qty,
+            stock::last_seq,
+            stock::updated_at,
+        ))
+        .into_boxed();
+    if let Some(source) = source {
+        query = query.filter(stock::source.eq(source.to_string()));
+    }
+    query.load(conn)
+}

@@ -9,13 +9,9 @@
 //! rows (PostgreSQL `FOR UPDATE`; SQLite's `BEGIN IMMEDIATE`), so a worker claiming or finishing one
 //! of them at that instant either goes first (and the action refuses) or finds it changed.
 
-use diesel::prelude::*;
-use diesel::sql_types::BigInt;
-
 use super::RequestState;
 use super::store::{self, Current};
 // The import report's tables: its statements here move with the import report's own store.
-use crate::db::schema::{import_lines, imports, replaced_import_lines};
 use crate::db::{self, DbConnection};
 
 crate::text_enum! {
@@ -103,12 +99,12 @@ fn act(
                 return Err(SupportError::Changed(row.id));
             }
             let note = match action {
-                SupportAction::Reprocess => report_counts(conn, row.id)?,
+                SupportAction::Reprocess => crate::imports::store::report_counts(conn, row.id)?,
                 SupportAction::Requeue => None,
             };
             let action_id = store::record_action(conn, row, action, actor, now, note.as_deref())?;
             if action == SupportAction::Reprocess {
-                replace_report(conn, row.id, action_id)?;
+                crate::imports::store::replace_report(conn, row.id, action_id)?;
             }
         }
         super::announce(conn)?;
@@ -149,68 +145,4 @@ fn refusal(action: SupportAction, row: &Current) -> Option<String> {
             Some("is dead (it was never applied); use `wharf requests requeue`".to_string())
         }
     }
-}
-
-/// The counts of a request's import report, as a note for the action that replaces it.
-fn report_counts(conn: &mut DbConnection, id: i64) -> QueryResult<Option<String>> {
-    let counts: Option<(i32, i32, i32, i32)> = imports::table
-        .find(id)
-        .select((
-            imports::successes,
-            imports::duplicates,
-            imports::superseded,
-            imports::failures,
-        ))
-        .first(conn)
-        .optional()?;
-    Ok(counts.map(|(s, d, x, f)| {
-        format!(
-            "replaced import report: {s} success(es), {d} duplicate(s), {x} superseded, {f} failure(s)"
-        )
-    }))
-}
-
-/// Moves a request's import report aside (its lines to `replaced_import_lines` under the action),
-/// so the worker can write the new one.
-fn replace_report(conn: &mut DbConnection, request_id: i64, action_id: i64) -> QueryResult<()> {
-    let old = import_lines::table
-        .filter(import_lines::request_id.eq(request_id))
-        .select((
-            action_id.into_sql::<BigInt>(),
-            import_lines::line_no,
-            import_lines::seq,
-            import_lines::sku,
-            import_lines::source,
-            import_lines::units_received,
-            import_lines::units_adjusted_orders,
-            import_lines::units_adjusted_quotes,
-            import_lines::stored_qty,
-            import_lines::result,
-            import_lines::message,
-            import_lines::created_at,
-            import_lines::reference,
-        ));
-    diesel::insert_into(replaced_import_lines::table)
-        .values(old)
-        .into_columns((
-            replaced_import_lines::action_id,
-            replaced_import_lines::line_no,
-            replaced_import_lines::seq,
-            replaced_import_lines::sku,
-            replaced_import_lines::source,
-            replaced_import_lines::units_received,
-            replaced_import_lines::units_adjusted_orders,
-            replaced_import_lines::units_adjusted_quotes,
-            replaced_import_lines::stored_qty,
-            replaced_import_lines::result,
-            replaced_import_lines::message,
-            replaced_import_lines::created_at,
-            replaced_import_lines::reference,
-        ))
-        .execute(conn)?;
-    // Lines first: on PostgreSQL import_lines has no foreign key to cascade from imports.
-    diesel::delete(import_lines::table.filter(import_lines::request_id.eq(request_id)))
-        .execute(conn)?;
-    diesel::delete(imports::table.find(request_id)).execute(conn)?;
-    Ok(())
 }

@@ -16,6 +16,7 @@ use crate::config::ExportSettings;
 use crate::db::lease::Lease;
 use crate::db::schema::{orders, outbound_tasks};
 use crate::db::{self, DbConnection};
+use crate::imports::LineOutcome;
 use crate::orders::export::{CANCELLED_STATUSES, ORDER_CANCEL};
 use crate::outbound::breaker::{self, BreakerState};
 use crate::outbound::exchange::{self, Answered, BatchError, Counts, ExchangeLog, LogLine};
@@ -165,7 +166,7 @@ fn confirmed(
     let n = outbound::settle_done(conn, &[c.task.id], owner, now)?.len();
     let line = LogLine {
         reference: c.reference().to_string(),
-        result: report::Verdict::Success.as_str(),
+        result: LineOutcome::Success.as_str(),
         message: format!("Order {} cancelled", c.reference()),
         detail: None,
     };
@@ -213,7 +214,7 @@ fn refused(
     )?);
     let line = LogLine {
         reference: c.reference().to_string(),
-        result: report::Verdict::Failure.as_str(),
+        result: LineOutcome::Failure.as_str(),
         message: message.to_string(),
         detail: None,
     };

@@ -12,12 +12,13 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::report::{ReportLine, Verdict};
+use super::report::ReportLine;
 use super::{backoff_of, document};
 use crate::config::{ExportSettings, WarehouseSettings};
 use crate::db::lease::Lease;
 use crate::db::schema::{orders, outbound_tasks, products};
 use crate::db::{self, DbConnection, text_enum};
+use crate::imports::LineOutcome;
 use crate::orders::OrderInput;
 use crate::orders::export::{self as tasks, ExportStatus, ORDER_INSERT};
 use crate::outbound::breaker::{self, BreakerState};
@@ -292,7 +293,7 @@ pub(super) fn document(
 
 /// What the report says about one item, and what follows for it.
 pub(super) struct Decision {
-    pub verdict: Verdict,
+    pub verdict: LineOutcome,
     pub message: String,
     pub detail: Option<String>,
     pub attempts: i32,
@@ -304,7 +305,7 @@ pub(super) struct Decision {
 
 impl Decision {
     pub fn accepted(&self) -> bool {
-        self.verdict != Verdict::Failure
+        self.verdict.is_accepted()
     }
 
     /// A refusal with `message` (and `detail`): an attempt counted, lost at `max_attempts`.
@@ -329,7 +330,7 @@ impl Decision {
         let (attempts, next_at) = outcome.attempts_and_due();
         Decision {
             error: Some(error),
-            verdict: Verdict::Failure,
+            verdict: LineOutcome::Failure,
             message,
             detail,
             attempts,
@@ -377,14 +378,22 @@ pub(super) fn decide(
         .iter()
         .filter(|l| l.reference == item.reference())
         .collect();
-    let best = [Verdict::Success, Verdict::Duplicate, Verdict::Failure]
-        .into_iter()
-        .find_map(|v| mine.iter().find(|l| l.verdict == v).copied());
+    let best = [
+        LineOutcome::Success,
+        LineOutcome::Duplicate,
+        LineOutcome::Failure,
+    ]
+    .into_iter()
+    .find_map(|v| mine.iter().find(|l| l.verdict == v).copied());
     let (verdict, message, detail) = match best {
         Some(l) => (l.verdict, l.message.clone(), l.detail.clone()),
-        None => (Verdict::Failure, "not in import report".to_string(), None),
+        None => (
+            LineOutcome::Failure,
+            "not in import report".to_string(),
+            None,
+        ),
     };
-    if verdict == Verdict::Failure {
+    if verdict == LineOutcome::Failure {
         return Decision::refused(item, message, detail, cfg, now);
     }
     Decision {
@@ -511,14 +520,8 @@ fn record_product(
         // Compared under the product's row lock (a no-op write takes it), so the storefront's
         // change either came before (then the task stays pending) or waits for this commit (then it
         // finds the task done and adds a new one).
-        let unchanged = diesel::update(
-            products::table
-                .find(item.reference())
-                .filter(products::updated_at.eq(item.version)),
-        )
-        .set(products::exported_at.eq(products::exported_at))
-        .execute(conn)?
-            == 1;
+        let unchanged =
+            crate::products::export::lock_if_unchanged(conn, item.reference(), item.version)?;
         let written = if unchanged {
             outbound::settle_done(conn, &[id], owner, now)?.len() == 1
         } else {
@@ -532,9 +535,7 @@ fn record_product(
             )?
         };
         if written {
-            diesel::update(products::table.find(item.reference()))
-                .set(products::exported_at.eq(Some(now)))
-                .execute(conn)?;
+            crate::products::export::exported(conn, item.reference(), now)?;
         }
         written
     };

@@ -8,27 +8,7 @@
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
-/// How the warehouse judged one item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Imported.
-    Success,
-    /// Already there (counts as exported).
-    Duplicate,
-    /// Refused.
-    Failure,
-}
-
-impl Verdict {
-    /// The word stored in the export log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Success => "Success",
-            Verdict::Duplicate => "Duplicate",
-            Verdict::Failure => "Failure",
-        }
-    }
-}
+use crate::imports::LineOutcome;
 
 /// One line of an import report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +16,7 @@ pub struct ReportLine {
     /// The item's externalReference.
     pub reference: String,
     /// The verdict.
-    pub verdict: Verdict,
+    pub verdict: LineOutcome,
     /// The warehouse's message (or a success text).
     pub message: String,
     /// The warehouse's detail, if any.
@@ -133,9 +113,9 @@ impl ReportParser {
         }
         if self.path.len() == 2 {
             let verdict = match self.path[1].as_str() {
-                "importSuccesses" => Some(Verdict::Success),
-                "importFailures" => Some(Verdict::Failure),
-                "importDuplicates" => Some(Verdict::Duplicate),
+                "importSuccesses" => Some(LineOutcome::Success),
+                "importFailures" => Some(LineOutcome::Failure),
+                "importDuplicates" => Some(LineOutcome::Duplicate),
                 _ => None,
             };
             if let Some(verdict) = verdict {
@@ -231,18 +211,18 @@ mod tests {
             lines[0],
             ReportLine {
                 reference: "100000123".into(),
-                verdict: Verdict::Success,
+                verdict: LineOutcome::Success,
                 message: "Successfully Exported 100000123".into(),
                 detail: None
             }
         );
-        assert_eq!(lines[1].verdict, Verdict::Failure);
+        assert_eq!(lines[1].verdict, LineOutcome::Failure);
         assert_eq!(lines[1].message, "Product ZZZ999 not found");
         assert_eq!(
             lines[1].detail.as_deref(),
             Some("orderLine.1.product.externalReference=ZZZ999 could not be resolved")
         );
-        assert_eq!(lines[2].verdict, Verdict::Duplicate);
+        assert_eq!(lines[2].verdict, LineOutcome::Duplicate);
         assert_eq!(lines[2].message, "Order already exists");
     }
 

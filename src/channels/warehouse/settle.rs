@@ -5,10 +5,11 @@ use chrono::NaiveDateTime;
 
 use super::BatchOutcome;
 use super::items::{self, Decision, Item, Kind, Recorded};
-use super::report::{ReportLine, Verdict};
+use super::report::ReportLine;
 use crate::config::ExportSettings;
 use crate::db::{self, DbConnection};
 use crate::feed::{self, NewEvent};
+use crate::imports::LineOutcome;
 use crate::outbound;
 use crate::outbound::breaker::{self, BreakerState};
 use crate::outbound::exchange::{self, Answered, BatchError, Counts, ExchangeLog, LogLine};
@@ -44,9 +45,10 @@ pub(super) fn answered(
     let mut counts = Counts::default();
     for d in &decisions {
         match d.verdict {
-            Verdict::Success => counts.successes += 1,
-            Verdict::Duplicate => counts.duplicates += 1,
-            Verdict::Failure => counts.failures += 1,
+            LineOutcome::Success => counts.successes += 1,
+            LineOutcome::Duplicate => counts.duplicates += 1,
+            // The warehouse never reports an item superseded; were it to, it was not imported.
+            LineOutcome::Failure | LineOutcome::Superseded => counts.failures += 1,
         }
     }
     let last_refusal = decisions.iter().rev().find_map(|d| d.error.as_deref());

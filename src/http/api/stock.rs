@@ -1,14 +1,13 @@
 //! `GET /api/v1/stock` and `GET /api/v1/stock/{sku}`: stock levels per source.
 
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::prelude::*;
+use chrono::{DateTime, Utc};
+use diesel::QueryResult;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::query::ApiQuery;
 use super::{ApiError, Problem, on_pool, path_key};
-use crate::db::schema::stock;
 use crate::http::AppState;
 use crate::validate::Invalid;
 
@@ -27,38 +26,13 @@ pub struct StockLevel {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A `stock` row as stored.
-#[derive(Queryable)]
-struct StockRow {
-    sku: String,
-    source: String,
-    qty: i32,
-    last_seq: i64,
-    updated_at: NaiveDateTime,
-}
-
 /// Stock of `skus` at every source (or at `source`), ordered by SKU and source.
 fn load_stock(
     conn: &mut crate::db::DbConnection,
     skus: &[String],
     source: Option<&str>,
 ) -> QueryResult<Vec<StockLevel>> {
-    let mut query = stock::table
-        .filter(stock::sku.eq_any(skus))
-        .order((stock::sku, stock::source))
-        .select((
-            stock::sku,
-            stock::source,
-            stock::qty,
-            stock::last_seq,
-            stock::updated_at,
-        ))
-        .into_boxed();
-    if let Some(source) = source {
-        query = query.filter(stock::source.eq(source.to_string()));
-    }
-    let rows: Vec<StockRow> = query.load(conn)?;
-    Ok(rows
+    Ok(crate::inventory::store::levels(conn, skus, source)?
         .into_iter()
         .map(|r| StockLevel {
             sku: r.sku,
