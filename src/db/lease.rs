@@ -7,9 +7,12 @@
 //!   PostgreSQL locks the selected rows and skips rows another claimer holds right now
 //!   (`FOR UPDATE SKIP LOCKED`, through [`load_skip_locked!`](crate::load_skip_locked)); SQLite serialises claimers
 //!   with `BEGIN IMMEDIATE` ([`super::write_tx`]).
-//! - **Guarded settle** ([`held`]): every write that ends a lease filters on `state = leased AND
-//!   lease_owner = owner`; a caller that finds fewer rows than it holds returns [`LeaseLost`], which
-//!   rolls its transaction back, so a late finisher leaves the rows to whoever holds them now.
+//! - **Guarded settle** ([`held`]): every write that ends a lease filters on `lease_owner = owner`
+//!   (and, for requests, their leased state), and anything else that takes a row from a lease
+//!   (support's actions) clears the owner. A finisher that must settle all of its rows or none (the
+//!   worker applying a batch) returns [`LeaseLost`] when it finds fewer, which rolls its transaction
+//!   back; one that settles item by item (an outbound batch, each item with its own verdict) skips
+//!   the items it no longer holds. Either way a late finisher leaves rows to whoever holds them now.
 //! - **Backoff** ([`Backoff`]): the retry delay after a failed attempt.
 //!
 //! The queues keep their own tables and their own selection of what is due (the SQL of each lives in

@@ -91,7 +91,7 @@ enum Decision {
 }
 
 fn is_canceled(status: &str) -> bool {
-    status == CANCELED || status == "cancelled"
+    super::export::CANCELLED_STATUSES.contains(&status)
 }
 
 /// Creates or updates an order under the rules above. Returns whether it was created. Lines that

@@ -292,7 +292,8 @@ fn insert(conn: &mut DbConnection, log: &ExchangeLog, o: Outcome<'_>) -> QueryRe
 }
 
 /// One logged exchange with the warehouse.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = exports)]
 pub struct ExportSummary {
     /// Id.
     pub id: i64,
@@ -328,42 +329,12 @@ impl ExportSummary {
     }
 }
 
-type SummaryColumns = (
-    exports::id,
-    exports::message_id,
-    exports::kind,
-    exports::operation,
-    exports::started_at,
-    exports::outcome,
-    exports::successes,
-    exports::duplicates,
-    exports::failures,
-    exports::error,
-    exports::items,
-    exports::http_status,
-);
-
-const SUMMARY: SummaryColumns = (
-    exports::id,
-    exports::message_id,
-    exports::kind,
-    exports::operation,
-    exports::started_at,
-    exports::outcome,
-    exports::successes,
-    exports::duplicates,
-    exports::failures,
-    exports::error,
-    exports::items,
-    exports::http_status,
-);
-
 /// The most recent exports, newest first.
 pub fn recent_exports(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<ExportSummary>> {
     exports::table
         .order(exports::id.desc())
         .limit(limit)
-        .select(SUMMARY)
+        .select(ExportSummary::as_select())
         .load(conn)
 }
 
@@ -379,7 +350,7 @@ pub type ExportDetail = (
 pub fn export_detail(conn: &mut DbConnection, id: i64) -> QueryResult<Option<ExportDetail>> {
     let Some(summary) = exports::table
         .find(id)
-        .select(SUMMARY)
+        .select(ExportSummary::as_select())
         .first::<ExportSummary>(conn)
         .optional()?
     else {

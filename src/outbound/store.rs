@@ -229,13 +229,15 @@ pub fn skip(
 }
 
 /// A task as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = t)]
 pub struct TaskRow {
     /// Id.
     pub id: i64,
     /// What it is about.
     pub subject: String,
     /// Where it stands.
+    #[diesel(deserialize_as = String)]
     pub state: TaskState,
     /// Attempts counted.
     pub attempts: i32,
@@ -262,82 +264,20 @@ impl TaskRow {
     }
 }
 
-type RowColumns = (
-    t::id,
-    t::subject,
-    t::state,
-    t::attempts,
-    t::run_after,
-    t::lease_owner,
-    t::lease_expires_at,
-    t::last_error,
-    t::done_at,
-    t::note,
-    t::updated_at,
-);
-
-const ROW: RowColumns = (
-    t::id,
-    t::subject,
-    t::state,
-    t::attempts,
-    t::run_after,
-    t::lease_owner,
-    t::lease_expires_at,
-    t::last_error,
-    t::done_at,
-    t::note,
-    t::updated_at,
-);
-
-#[derive(Queryable)]
-struct RawRow {
-    id: i64,
-    subject: String,
-    state: String,
-    attempts: i32,
-    run_after: Option<NaiveDateTime>,
-    lease_owner: Option<String>,
-    lease_expires_at: Option<NaiveDateTime>,
-    last_error: Option<String>,
-    done_at: Option<NaiveDateTime>,
-    note: Option<String>,
-    updated_at: NaiveDateTime,
-}
-
-impl RawRow {
-    fn read(self) -> QueryResult<TaskRow> {
-        Ok(TaskRow {
-            id: self.id,
-            subject: self.subject,
-            state: text_enum::read(&self.state)?,
-            attempts: self.attempts,
-            run_after: self.run_after,
-            lease_owner: self.lease_owner,
-            lease_expires_at: self.lease_expires_at,
-            last_error: self.last_error,
-            done_at: self.done_at,
-            note: self.note,
-            updated_at: self.updated_at,
-        })
-    }
-}
-
 /// The latest task of `kind` for `subject`.
 pub fn task_of(
     conn: &mut DbConnection,
     kind: TaskKind,
     subject: &str,
 ) -> QueryResult<Option<TaskRow>> {
-    let row: Option<RawRow> = t::table
+    t::table
         .filter(t::channel.eq(kind.channel))
         .filter(t::action.eq(kind.action))
         .filter(t::subject.eq(subject))
         .order(t::id.desc())
-        .select(ROW)
+        .select(TaskRow::as_select())
         .first(conn)
-        .optional()?;
-    row.map(RawRow::read).transpose()
+        .optional()
 }
 
 /// The tasks of `kind` in `state`, oldest first.
@@ -346,14 +286,13 @@ pub fn tasks_in_state(
     kind: TaskKind,
     state: TaskState,
 ) -> QueryResult<Vec<TaskRow>> {
-    let rows: Vec<RawRow> = t::table
+    t::table
         .filter(t::channel.eq(kind.channel))
         .filter(t::action.eq(kind.action))
         .filter(t::state.eq(state.as_str()))
         .order(t::id)
-        .select(ROW)
-        .load(conn)?;
-    rows.into_iter().map(RawRow::read).collect()
+        .select(TaskRow::as_select())
+        .load(conn)
 }
 
 /// Which of `subjects` have an open task of `kind`.
@@ -403,6 +342,9 @@ pub fn act(
         t::handled_at.eq(now),
         t::note.eq(reason),
         t::updated_at.eq(now),
+        // A sender whose lease ran out must not settle over support's decision when it comes back.
+        t::lease_owner.eq(None::<String>),
+        t::lease_expires_at.eq(None::<NaiveDateTime>),
     ))
     .execute(conn)?;
     if n != 1 {

@@ -448,3 +448,55 @@ async fn products_and_cancellations_are_sent(backend: Backend) {
     assert!(sim.cancelled().contains(&"C-3".to_string()));
     sim.stop().await;
 }
+
+/// PostgreSQL: a storefront cancel that holds the order's row while an exporter claims it (the
+/// claim still sees the order invoiced) commits before the exporter reads the order to send it:
+/// the order is not sent, and its task is let go as it was, not counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_cancelled_while_being_claimed_is_not_sent() {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    let (app, sim) = setup(Backend::Postgres).await;
+    let (status, body) = app.put_order("RACE-1", &[("SKU-1", 1)]).await;
+    assert_eq!(status, 201, "{body}");
+    let url = app.db.url.clone();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let (commit_tx, commit_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut c = diesel::PgConnection::establish(&url).unwrap();
+        c.batch_execute(
+            "BEGIN; UPDATE orders SET status = 'canceled' WHERE increment_id = 'RACE-1'",
+        )
+        .unwrap();
+        held_tx.send(()).unwrap();
+        commit_rx.recv().unwrap();
+        c.batch_execute("COMMIT").unwrap();
+    });
+    held_rx.recv().unwrap();
+    let e = exporter(&app);
+    let run = tokio::spawn(async move { e.export_orders().await });
+    // Wait until the exporter's read of the claimed order waits for the row the cancel holds.
+    let mut watcher = diesel::PgConnection::establish(&app.db.url).unwrap();
+    let waiting = "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND query LIKE '%FOR SHARE%')";
+    for _ in 0..500 {
+        let n: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(waiting))
+            .get_result(&mut watcher)
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    commit_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let outcome = run.await.unwrap().unwrap();
+    assert_eq!((outcome.items, outcome.exported), (0, 0), "{outcome:?}");
+    assert!(
+        received_counts(&sim).is_empty(),
+        "the cancelled order was sent"
+    );
+    let (status, order) = export_status(&app, "RACE-1").await;
+    assert_eq!(status, "pending", "{order}");
+    assert_eq!(order["export"]["attempts"], 0, "{order}");
+}

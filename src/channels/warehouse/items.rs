@@ -115,9 +115,16 @@ pub(super) fn claim(
     }
     // Read after the claim committed: what is sent is the subject as it is now.
     Ok(Claim::Items(match kind {
-        Kind::Orders => load_orders(conn, tasks)?,
+        Kind::Orders => load_orders(conn, tasks, cfg, lease)?,
         Kind::Products => load_products(conn, tasks)?,
     }))
+}
+
+/// The earliest order date exported (`min_order_date`), or any date both backends can store.
+fn min_order_date(cfg: &ExportSettings) -> NaiveDateTime {
+    cfg.min_order_date
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc())
 }
 
 /// Due order tasks whose order is exportable now: an exportable status (a cancelled order is not,
@@ -130,11 +137,7 @@ fn claim_orders(
     now: NaiveDateTime,
 ) -> QueryResult<Vec<i64>> {
     use outbound_tasks as t;
-    let min_date = cfg
-        .min_order_date
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        // No setting: any date both backends can store.
-        .unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc());
+    let min_date = min_order_date(cfg);
     let exportable = orders::table
         .filter(orders::status.eq_any(&cfg.exportable_statuses))
         .filter(orders::is_virtual.eq(false))
@@ -170,46 +173,86 @@ fn claim_products(
     )
 }
 
-fn load_orders(conn: &mut DbConnection, tasks: Vec<Task>) -> QueryResult<Vec<Item>> {
+/// An order as read for sending, with what decides whether it is still exportable.
+#[derive(Queryable)]
+struct OrderToSend {
+    increment_id: String,
+    id: i64,
+    document: String,
+    export_status: String,
+    updated_at: NaiveDateTime,
+    status: String,
+    is_virtual: bool,
+    ordered_at: NaiveDateTime,
+}
+
+impl OrderToSend {
+    fn exportable(&self, cfg: &ExportSettings) -> bool {
+        cfg.exportable_statuses.contains(&self.status)
+            && !self.is_virtual
+            && self.ordered_at >= min_order_date(cfg)
+    }
+}
+
+/// The claimed orders as they are now. One that stopped being exportable between the claim's
+/// look at it and this read (a storefront cancel committing meanwhile) is not sent: its task is let
+/// go as it was, without counting an attempt.
+fn load_orders(
+    conn: &mut DbConnection,
+    tasks: Vec<Task>,
+    cfg: &ExportSettings,
+    lease: &Lease,
+) -> QueryResult<Vec<Item>> {
     let refs: Vec<&str> = tasks.iter().map(|t| t.subject.as_str()).collect();
     let query = orders::table
         .filter(orders::increment_id.eq_any(&refs))
+        // Locked in id order, as every writer of orders locks them, so no two wait for each other.
+        .order(orders::id)
         .select((
             orders::increment_id,
             orders::id,
             orders::document,
             orders::export_status,
             orders::updated_at,
+            orders::status,
+            orders::is_virtual,
+            orders::ordered_at,
         ));
     // On PostgreSQL the read waits for a storefront update that holds an order's row: that update
     // checked the lease before this claim took it, so its change is what must be sent (a later
     // update finds the lease and is refused). SQLite's writers never overlap this read that way.
-    type Row = (String, i64, String, String, NaiveDateTime);
-    let rows: Vec<Row> = match conn {
+    let rows: Vec<OrderToSend> = match conn {
         DbConnection::Postgresql(c) => query.for_share().load(c)?,
         DbConnection::Sqlite(c) => query.load(c)?,
     };
-    let mut by_ref: HashMap<String, (i64, String, String, NaiveDateTime)> = rows
+    let mut by_ref: HashMap<String, OrderToSend> = rows
         .into_iter()
-        .map(|(r, id, doc, status, at)| (r, (id, doc, status, at)))
+        .map(|r| (r.increment_id.clone(), r))
         .collect();
-    tasks
-        .into_iter()
-        .map(|task| {
-            let row = by_ref.remove(&task.subject);
-            let (order_id, document, status, version) = match row {
-                Some((id, doc, status, at)) => (id, Some(doc), Some(status), at),
-                None => (0, None, None, db::now()),
-            };
-            Ok(Item {
-                task,
-                order_id,
-                document,
-                previous_status: status.map(|s| text_enum::read(&s)).transpose()?,
-                version,
-            })
-        })
-        .collect()
+    let mut items = Vec::with_capacity(tasks.len());
+    let mut not_exportable = Vec::new();
+    for task in tasks {
+        let row = by_ref.remove(&task.subject);
+        if row.as_ref().is_some_and(|r| !r.exportable(cfg)) {
+            not_exportable.push(task.id);
+            continue;
+        }
+        let (order_id, document, status, version) = match row {
+            Some(r) => (r.id, Some(r.document), Some(r.export_status), r.updated_at),
+            None => (0, None, None, db::now()),
+        };
+        items.push(Item {
+            task,
+            order_id,
+            document,
+            previous_status: status.map(|s| text_enum::read(&s)).transpose()?,
+            version,
+        });
+    }
+    if !not_exportable.is_empty() {
+        outbound::release(conn, &not_exportable, &lease.owner, None)?;
+    }
+    Ok(items)
 }
 
 fn load_products(conn: &mut DbConnection, tasks: Vec<Task>) -> QueryResult<Vec<Item>> {
@@ -247,48 +290,52 @@ pub(super) fn document(
     batch: Vec<Item>,
     started: NaiveDateTime,
 ) -> (Option<String>, Vec<Item>, Vec<(Item, String)>) {
-    fn parse<T: serde::de::DeserializeOwned>(i: &Item) -> Result<T, String> {
-        let Some(doc) = &i.document else {
-            return Err(format!("{} is no longer stored", i.reference()));
-        };
-        serde_json::from_str(doc).map_err(|e| {
-            format!(
-                "the stored document of {} cannot be read ({e}); put it again through the API",
-                i.reference()
-            )
-        })
-    }
     let mut sent = Vec::with_capacity(batch.len());
     let mut unreadable = Vec::new();
     let xml = match kind {
         Kind::Orders => {
-            let mut docs: Vec<(String, OrderInput)> = Vec::with_capacity(batch.len());
-            for i in batch {
-                match parse(&i) {
-                    Ok(d) => {
-                        docs.push((i.reference().to_string(), d));
-                        sent.push(i);
-                    }
-                    Err(e) => unreadable.push((i, e)),
-                }
-            }
+            let docs: Vec<(String, OrderInput)> = readable(batch, &mut sent, &mut unreadable);
             (!docs.is_empty()).then(|| document::orders_document(&docs, started))
         }
         Kind::Products => {
-            let mut docs: Vec<(String, ProductInput)> = Vec::with_capacity(batch.len());
-            for i in batch {
-                match parse(&i) {
-                    Ok(d) => {
-                        docs.push((i.reference().to_string(), d));
-                        sent.push(i);
-                    }
-                    Err(e) => unreadable.push((i, e)),
-                }
-            }
+            let docs: Vec<(String, ProductInput)> = readable(batch, &mut sent, &mut unreadable);
             (!docs.is_empty()).then(|| document::products_document(&docs))
         }
     };
     (xml, sent, unreadable)
+}
+
+/// The stored documents of `batch` that read, by reference; the items they belong to go to
+/// `sent`, the others with why to `unreadable`.
+fn readable<T: serde::de::DeserializeOwned>(
+    batch: Vec<Item>,
+    sent: &mut Vec<Item>,
+    unreadable: &mut Vec<(Item, String)>,
+) -> Vec<(String, T)> {
+    let mut docs = Vec::with_capacity(batch.len());
+    for i in batch {
+        match parse(&i) {
+            Ok(d) => {
+                docs.push((i.reference().to_string(), d));
+                sent.push(i);
+            }
+            Err(e) => unreadable.push((i, e)),
+        }
+    }
+    docs
+}
+
+/// An item's stored document, or why it cannot be read.
+fn parse<T: serde::de::DeserializeOwned>(i: &Item) -> Result<T, String> {
+    let Some(doc) = &i.document else {
+        return Err(format!("{} is no longer stored", i.reference()));
+    };
+    serde_json::from_str(doc).map_err(|e| {
+        format!(
+            "the stored document of {} cannot be read ({e}); put it again through the API",
+            i.reference()
+        )
+    })
 }
 
 /// What the report says about one item, and what follows for it.
