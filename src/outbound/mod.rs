@@ -27,7 +27,7 @@ mod store;
 
 pub use store::{
     Task, TaskAction, TaskRow, act, claim, enqueue, last_action, not_answered, open_among, release,
-    settle, settle_done, skip, task_of, tasks_in_state,
+    settle, settle_done, skip, start_over, task_of, tasks_in_state,
 };
 
 crate::text_enum! {

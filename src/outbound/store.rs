@@ -54,6 +54,38 @@ pub fn enqueue(
         .execute(c))
 }
 
+/// Starts the open task of `kind` for `subject` over when it is waiting after refusals (`failed`
+/// or `lost`) and no sender holds it: pending, due now, attempts back to 0. For a subject that
+/// changed, so what is sent is new (a sender holding it finds the change when it settles).
+pub fn start_over(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    subject: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        t::table
+            .filter(t::channel.eq(kind.channel))
+            .filter(t::action.eq(kind.action))
+            .filter(t::subject.eq(subject))
+            .filter(t::state.eq_any([TaskState::Failed.as_str(), TaskState::Lost.as_str()]))
+            .filter(
+                t::lease_expires_at
+                    .is_null()
+                    .or(t::lease_expires_at.lt(now)),
+            ),
+    )
+    .set((
+        t::state.eq(TaskState::Pending.as_str()),
+        t::attempts.eq(0),
+        t::run_after.eq(None::<NaiveDateTime>),
+        t::lease_owner.eq(None::<String>),
+        t::lease_expires_at.eq(None::<NaiveDateTime>),
+        t::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
 /// Claims the tasks `select` picks (with [`outbound_due!`](crate::outbound_due) and
 /// [`load_skip_locked!`](crate::load_skip_locked)) under `lease`, in one writing transaction.
 /// Returns them by id.

@@ -14,8 +14,10 @@ pub const PRODUCT_MERGE: TaskKind = TaskKind {
 };
 
 /// A product stored or changed: it is sent (again). A change while it is being sent is caught
-/// when that send settles (the product's `updated_at` is compared).
+/// when that send settles (the product's `updated_at` is compared); one the warehouse kept refusing
+/// starts over, so fixing the product is what sends it again.
 pub fn product_changed(conn: &mut DbConnection, sku: &str, now: NaiveDateTime) -> QueryResult<()> {
+    outbound::start_over(conn, PRODUCT_MERGE, sku, now)?;
     outbound::enqueue(conn, PRODUCT_MERGE, &[sku], now)?;
     Ok(())
 }

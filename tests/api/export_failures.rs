@@ -30,6 +30,7 @@ both_backends!(
     existing_cancellations_and_log_rows_carry_over,
     support_cannot_resend_an_order_while_it_is_being_sent,
     a_stored_document_that_no_longer_reads_fails_its_task_alone,
+    a_product_refused_until_lost_is_sent_again_once_changed,
 );
 
 const WMS_USER: &str = "wharf";
@@ -982,5 +983,47 @@ async fn a_stored_document_that_no_longer_reads_fails_its_task_alone(backend: Ba
         order_view(&app, "J-3").await["export"]["status"],
         "exported"
     );
+    sim.stop().await;
+}
+
+/// A product the warehouse refused `max_attempts` times is not sent again on its own; changing
+/// it (what the log tells the operator to do) sends it again.
+async fn a_product_refused_until_lost_is_sent_again_once_changed(backend: Backend) {
+    let (app, sim) = setup(backend, |_| {}).await;
+    let product = |name: &str| json!({"name": name, "price": "7.50"});
+    let (status, body) = app
+        .api(Method::PUT, "/products/MUG-L", Some(product("Blue mug")))
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    sim.set_behaviour(Behaviour {
+        fail: ["MUG-L".to_string()].into(),
+        ..Behaviour::default()
+    });
+    let ex = exporter(&app);
+    for attempt in 1..=3 {
+        let o = ex.export_products().await.unwrap();
+        assert_eq!((o.items, o.failed), (1, 1), "attempt {attempt}: {o:?}");
+    }
+    let o = ex.export_products().await.unwrap();
+    assert_eq!(o.items, 0, "refused 3 times, it waits: {o:?}");
+
+    sim.set_behaviour(Behaviour::default());
+    let (status, body) = app
+        .api(
+            Method::PUT,
+            "/products/MUG-L",
+            Some(product("Blue mug, fixed")),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let o = ex.export_products().await.unwrap();
+    assert_eq!((o.items, o.exported), (1, 1), "{o:?}");
+    let sent = sim.products();
+    assert_eq!(
+        sent.last().unwrap().field("description"),
+        Some("Blue mug, fixed")
+    );
+    let (_, view) = app.api(Method::GET, "/products/MUG-L", None).await;
+    assert_eq!(view["export_pending"], false, "{view}");
     sim.stop().await;
 }
