@@ -138,16 +138,18 @@ fn claim_orders(
 ) -> QueryResult<Vec<i64>> {
     use outbound_tasks as t;
     let min_date = min_order_date(cfg);
+    // Correlated on the order's unique number: an `IN (SELECT …)` of every exportable order made
+    // SQLite build that whole list again for each batch's claim.
     let exportable = orders::table
+        .filter(orders::increment_id.eq(t::subject))
         .filter(orders::status.eq_any(&cfg.exportable_statuses))
         .filter(orders::is_virtual.eq(false))
-        .filter(orders::ordered_at.ge(min_date))
-        .select(orders::increment_id);
+        .filter(orders::ordered_at.ge(min_date));
     crate::load_skip_locked!(
         conn,
         t::table
             .filter(crate::outbound_due!(ORDER_INSERT, due_at, now))
-            .filter(t::subject.eq_any(exportable))
+            .filter(diesel::dsl::exists(exportable))
             .order(t::id)
             .limit(cfg.batch_size)
             .select(t::id)
