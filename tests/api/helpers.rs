@@ -243,31 +243,10 @@ impl TestApp {
         self.db.expect_leftovers(why);
     }
 
-    /// The server on an existing database (as `TestApp::spawn` does on a fresh one).
+    /// The server on an existing database (as `TestApp::spawn` does on a fresh one), with a
+    /// storefront token but no warehouse user added.
     pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-        wharf::tls::install_crypto_provider();
-        let mut settings = test_settings(&db.url);
-        adjust(&mut settings);
-        let app = wharf::Application::build(settings.clone())
-            .await
-            .expect("build app");
-        let base = format!("http://{}", app.addr());
-        let pool = app.pool();
-        tokio::spawn(app.run_until_stopped());
-        let p = pool.clone();
-        let token = tokio::task::spawn_blocking(move || {
-            wharf::auth::add_token(&mut p.get().unwrap(), "storefront").unwrap()
-        })
-        .await
-        .unwrap();
-        TestApp {
-            base,
-            pool,
-            settings: Arc::new(settings),
-            client: reqwest::Client::new(),
-            token,
-            db,
-        }
+        Self::start(db, adjust, false).await
     }
 
     pub async fn spawn(backend: Backend) -> TestApp {
@@ -275,8 +254,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::start(TestDb::new(backend), adjust, true).await
+    }
+
+    async fn start(db: TestDb, adjust: impl FnOnce(&mut Settings), add_user: bool) -> TestApp {
         wharf::tls::install_crypto_provider();
-        let db = TestDb::new(backend);
         let mut settings = test_settings(&db.url);
         adjust(&mut settings);
         let app = wharf::Application::build(settings.clone())
@@ -288,7 +270,9 @@ impl TestApp {
         let p = pool.clone();
         let token = tokio::task::spawn_blocking(move || {
             let mut conn = p.get().unwrap();
-            wharf::auth::add_user(&mut conn, USER, PASSWORD, "warehouse").unwrap();
+            if add_user {
+                wharf::auth::add_user(&mut conn, USER, PASSWORD, "warehouse").unwrap();
+            }
             wharf::auth::add_token(&mut conn, "storefront").unwrap()
         })
         .await
