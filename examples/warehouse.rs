@@ -413,15 +413,16 @@ async fn verify(
             let mut tasks = Vec::new();
             for (sku, want) in chunk {
                 let req = client
-                    .get(format!("{base}/api/v1/stock/{sku}"))
+                    // The sender names no source, so its stock is at the default one.
+                    .get(format!("{base}/api/v1/stock/{sku}?source=default"))
                     .bearer_auth(token);
                 let (sku, want) = (sku.clone(), *want);
                 tasks.push(tokio::spawn(async move {
                     let resp = req.send().await?;
                     let got = match resp.status().as_u16() {
                         200 => {
-                            let l: Level = resp.json().await?;
-                            Some((l.qty, l.last_seq))
+                            let levels: Vec<Level> = resp.json().await?;
+                            levels.first().map(|l| (l.qty, l.last_seq))
                         }
                         404 => None,
                         401 => bail!("the API refused the token (401)"),
