@@ -9,8 +9,11 @@
 //! ([`defaults_toml`]); the settings types derive `utoipa::ToSchema` only to make those comments
 //! readable at run time.
 
+mod alerts;
 mod document;
 mod env;
+mod metrics;
+mod retention;
 mod validate;
 
 use std::fmt;
@@ -20,8 +23,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{AlertSettings, SmtpTls};
 pub use document::{defaults_toml, effective_toml};
 pub use env::env_var;
+pub use metrics::MetricsSettings;
+pub use retention::RetentionSettings;
 pub use validate::{InvalidSettings, Problem};
 
 /// Every setting wharf reads. `Debug` redacts secrets (the database password).
@@ -54,6 +60,12 @@ pub struct Settings {
     pub inventory: InventorySettings,
     /// Exports to the warehouse's HTTP API.
     pub warehouse: WarehouseSettings,
+    /// Alert mails to the operator.
+    pub alerts: AlertSettings,
+    /// How long finished records are kept.
+    pub retention: RetentionSettings,
+    /// `GET /metrics`.
+    pub metrics: MetricsSettings,
     /// On SIGTERM or SIGINT, the longest wharf takes to stop, in seconds: open feed long polls are
     /// answered at once, no new work is claimed, and requests in flight, the worker's batch and the
     /// exporter's run get this long to finish. What is still unfinished then is left to its lease,
@@ -376,6 +388,9 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             inventory: InventorySettings::default(),
             warehouse: WarehouseSettings::default(),
+            alerts: AlertSettings::default(),
+            retention: RetentionSettings::default(),
+            metrics: MetricsSettings::default(),
             shutdown_deadline_secs: 25,
         }
     }
@@ -537,6 +552,9 @@ impl fmt::Debug for Settings {
             .field("worker", &self.worker)
             .field("inventory", &self.inventory)
             .field("warehouse", &self.warehouse)
+            .field("alerts", &self.alerts)
+            .field("retention", &self.retention)
+            .field("metrics", &self.metrics)
             .field("shutdown_deadline_secs", &self.shutdown_deadline_secs)
             .finish()
     }

@@ -437,3 +437,14 @@ diesel::table! {
 }
 
 diesel::joinable!(outbound_task_actions -> outbound_tasks (task_id));
+
+diesel::table! {
+    /// When each background job last ran well and last failed, in any process.
+    background_runs (job) {
+        job -> Text,
+        last_ok_at -> Nullable<Timestamp>,
+        last_failed_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}

@@ -33,6 +33,7 @@ mod schema;
 mod shipment_failures;
 mod shutdown;
 mod slow_clients;
+mod smtp;
 mod soap_forms;
 mod startup;
 mod stock_api;
