@@ -9,6 +9,7 @@
 //!   [`LineOutcome`](imports::LineOutcome) per line) and its events on the change [`feed`];
 //! - [`outbound`] queues what wharf sends out, in the transaction that causes it, and
 //!   [`channels`] send it (the warehouse: orders, products, cancellations);
+//! - [`metrics`] counts the events and reads the gauges `GET /metrics` shows;
 //! - [`http`] wires it all to actix-web; [`db`] is storage; [`cli`] the `wharf` command.
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod imports;
 pub mod inventory;
 pub mod messages;
+pub mod metrics;
 pub mod orders;
 pub mod outbound;
 pub mod products;

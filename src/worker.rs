@@ -18,7 +18,9 @@ use crate::db::{self, DbConnection, Pool};
 use crate::feed;
 use crate::imports::{self, Report};
 use crate::inventory;
+use crate::metrics::{self, Applied};
 use crate::queue::{self, Claimed, Operation, store};
+use crate::runs::{self, Job};
 use crate::shipments;
 use crate::telemetry::Escaped;
 
@@ -94,10 +96,35 @@ impl Worker {
         Ok((lease.owner, claimed))
     }
 
-    /// Claims and applies one batch.
+    /// Claims and applies one batch, and records how it went ([`runs`]: the worker's last good
+    /// and last failed run).
     pub fn run_batch(&self) -> anyhow::Result<BatchOutcome> {
-        let (owner, claimed) = self.claim()?;
-        self.apply_claimed(&owner, &claimed)
+        let batch = self
+            .claim()
+            .and_then(|(owner, claimed)| self.apply_claimed(&owner, &claimed));
+        self.record_run(batch.as_ref().map(drop).map_err(|e| format!("{e:#}")));
+        batch
+    }
+
+    /// Writes how a batch went to [`runs`] (a success at most every [`runs::OK_EVERY`]). A failure
+    /// to write it is only logged at debug level: the batch's own failure, logged by the caller,
+    /// is what matters, and the database is then likely what failed.
+    fn record_run(&self, outcome: Result<(), String>) {
+        let now = db::now();
+        let written = self
+            .pool
+            .get()
+            .map_err(|e| e.to_string())
+            .and_then(|mut conn| {
+                match &outcome {
+                    Ok(()) => runs::ok(&mut conn, Job::Worker, now),
+                    Err(e) => runs::failed(&mut conn, Job::Worker, e, now),
+                }
+                .map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "could not record the worker's run");
+        }
     }
 
     /// Applies requests claimed under `owner`, in order. Consecutive inventory requests are applied
@@ -126,6 +153,7 @@ impl Worker {
                 match self.apply_together(&mut conn, owner, now) {
                     Ok(()) => {
                         outcome.processed += group;
+                        metrics::applied(Operation::InventoryUpdate, Applied::Done, group);
                         tracing::debug!(
                             requests = group,
                             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -201,13 +229,27 @@ impl Worker {
         apply: impl FnOnce(&mut DbConnection, &[i64]) -> anyhow::Result<Vec<Report>>,
     ) -> anyhow::Result<()> {
         let ids: Vec<i64> = reqs.iter().map(|r| r.id).collect();
-        let events = db::write_tx(conn, |conn| -> anyhow::Result<usize> {
+        let started = std::time::Instant::now();
+        let (events, lines) = db::write_tx(conn, |conn| -> anyhow::Result<_> {
             lease::held(store::finish(conn, &ids, owner)?, ids.len(), owner)?;
             let reports = apply(conn, &ids)?;
-            self.record(conn, reqs.iter().zip(reports).collect())
+            let lines = imports::Summary::total(reports.iter().map(|r| &r.summary));
+            Ok((
+                self.record(conn, reqs.iter().zip(reports).collect())?,
+                lines,
+            ))
         })?;
         if events > 0 {
             feed::wake_readers();
+        }
+        // Counted once committed: a group that rolls back is applied again one by one.
+        if let Some(first) = reqs.first() {
+            let now = db::now();
+            let lags: Vec<Duration> = reqs
+                .iter()
+                .map(|r| (now - r.received_at).to_std().unwrap_or_default())
+                .collect();
+            metrics::transaction(first.operation, started.elapsed(), &lags, &lines);
         }
         Ok(())
     }
@@ -252,6 +294,11 @@ impl Worker {
             Ok(applied) => {
                 outcome.processed += 1;
                 outcome.business_failures += usize::from(applied == Finished::BusinessFailure);
+                let counted = match applied {
+                    Finished::Done => Applied::Done,
+                    Finished::BusinessFailure => Applied::BusinessFailure,
+                };
+                metrics::applied(req.operation, counted, 1);
                 tracing::debug!(
                     request = req.id,
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -260,12 +307,14 @@ impl Worker {
             }
             Err(e) if e.is::<shipments::OrderNotKnownYet>() => {
                 outcome.waiting += 1;
+                metrics::applied(req.operation, Applied::Waiting, 1);
                 if let Some(wait) = e.downcast_ref::<shipments::OrderNotKnownYet>() {
                     self.wait_for_order(conn, owner, req, wait)?;
                 }
             }
             Err(e) if e.is::<LeaseLost>() => {
                 outcome.lost_lease += 1;
+                metrics::applied(req.operation, Applied::LostLease, 1);
                 tracing::warn!(
                     request = req.id,
                     "request was taken over by another worker after this worker's lease expired; \
@@ -283,6 +332,12 @@ impl Worker {
                     &self.settings.worker,
                 )
                 .context("recording a failed attempt")?;
+                let counted = if dead {
+                    Applied::Dead
+                } else {
+                    Applied::Retried
+                };
+                metrics::applied(req.operation, counted, 1);
                 if dead {
                     tracing::error!(request = req.id, attempts = req.attempts, error = %format!("{e:#}"),
                         "request is dead after its last attempt; it is kept and can be requeued by hand");

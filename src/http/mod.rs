@@ -1,9 +1,10 @@
-//! actix-web wiring: the SOAP endpoints and WSDLs, the storefront API, health.
+//! actix-web wiring: the SOAP endpoints and WSDLs, the storefront API, health, metrics.
 
 mod api;
 pub mod body;
 mod conn;
 mod health;
+mod metrics;
 mod soap;
 
 use std::net::{SocketAddr, TcpListener};
@@ -50,6 +51,7 @@ impl Application {
     /// port: see [`Application::addr`]).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
+        crate::metrics::install();
         let pool = {
             let settings = settings.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<Pool> {
@@ -104,6 +106,7 @@ impl Application {
                 .configure(soap::routes)
                 .configure(api::routes)
                 .configure(health::routes)
+                .configure(metrics::routes)
         })
         .workers(workers)
         .max_connections(per_worker)

@@ -13,6 +13,7 @@ use chrono::TimeDelta;
 use super::AppState;
 use super::body::{self, Body, BodyError, BodyGate, BodyRefusal};
 use crate::auth::{self, AuthError};
+use crate::metrics::Received;
 use crate::queue::{self, Receipt};
 use crate::soap::messages::{self, Call, OperationKind};
 use crate::soap::{self, Fault, Limits, SoapVersion, envelope};
@@ -109,6 +110,10 @@ struct Reply {
     token_expires: Option<String>,
     /// Seconds a throttled caller must wait, sent as `Retry-After`.
     retry_after: Option<u64>,
+    /// The operation, as the metrics name it (`unknown` until it is known).
+    operation: &'static str,
+    /// How the call ended, for the metrics.
+    received: Received,
 }
 
 impl Reply {
@@ -119,6 +124,17 @@ impl Reply {
             xml: fault.to_xml(version),
             token_expires: None,
             retry_after: None,
+            operation: "unknown",
+            received: Received::Failed,
+        }
+    }
+
+    /// The fault answering `refusal`.
+    fn refused(version: SoapVersion, fault: &Fault, refusal: &Refusal<'_>) -> Reply {
+        Reply {
+            operation: refusal.operation.unwrap_or("unknown"),
+            received: Received::Refused(refusal.kind),
+            ..Reply::fault(version, fault)
         }
     }
 }
@@ -130,6 +146,7 @@ async fn soap_post(
     gate: web::Data<BodyGate>,
 ) -> HttpResponse {
     // The content type tells the version before the body is parsed, for faults about the body itself.
+    let started = std::time::Instant::now();
     let declared = if req
         .headers()
         .get("content-type")
@@ -152,9 +169,12 @@ async fn soap_post(
     let max_body = state.settings.soap.max_body;
     let body = match body::read(&req, payload.into_inner(), gate.clone(), max_body).await {
         Ok(body) => body,
-        Err(refused) => return body_refused(state, declared, refused, authorization, peer).await,
+        Err(refused) => {
+            return body_refused(state, declared, refused, authorization, peer, started).await;
+        }
     };
     let reply = respond(state, body, declared, authorization, peer).await;
+    crate::metrics::soap_call(reply.operation, reply.received, started.elapsed());
     send(reply)
 }
 
@@ -187,6 +207,7 @@ async fn body_refused(
     mut refused: BodyRefusal,
     authorization: Option<String>,
     peer: Option<std::net::IpAddr>,
+    started: std::time::Instant,
 ) -> HttpResponse {
     let span = tracing::Span::current();
     let excerpt = match &mut refused.error {
@@ -225,6 +246,12 @@ async fn body_refused(
         _ => Reply::fault(version, &Fault::server(e.to_string())),
     };
     reply.status = status;
+    let result = match e {
+        BodyError::TooLarge { .. } => Received::Refused("too-large"),
+        BodyError::Broken(_) | BodyError::Encoded(_) => Received::Refused("unreadable-body"),
+        _ => Received::Refused("slow-or-busy"),
+    };
+    crate::metrics::soap_call("unknown", result, started.elapsed());
     let mut resp = HttpResponse::build(reply.status)
         .content_type(content_type(reply.version))
         .body(refused.answer_body(reply.xml));
@@ -315,6 +342,8 @@ fn throttled_reply(message: &Message, e: &AuthError) -> Reply {
             } => Some(*retry_after_secs),
             _ => None,
         },
+        operation: message.kind.queue_name(),
+        received: Received::Throttled,
         ..Reply::fault(message.env.version, &fault)
     }
 }
@@ -590,6 +619,8 @@ impl<'a> Handling<'a> {
             ),
             token_expires: None,
             retry_after: None,
+            operation: self.op_name,
+            received: Received::Accepted,
         }
     }
 
@@ -708,9 +739,20 @@ impl<'a> Handling<'a> {
         lines: usize,
         caller: &str,
     ) -> Reply {
-        acknowledge(stored, self.op_name, message_seq_id, lines, caller)
+        let received = match &stored {
+            Ok(Receipt::Queued(_)) => Received::Accepted,
+            Ok(Receipt::Repeat(_)) => Received::Repeat,
+            Ok(Receipt::Conflict(_)) => Received::Conflict,
+            Err(_) => Received::Failed,
+        };
+        let reply = acknowledge(stored, self.op_name, message_seq_id, lines, caller)
             .map(|text| self.answer(&text, "result", "string"))
-            .unwrap_or_else(|e| server_error(self.env.version, &e))
+            .unwrap_or_else(|e| server_error(self.env.version, &e));
+        Reply {
+            operation: self.op_name,
+            received,
+            ..reply
+        }
     }
 }
 

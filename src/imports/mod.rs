@@ -46,6 +46,18 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The sum of `summaries`.
+    pub fn total<'a>(summaries: impl IntoIterator<Item = &'a Summary>) -> Summary {
+        let mut total = Summary::default();
+        for s in summaries {
+            total.successes += s.successes;
+            total.duplicates += s.duplicates;
+            total.superseded += s.superseded;
+            total.failures += s.failures;
+        }
+        total
+    }
+
     /// Counts one line with `outcome`.
     pub fn count(&mut self, outcome: LineOutcome) {
         match outcome {

@@ -29,6 +29,7 @@ pub use store::{
     Task, TaskAction, TaskRow, act, claim, enqueue, last_action, not_answered, open_among, release,
     settle, settle_done, skip, start_over, task_of, tasks_in_state,
 };
+pub use store::{oldest_due, open_counts};
 
 crate::text_enum! {
     /// Where a task stands. A task being sent keeps its state and holds a lease.

@@ -425,3 +425,48 @@ pub fn last_action(conn: &mut DbConnection, id: i64) -> QueryResult<Option<TaskA
     })
     .transpose()
 }
+
+/// Open tasks (pending, failed, lost) by channel, action and state, for `/metrics` (one count on
+/// the `outbound_tasks_due` index; finished tasks are not counted).
+pub fn open_counts(conn: &mut DbConnection) -> QueryResult<Vec<(String, String, TaskState, i64)>> {
+    use diesel::dsl::count_star;
+    let rows: Vec<(String, String, String, i64)> = t::table
+        .filter(t::state.eq_any(TaskState::words(TaskState::OPEN)))
+        .group_by((t::channel, t::action, t::state))
+        .select((t::channel, t::action, t::state, count_star()))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(channel, action, state, n)| Ok((channel, action, text_enum::read(&state)?, n)))
+        .collect()
+}
+
+/// Per channel and action, since when the oldest due task (pending or failed, its retry time
+/// passed) has been due at `now`: its retry time, or when it was made if it never waited.
+pub fn oldest_due(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<(String, String, NaiveDateTime)>> {
+    use diesel::dsl::min;
+    let due = t::state.eq_any(TaskState::words(TaskState::DUE));
+    let waited: Vec<(String, String, Option<NaiveDateTime>)> = t::table
+        .filter(due.clone().and(t::run_after.le(now)))
+        .group_by((t::channel, t::action))
+        .select((t::channel, t::action, min(t::run_after)))
+        .load(conn)?;
+    let fresh: Vec<(String, String, Option<NaiveDateTime>)> = t::table
+        .filter(due.and(t::run_after.is_null()))
+        .group_by((t::channel, t::action))
+        .select((t::channel, t::action, min(t::created_at)))
+        .load(conn)?;
+    let mut oldest: std::collections::BTreeMap<(String, String), NaiveDateTime> =
+        std::collections::BTreeMap::new();
+    for (channel, action, since) in waited.into_iter().chain(fresh) {
+        if let Some(since) = since {
+            oldest
+                .entry((channel, action))
+                .and_modify(|t| *t = (*t).min(since))
+                .or_insert(since);
+        }
+    }
+    Ok(oldest.into_iter().map(|((c, a), t)| (c, a, t)).collect())
+}

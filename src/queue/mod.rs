@@ -24,6 +24,7 @@ pub use crate::messages::{OP_INVENTORY, OP_SHIPMENT};
 pub use store::{
     Claimed, Rejection, depth_by_state, recent_rejections, rejection_excerpts, wake_shipments_for,
 };
+pub use store::{oldest_queued_at, unfinished_by_state};
 
 crate::text_enum! {
     /// Where a received request stands (stored as text in `requests.state`).

@@ -42,6 +42,14 @@ impl Kind {
         }
     }
 
+    /// The outbound task kind its items are.
+    pub fn task_kind(self) -> outbound::TaskKind {
+        match self {
+            Kind::Orders => ORDER_INSERT,
+            Kind::Products => PRODUCT_MERGE,
+        }
+    }
+
     pub fn settings(self, w: &WarehouseSettings) -> &ExportSettings {
         match self {
             Kind::Orders => &w.orders,

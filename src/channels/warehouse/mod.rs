@@ -33,6 +33,7 @@ use crate::config::{ExportSettings, Settings};
 use crate::db::lease::{Backoff, Lease, Owner};
 use crate::db::{self, Pool};
 use crate::feed;
+use crate::metrics::{self, Exchanged};
 pub use crate::orders::export::ExportStatus;
 pub use crate::orders::{CancelState, CancellationView};
 pub use crate::outbound::breaker::{BreakerState, breakers};
@@ -40,6 +41,7 @@ use crate::outbound::exchange::ExchangeLog;
 pub use crate::outbound::exchange::{
     self, BatchError, Exchange, ExportDetail, ExportSummary, export_detail, recent_exports,
 };
+use crate::runs::{self, Job};
 use items::{Claim, Item, Kind};
 use settle::Settler;
 pub use support::{Action, Handled, LostOrder, Subject, act, dismiss, lost_orders, resend};
@@ -187,7 +189,8 @@ impl Exporter {
                     };
                     db::write_tx(conn, |conn| settle::unreadable(conn, &s, &unreadable))
                 })
-                .await?,
+                .await
+                .inspect(|o| metrics::exported(kind.task_kind(), o, Exchanged::No))?,
             );
         }
         let Some(xml) = xml else {
@@ -237,6 +240,7 @@ impl Exporter {
         })
         .await
         .inspect(|o| {
+            metrics::exported(kind.task_kind(), o, Exchanged::Yes);
             if o.exported + o.failed > 0 {
                 feed::wake_readers();
             }
@@ -309,6 +313,7 @@ impl Exporter {
                     cancel::settle(conn, &c, &answer, &settle_cfg, &settle_owner, &log)
                 })
                 .await?;
+            metrics::exported(crate::orders::export::ORDER_CANCEL, &o, Exchanged::Yes);
             let stop = o.batch_failed || o.paused;
             total.add(o);
             if stop {
@@ -322,25 +327,62 @@ impl Exporter {
         Ok(false)
     }
 
-    /// Orders, then cancellations: what follows the orders' schedule.
+    /// Orders, then cancellations: what follows the orders' schedule. Each part's run is recorded
+    /// ([`runs`]: `export.orders`, `export.cancellations`).
     pub async fn run_orders(&self) -> anyhow::Result<RunOutcome> {
+        let orders = self.export_orders().await;
+        self.record_run(Job::ExportOrders, &orders).await;
+        let orders = orders?;
+        let cancellations = self.export_cancellations().await;
+        self.record_run(Job::ExportCancellations, &cancellations)
+            .await;
         let run = RunOutcome {
-            orders: Some(self.export_orders().await?),
-            cancellations: Some(self.export_cancellations().await?),
+            orders: Some(orders),
+            cancellations: Some(cancellations?),
             products: None,
         };
         run.log();
         Ok(run)
     }
 
-    /// Products: what follows the products' schedule.
+    /// Products: what follows the products' schedule (recorded as `export.products`).
     pub async fn run_products(&self) -> anyhow::Result<RunOutcome> {
+        let products = self.export_products().await;
+        self.record_run(Job::ExportProducts, &products).await;
         let run = RunOutcome {
-            products: Some(self.export_products().await?),
+            products: Some(products?),
             ..RunOutcome::default()
         };
         run.log();
         Ok(run)
+    }
+
+    /// Records how a run of `job` went: failed when it stopped on an error, when the warehouse did
+    /// not answer, or when the breaker paused it (nothing went then); ran well otherwise. A
+    /// failure to record is logged, never the run's own outcome.
+    async fn record_run(&self, job: Job, run: &anyhow::Result<BatchOutcome>) {
+        let outcome = match run {
+            Err(e) => Err(format!("{e:#}")),
+            Ok(o) if o.batch_failed => Err(format!(
+                "the warehouse did not answer: {}",
+                o.problem.as_deref().unwrap_or("no usable answer")
+            )),
+            Ok(o) if o.paused => Err("paused by the breaker after failed exchanges".to_string()),
+            Ok(_) => Ok(()),
+        };
+        let recorded = self
+            .blocking(move |conn| {
+                let now = db::now();
+                match &outcome {
+                    Ok(()) => runs::ok(conn, job, now)?,
+                    Err(e) => runs::failed(conn, job, e, now)?,
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(job = job.as_str(), error = %format!("{e:#}"), "could not record the export run");
+        }
     }
 
     /// Everything due now whose export is enabled: orders, cancellations, products. Returns the

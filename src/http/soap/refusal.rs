@@ -21,14 +21,15 @@ pub(super) struct Sender<'a> {
 pub(super) struct Refusal<'a> {
     pub(super) sender: Sender<'a>,
     pub(super) kind: &'static str,
-    pub(super) operation: Option<&'a str>,
+    /// wharf's word for the operation (a constant: it becomes a metric label).
+    pub(super) operation: Option<&'static str>,
 }
 
 impl<'a> Refusal<'a> {
     pub(super) fn new(
         sender: Sender<'a>,
         kind: &'static str,
-        operation: Option<&'a str>,
+        operation: Option<&'static str>,
     ) -> Refusal<'a> {
         Refusal {
             sender,
@@ -102,7 +103,7 @@ pub(super) fn reject(
         Ok(mut conn) => record(&mut conn, version, refusal, fault, body, excerpt),
         Err(e) => {
             tracing::error!(error = %e, reason = %Escaped(&fault.message), "could not record a rejected SOAP message");
-            Reply::fault(version, &fault)
+            Reply::refused(version, &fault, &refusal)
         }
     }
 }
@@ -153,7 +154,7 @@ pub(super) fn reject_with(
 fn counted(version: SoapVersion, refusal: Refusal<'_>, fault: Fault) -> Reply {
     tracing::debug!(client = ?refusal.sender.peer, kind = refusal.kind,
         reason = %Escaped(&fault.message), "SOAP message rejected (counted, not stored)");
-    Reply::fault(version, &fault)
+    Reply::refused(version, &fault, &refusal)
 }
 
 /// Logs a refusal (input values escaped: a claimed user name may hold line breaks or terminal
@@ -175,5 +176,5 @@ fn record(
     {
         tracing::error!(error = %e, "could not record a rejected SOAP message");
     }
-    Reply::fault(version, &fault)
+    Reply::refused(version, &fault, &refusal)
 }

@@ -1,0 +1,247 @@
+//! The gauges read from the database at each scrape: the queue, the outbound tasks, the breakers,
+//! the background jobs' last runs, and the build. Read fresh each time, not kept in the process's
+//! recorder, so every process of one database reports the same values (and servers sharing a
+//! process, as in the tests, never mix theirs).
+//!
+//! Each part is one [`Section`] of [`SECTIONS`]; a new part (the alert incidents, say) is one more
+//! function of that shape and one more entry there.
+
+use chrono::NaiveDateTime;
+use diesel::QueryResult;
+
+use crate::db::DbConnection;
+use crate::outbound;
+use crate::queue::{self, Operation, RequestState};
+use crate::runs;
+
+/// Writes one part of the database gauges onto the page, as of `now`.
+pub type Section = fn(&mut DbConnection, &mut Page, NaiveDateTime) -> QueryResult<()>;
+
+/// The parts of the database gauges, in page order.
+pub const SECTIONS: &[Section] = &[queue_gauges, outbound_gauges, breaker_gauges, run_gauges];
+
+/// The database gauges of `/metrics`, in the Prometheus text format, as of `now`.
+pub fn render(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String> {
+    let mut page = Page::default();
+    page.family(
+        "wharf_build_info",
+        "The wharf build answering, by version (always 1)",
+    );
+    page.sample(
+        "wharf_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    for section in SECTIONS {
+        section(conn, &mut page, now)?;
+    }
+    Ok(page.out)
+}
+
+/// A page being written in the Prometheus text format (every family here is a gauge).
+#[derive(Default)]
+pub struct Page {
+    out: String,
+}
+
+impl Page {
+    /// Starts the family `name`: its HELP and TYPE lines.
+    pub fn family(&mut self, name: &str, help: &str) {
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        self.out
+            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+    }
+
+    /// One sample of the family `name`, with `labels` (values escaped as the format asks).
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| {
+                    let v = v
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n");
+                    format!("{k}=\"{v}\"")
+                })
+                .collect();
+            self.out.push('{');
+            self.out.push_str(&labels.join(","));
+            self.out.push('}');
+        }
+        self.out.push_str(&format!(" {value}\n"));
+    }
+}
+
+/// Seconds from `since` to `now`, never negative (another process's clock may run ahead).
+fn age(since: Option<NaiveDateTime>, now: NaiveDateTime) -> f64 {
+    since.map_or(0.0, |t| {
+        ((now - t).num_milliseconds().max(0) as f64) / 1000.0
+    })
+}
+
+/// A Unix timestamp in seconds.
+fn unix(t: NaiveDateTime) -> f64 {
+    t.and_utc().timestamp_millis() as f64 / 1000.0
+}
+
+/// A word the database holds that wharf wrote from its own constants (a channel, an action, a
+/// breaker's kind), or `None` when it does not look like one: a label never carries other text.
+fn word(text: &str) -> Option<&str> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    ok.then_some(text)
+}
+
+/// Unfinished requests by operation and state (zeros included), the dead ones, and the age of
+/// the oldest queued one.
+fn queue_gauges(conn: &mut DbConnection, page: &mut Page, now: NaiveDateTime) -> QueryResult<()> {
+    let counts = queue::unfinished_by_state(conn)?;
+    let count = |op: Operation, state: RequestState| {
+        counts
+            .iter()
+            .filter(|(o, s, _)| *o == op && *s == state)
+            .map(|(_, _, n)| *n)
+            .sum::<i64>()
+    };
+    page.family(
+        "wharf_queue_requests",
+        "Requests not yet applied, by operation and state (queued, processing, dead)",
+    );
+    let states = [
+        RequestState::Queued,
+        RequestState::Processing,
+        RequestState::Dead,
+    ];
+    for op in Operation::ALL {
+        for state in states {
+            let labels = [("operation", op.as_str()), ("state", state.as_str())];
+            page.sample("wharf_queue_requests", &labels, count(*op, state) as f64);
+        }
+    }
+    page.family(
+        "wharf_dead_requests",
+        "Requests that failed their last attempt and wait for support (`wharf requests requeue`)",
+    );
+    let dead: i64 = Operation::ALL
+        .iter()
+        .map(|op| count(*op, RequestState::Dead))
+        .sum();
+    page.sample("wharf_dead_requests", &[], dead as f64);
+    page.family(
+        "wharf_queue_oldest_queued_age_seconds",
+        "How long the oldest queued request has waited since it was received (0: none queued)",
+    );
+    let oldest = queue::oldest_queued_at(conn)?;
+    page.sample(
+        "wharf_queue_oldest_queued_age_seconds",
+        &[],
+        age(oldest, now),
+    );
+    Ok(())
+}
+
+/// Open outbound tasks by channel, action and state, and how long the oldest due one has been due.
+fn outbound_gauges(
+    conn: &mut DbConnection,
+    page: &mut Page,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    page.family(
+        "wharf_outbound_tasks",
+        "Open outbound tasks, by channel, action and state (pending, failed, lost)",
+    );
+    for (channel, action, state, n) in outbound::open_counts(conn)? {
+        if let (Some(channel), Some(action)) = (word(&channel), word(&action)) {
+            let labels = [
+                ("channel", channel),
+                ("action", action),
+                ("state", state.as_str()),
+            ];
+            page.sample("wharf_outbound_tasks", &labels, n as f64);
+        }
+    }
+    page.family(
+        "wharf_outbound_oldest_due_age_seconds",
+        "How long the oldest due outbound task (pending, or failed past its retry time) has been \
+         due, by channel and action",
+    );
+    for (channel, action, since) in outbound::oldest_due(conn, now)? {
+        if let (Some(channel), Some(action)) = (word(&channel), word(&action)) {
+            let labels = [("channel", channel), ("action", action)];
+            page.sample(
+                "wharf_outbound_oldest_due_age_seconds",
+                &labels,
+                age(Some(since), now),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Each breaker that counts failures: whether it is open, and its consecutive failures.
+fn breaker_gauges(conn: &mut DbConnection, page: &mut Page, now: NaiveDateTime) -> QueryResult<()> {
+    let breakers = outbound::breaker::breakers(conn)?;
+    page.family(
+        "wharf_breaker_open",
+        "Whether a breaker pauses its exports (1) or not (0), by breaker; a breaker that counts \
+         no failure is not listed",
+    );
+    for (kind, b) in &breakers {
+        if let Some(kind) = word(kind) {
+            let open = if b.is_open(now) { 1.0 } else { 0.0 };
+            page.sample("wharf_breaker_open", &[("breaker", kind)], open);
+        }
+    }
+    page.family(
+        "wharf_breaker_consecutive_failures",
+        "Exchanges in a row the other side did not answer, by breaker",
+    );
+    for (kind, b) in &breakers {
+        if let Some(kind) = word(kind) {
+            let failures = f64::from(b.failures);
+            page.sample(
+                "wharf_breaker_consecutive_failures",
+                &[("breaker", kind)],
+                failures,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The last success and the last failure of each background job that ran, as Unix timestamps.
+fn run_gauges(conn: &mut DbConnection, page: &mut Page, _now: NaiveDateTime) -> QueryResult<()> {
+    let runs = runs::all(conn)?;
+    page.family(
+        "wharf_last_success_timestamp_seconds",
+        "When each background job last ran well (Unix time), whichever process ran it",
+    );
+    for run in &runs {
+        if let Some(at) = run.last_ok_at {
+            page.sample(
+                "wharf_last_success_timestamp_seconds",
+                &[("job", run.job.as_str())],
+                unix(at),
+            );
+        }
+    }
+    page.family(
+        "wharf_last_failure_timestamp_seconds",
+        "When each background job last failed (Unix time); `wharf check` shows why",
+    );
+    for run in &runs {
+        if let Some(at) = run.last_failed_at {
+            page.sample(
+                "wharf_last_failure_timestamp_seconds",
+                &[("job", run.job.as_str())],
+                unix(at),
+            );
+        }
+    }
+    Ok(())
+}
