@@ -25,6 +25,7 @@ mod feed;
 mod guessing;
 mod hostile;
 mod inventory;
+mod metrics;
 mod order_rules;
 mod orders;
 mod outbound_migration;
