@@ -17,7 +17,8 @@ use crate::runs;
 /// Writes one part of the database gauges onto the page, as of `now`.
 pub type Section = fn(&mut DbConnection, &mut Page, NaiveDateTime) -> QueryResult<()>;
 
-/// The parts of the database gauges, in page order.
+/// The parts of the database gauges, in page order. The alert incidents (`wharf_open_incidents`,
+/// from the alerts' open incidents) are one more [`Section`] added here.
 pub const SECTIONS: &[Section] = &[queue_gauges, outbound_gauges, breaker_gauges, run_gauges];
 
 /// The database gauges of `/metrics`, in the Prometheus text format, as of `now`.
