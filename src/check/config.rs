@@ -18,9 +18,7 @@ fn source(file: Option<&Path>) -> String {
 pub fn unparsable(error: &dyn std::fmt::Display) -> Finding {
     Finding::fail(
         "configuration",
-        format!(
-            "{error:#}; fix the setting named (or its environment variable) and run wharf check again"
-        ),
+        format!("{error:#}; fix it, then run wharf check again"),
     )
 }
 

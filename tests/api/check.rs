@@ -106,36 +106,63 @@ async fn every_check_passes_on_a_configured_database(backend: Backend) {
         out.expect("ok", "database", "postgres://postgres:***@127.0.0.1");
     }
 
-    // A dead request is a warning naming the command to look with; the exit stays 0.
-    app.with_conn(|conn| {
-        use diesel::prelude::*;
-        use wharf::db::schema::requests;
-        let now = wharf::db::now();
-        diesel::insert_into(requests::table)
-            .values((
-                requests::operation.eq("inventory.update"),
-                requests::message_seq_id.eq(1_i64),
-                requests::caller.eq(USER),
-                requests::body_hash.eq("0"),
-                requests::line_count.eq(0),
-                requests::state.eq("dead"),
-                requests::attempts.eq(5),
-                requests::next_attempt_at.eq(now),
-                requests::received_at.eq(now),
-                requests::receipts.eq(1),
-                requests::conflict.eq(false),
-            ))
-            .execute(conn)
-            .unwrap();
-    })
-    .await;
-    let out = check(&app.db.url, &[], &[]).await;
+    // A request queued for two hours is a backlog, and once dead a warning naming the command to
+    // look with; the exit stays 0. (Written directly: a worker would apply it at once.)
+    let set_state = |state: &'static str| {
+        app.with_conn(move |conn| {
+            use diesel::prelude::*;
+            use wharf::db::schema::requests;
+            let received = wharf::db::now() - chrono::TimeDelta::hours(2);
+            diesel::delete(requests::table).execute(conn).unwrap();
+            diesel::insert_into(requests::table)
+                .values((
+                    requests::operation.eq("inventory.update"),
+                    requests::message_seq_id.eq(1_i64),
+                    requests::caller.eq(USER),
+                    requests::body_hash.eq("0"),
+                    requests::line_count.eq(0),
+                    requests::state.eq(state),
+                    requests::attempts.eq(5),
+                    requests::next_attempt_at.eq(received),
+                    requests::received_at.eq(received),
+                    requests::receipts.eq(1),
+                    requests::conflict.eq(false),
+                ))
+                .execute(conn)
+                .unwrap();
+        })
+    };
+    set_state("queued").await;
+    let backlog = [("WHARF_ALERTS__BACKLOG_ALERT_AFTER_SECS", "600")];
+    let out = check(&app.db.url, &backlog, &[]).await;
+    assert!(out.success, "{}\n{}", out.stdout, out.stderr);
+    out.expect(
+        "warn",
+        "queue",
+        "1 queued, 0 processing, 0 processed, 0 dead; oldest queued 2 h ago; backlog",
+    );
+    out.expect("warn", "queue", "alerts.backlog_alert_after_secs = 600");
+    set_state("dead").await;
+    let out = check(&app.db.url, &backlog, &[]).await;
     assert!(out.success, "{}\n{}", out.stdout, out.stderr);
     out.expect(
         "warn",
         "queue",
         "1 dead: see `wharf requests list --state dead`",
     );
+
+    // The background jobs' runs, as serve and worker record them.
+    app.with_conn(|conn| {
+        use wharf::runs::{self, Job};
+        let now = wharf::db::now();
+        runs::ok(conn, Job::Worker, now).unwrap();
+        runs::failed(conn, Job::ExportOrders, "cannot reach the warehouse", now).unwrap();
+    })
+    .await;
+    let out = check(&app.db.url, &[], &[]).await;
+    assert!(out.success, "{}\n{}", out.stdout, out.stderr);
+    out.expect("ok", "job worker", "last ran well");
+    out.expect("warn", "job export.orders", "cannot reach the warehouse");
 }
 
 async fn an_unreachable_database_or_a_pending_migration_fails(backend: Backend) {
@@ -402,4 +429,34 @@ fn revert_last(conn: &mut wharf::db::DbConnection) -> String {
         wharf::db::DbConnection::Sqlite(c) => run(c, "sqlite"),
         wharf::db::DbConnection::Postgresql(c) => run(c, "postgres"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_do_not_parse_or_validate_fail_the_check() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let out = check(&app.db.url, &[("WHARF_DB_POOL_SIZE", "lots")], &[]).await;
+    assert!(!out.success, "{}", out.stdout);
+    out.expect("FAIL", "configuration", "db_pool_size");
+    out.expect("FAIL", "configuration", "run wharf check again");
+
+    // Parses, but an export without its endpoint and password would not start.
+    let out = check(
+        &app.db.url,
+        &[("WHARF_WAREHOUSE__PRODUCTS__ENABLED", "true")],
+        &[],
+    )
+    .await;
+    assert!(!out.success, "{}", out.stdout);
+    out.expect(
+        "FAIL",
+        "configuration",
+        "warehouse.endpoint (WHARF_WAREHOUSE__ENDPOINT)",
+    );
+    out.expect(
+        "FAIL",
+        "secrets",
+        "missing: warehouse.password (WHARF_WAREHOUSE__PASSWORD)",
+    );
+    // The database checks still ran.
+    out.expect("ok", "database", "reachable");
 }
