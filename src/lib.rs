@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod background;
 pub mod channels;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -5,7 +5,10 @@
 //!
 //! * `POST remoteorder/imports/importitems.xml?channel=…&organisation=…`: order import;
 //! * `POST remotewarehouse/imports/importitems.xml?channel=…&organisation=…`: product import;
-//! * `POST remoteorder/order/cancel.xml?channel=…&organisation=…&externalReference=…`: cancel.
+//! * `POST remoteorder/order/cancel.xml?channel=…&organisation=…&externalReference=…`: cancel;
+//! * `GET remotewarehouse/inventory.xml?channel=…&organisation=…`: the inventory list, which changes
+//!   nothing (what `wharf check` calls to see that the endpoint accepts its credentials). The
+//!   reference gives no shape for its answer; this one lists the products imported so far.
 //!
 //! Requests need HTTP Basic credentials (401 with a Tomcat page otherwise) and the `channel` and
 //! `organisation` query parameters (400 otherwise). Import bodies must be sent as `application/xml`
@@ -45,6 +48,8 @@ pub const ORDER_IMPORT: &str = "remoteorder/imports/importitems.xml";
 pub const PRODUCT_IMPORT: &str = "remotewarehouse/imports/importitems.xml";
 /// Resource of the order cancellation, relative to the endpoint.
 pub const ORDER_CANCEL: &str = "remoteorder/order/cancel.xml";
+/// Resource of the inventory list (GET), relative to the endpoint.
+pub const INVENTORY: &str = "remotewarehouse/inventory.xml";
 
 /// Largest request body accepted (a batch of a few hundred orders fits easily).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -240,6 +245,7 @@ struct State {
 enum Route {
     Import(Kind),
     Cancel,
+    Inventory,
 }
 
 /// What an import endpoint takes.
@@ -480,6 +486,7 @@ impl State {
             (&Method::POST, ORDER_IMPORT) => Route::Import(Kind::Order),
             (&Method::POST, PRODUCT_IMPORT) => Route::Import(Kind::Product),
             (&Method::POST, ORDER_CANCEL) => Route::Cancel,
+            (&Method::GET, INVENTORY) => Route::Inventory,
             _ => {
                 return Reply::tomcat(404, path, "The requested resource is not available.");
             }
@@ -526,7 +533,22 @@ impl State {
                 None => Reply::exception(400, "externalReference is required"),
                 Some(reference) => self.cancel(reference),
             },
+            Route::Inventory => self.inventory(),
         }
+    }
+
+    /// The inventory list: one element per product imported so far.
+    fn inventory(&self) -> Reply {
+        let mut body = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<inventory>");
+        for p in &self.products {
+            let _ = write!(
+                body,
+                "<product externalReference=\"{}\"/>",
+                escape(p.external_reference.as_str())
+            );
+        }
+        body.push_str("</inventory>");
+        Reply::xml(200, body)
     }
 
     /// An import request: the document, then the report.

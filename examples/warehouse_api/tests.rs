@@ -813,3 +813,41 @@ fn the_document_parser_keeps_values_as_written() {
     .unwrap();
     assert_eq!(doc[0].external_reference, "A&B");
 }
+
+#[tokio::test]
+async fn the_inventory_list_needs_credentials_and_changes_nothing() {
+    let sim = WarehouseSim::start(USER, PASSWORD).await;
+    let url = format!("{}{INVENTORY}?channel=c&organisation=o", sim.endpoint());
+    let http = client();
+    let wrong = send(http.get(&url).basic_auth(USER, Some("nope")), None).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(
+        wrong.challenge.as_deref(),
+        Some("Basic realm=\"OrderFlow\"")
+    );
+    let empty = send(http.get(&url).basic_auth(USER, Some(PASSWORD)), None).await;
+    assert_eq!(empty.status, 200);
+    assert!(
+        empty.body.ends_with("<inventory></inventory>"),
+        "{}",
+        empty.body
+    );
+
+    let imported = post(&sim, PRODUCT_IMPORT, &[], Some(PRODUCT_FIXTURE)).await;
+    assert_eq!(imported.status, 200);
+    let listed = send(http.get(&url).basic_auth(USER, Some(PASSWORD)), None).await;
+    assert!(
+        listed
+            .body
+            .contains("<product externalReference=\"wbk002c-Black-S\"/>"),
+        "{}",
+        listed.body
+    );
+    // Reading the list imported nothing and cancelled nothing.
+    assert_eq!(sim.products().len(), 1);
+    assert!(sim.orders().is_empty() && sim.cancelled().is_empty());
+    // A POST to it is not the inventory list.
+    let posted = send(http.post(&url).basic_auth(USER, Some(PASSWORD)), None).await;
+    assert_eq!(posted.status, 404);
+    sim.stop().await;
+}

@@ -1,5 +1,6 @@
 //! The `wharf` command line: one binary, one subcommand per job.
 
+mod check;
 mod config;
 mod exports;
 mod requests;
@@ -70,6 +71,13 @@ pub enum Command {
     Exports(exports::ExportsCommand),
     /// Export to the warehouse now (orders, products, cancellations), without waiting for the schedule.
     Export,
+    /// Check the configuration, database, queue, warehouse endpoint, SMTP and users, one line each;
+    /// exits 1 when any check fails.
+    Check {
+        /// Also send a short test mail to this address through the alert mail server.
+        #[arg(long, value_name = "ADDRESS")]
+        send_test_mail: Option<String>,
+    },
 }
 
 /// Runs the command and turns errors into a message and exit code 1.
@@ -116,6 +124,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config::defaults();
         return Ok(());
     }
+    // A file that does not parse is one of the findings of `check`, not a reason to stop early.
+    if let Command::Check { send_test_mail } = &cli.command {
+        return check::check(cli.config.as_deref(), send_test_mail.as_deref());
+    }
     let (settings, file) = load(&cli)?;
     match cli.command {
         Command::Serve => {
@@ -148,6 +160,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orders(cmd) => exports::orders(&settings, cmd),
         Command::Exports(cmd) => exports::exports(&settings, cmd),
         Command::Export => exports::export(settings),
+        // Loaded by the check itself, above.
+        Command::Check { .. } => Ok(()),
     }
 }
 

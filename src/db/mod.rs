@@ -379,6 +379,22 @@ pub fn migrations_applied(conn: &mut DbConnection) -> bool {
     }
 }
 
+/// The names of the embedded migrations not applied yet, oldest first (for `wharf check`).
+pub fn pending_migrations(conn: &mut DbConnection) -> Result<Vec<String>, String> {
+    fn names<B: diesel::backend::Backend>(
+        c: &mut impl MigrationHarness<B>,
+        source: EmbeddedMigrations,
+    ) -> Result<Vec<String>, String> {
+        c.pending_migrations(source)
+            .map(|v| v.iter().map(|m| m.name().to_string()).collect())
+            .map_err(|e| e.to_string())
+    }
+    match conn {
+        DbConnection::Postgresql(c) => names(c, PG_MIGRATIONS),
+        DbConnection::Sqlite(c) => names(c, SQLITE_MIGRATIONS),
+    }
+}
+
 /// Runs `f` in a write transaction: `BEGIN IMMEDIATE` on SQLite (so two writers queue on the lock
 /// instead of failing when one upgrades from reading), plain `BEGIN` on PostgreSQL. Commits when `f`
 /// returns `Ok`, rolls back otherwise.

@@ -1,5 +1,6 @@
-//! `GET /health` (the process answers) and `GET /ready` (database reachable, migrations applied,
-//! and writes succeed).
+//! `GET /health` (the process answers) and `GET /ready` (not shutting down, database reachable,
+//! migrations applied, and writes succeed). Never the warehouse or SMTP: a load balancer taking
+//! wharf out of service because a partner is down would stop the warehouse's messages too.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,6 +35,12 @@ enum NotReady {
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    // A stopping process finishes what it holds but should get nothing new: 503 tells a load
+    // balancer so, whether stopping began before this probe or while it waited on the database.
+    let shutdown = state.shutdown.clone();
+    if shutdown.is_stopping() {
+        return not_ready("shutting down");
+    }
     let checked = web::block(move || -> Result<(), NotReady> {
         let mut conn = state.pool.get().map_err(|_| NotReady::Unreachable)?;
         if !db::migrations_applied(&mut conn) {
@@ -41,7 +48,11 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         }
         probe_write(&mut conn).map_err(|e| NotReady::Writes(e.to_string()))
     });
-    let reason = match tokio::time::timeout(READY_TIMEOUT, checked).await {
+    let checked = tokio::time::timeout(READY_TIMEOUT, checked).await;
+    if shutdown.is_stopping() {
+        return not_ready("shutting down");
+    }
+    let reason = match checked {
         Ok(Ok(Ok(()))) => {
             if WRITES_FAILING.swap(false, Ordering::Relaxed) {
                 tracing::info!("database writes succeed again: ready");
@@ -59,6 +70,10 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(_)) => "check failed",
         Err(_) => "database did not answer within 5 s",
     };
+    not_ready(reason)
+}
+
+fn not_ready(reason: &str) -> HttpResponse {
     HttpResponse::ServiceUnavailable()
         .json(serde_json::json!({"status": "not ready", "reason": reason}))
 }

@@ -15,6 +15,7 @@ mod api_input;
 mod api_problems;
 mod api_views;
 mod auth;
+mod check;
 mod cli;
 mod clients;
 mod crash;

@@ -523,3 +523,12 @@ fn actions(conn: &mut DbConnection, id: i64) -> QueryResult<Vec<ActionRecord>> {
         })
         .collect()
 }
+
+/// When the oldest request still queued (waiting for its first attempt or a retry) was received;
+/// `None` when nothing is queued. For `wharf check`'s backlog line.
+pub fn oldest_queued_at(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+    requests::table
+        .filter(requests::state.eq(RequestState::Queued.as_str()))
+        .select(diesel::dsl::min(requests::received_at))
+        .first(conn)
+}
