@@ -45,8 +45,18 @@ impl Background {
             let w = Arc::new(Worker::new(pool.clone(), settings.clone()));
             tokio::spawn(w.run(shutdown.subscribe()))
         });
-        let runners =
+        let mut runners =
             crate::channels::warehouse::spawn_runners(pool, settings, &shutdown.subscribe());
+        runners.push(crate::alerts::monitor::spawn(
+            pool,
+            settings,
+            &shutdown.subscribe(),
+        ));
+        runners.extend(crate::channels::smtp::deliver::spawn(
+            pool,
+            settings,
+            &shutdown.subscribe(),
+        ));
         let listener = Listener::spawn(&settings.database_url, shutdown.subscribe());
         Background {
             worker,
