@@ -328,7 +328,15 @@ pub fn mail_trouble(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<
     })
 }
 
-/// Whether the open mail of incident `subject` is still to be sent.
+/// Whether the open mail of incident `subject` is still to be sent (pending or failed; one given
+/// up is not waited for).
 pub fn open_mail_waits(conn: &mut DbConnection, subject: &str) -> QueryResult<bool> {
-    Ok(!crate::outbound::open_among(conn, INCIDENT_OPEN, &[subject])?.is_empty())
+    let waiting: i64 = t::table
+        .filter(t::channel.eq(INCIDENT_OPEN.channel))
+        .filter(t::action.eq(INCIDENT_OPEN.action))
+        .filter(t::subject.eq(subject))
+        .filter(t::state.eq_any(TaskState::words(TaskState::DUE)))
+        .count()
+        .get_result(conn)?;
+    Ok(waiting > 0)
 }

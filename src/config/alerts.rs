@@ -217,3 +217,39 @@ impl std::fmt::Debug for AlertSettings {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mails_on_need_addresses_that_parse_and_positive_intervals() {
+        assert!(AlertSettings::default().problems().is_empty());
+        let cfg = AlertSettings {
+            smtp_host: "mail.example.com".into(),
+            from: "not an address".into(),
+            check_interval_secs: 0,
+            resolve_after_secs: -1,
+            customer_template: Some("/nonexistent/wharf-template.txt".into()),
+            ..AlertSettings::default()
+        };
+        let keys: Vec<&str> = cfg.problems().iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "from",
+                "to",
+                "check_interval_secs",
+                "resolve_after_secs",
+                "customer_template"
+            ]
+        );
+        let bad_to = AlertSettings {
+            to: vec!["ops@example.com".into(), "nobody".into()],
+            ..AlertSettings::default()
+        };
+        let problems = bad_to.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].1.contains("\"nobody\""), "{problems:?}");
+    }
+}

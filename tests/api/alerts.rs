@@ -31,6 +31,8 @@ both_backends!(
     the_hourly_limit_holds_mails_for_a_later_digest,
     a_mail_that_cannot_be_sent_goes_once_the_server_is_back,
     many_monitors_at_once_make_one_incident_and_one_mail,
+    dead_requests_unseen_failures_and_an_open_breaker_are_incidents,
+    a_customer_without_an_address_is_skipped,
     without_smtp_incidents_are_tracked_and_no_mail_waits,
 );
 
@@ -485,4 +487,152 @@ async fn two_processes_on_one_postgres_send_one_mail_per_transition() {
             ("incident.resolve".to_string(), "done".to_string()),
         ]
     );
+}
+
+/// Runs the `wharf` binary on the app's database; returns its standard output.
+async fn wharf_cli(app: &TestApp, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+    cmd.args(args)
+        .env("DATABASE_URL", &app.db.url)
+        .env("RUST_LOG", "warn")
+        .env("WHARF_DB_POOL_SIZE", "2");
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run wharf"))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn dead_requests_unseen_failures_and_an_open_breaker_are_incidents(backend: Backend) {
+    let server = SmtpServer::start();
+    let (app, sim) = with_warehouse(backend, &server, |s| {
+        s.warehouse.orders.breaker_threshold = 2;
+        s.warehouse.orders.breaker_pause_secs = 300;
+        // Order S-1 waits for the breaker: no backlog incident in this test.
+        s.alerts.backlog_alert_after_secs = 86_400;
+    })
+    .await;
+    // A request gone dead (as the worker leaves one after its last attempt).
+    queue_request(&app, 1).await;
+    app.with_conn(|c| {
+        use wharf::db::schema::requests as r;
+        diesel::update(r::table)
+            .set((r::state.eq("dead"), r::last_error.eq("stock row locked")))
+            .execute(c)
+            .unwrap()
+    })
+    .await;
+    // A shipment that failed, in an import report nobody has looked at.
+    app.put_order("S-1", &[("A", 1)]).await;
+    let session = app.login().await;
+    app.send_shipment(&session, "S-1", 2, &[("Z", 1)], "").await;
+    app.drain().await;
+    // Two batches the warehouse did not answer: the breaker pauses order exports.
+    sim.set_behaviour(Behaviour {
+        http_500: 10,
+        ..Behaviour::default()
+    });
+    let ex = Exporter::new(app.pool.clone(), app.settings.clone()).unwrap();
+    ex.export_orders().await.unwrap();
+    assert!(ex.export_orders().await.unwrap().paused);
+    sim.set_behaviour(Behaviour::default());
+
+    let now = later(0);
+    assert_eq!(monitor(&app, now).await.opened.len(), 3);
+    let open = app.with_conn(|c| alerts::open_incidents(c).unwrap()).await;
+    let keys: Vec<&str> = open.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "requests.dead:inventory.update",
+            "breaker:warehouse/order",
+            "imports.failed"
+        ]
+    );
+    assert_eq!(deliver(&app, now).await.sent, 1);
+    let digest = server.wait_for_mails(1, Duration::from_secs(10)).remove(0);
+    has(digest.subject(), "[wharf] OPEN 3 incidents: ");
+    let dead_id = open[0].items[0].id.as_str();
+    let shipment_id = open[2].items[0].id.as_str();
+    for needle in [
+        "dead requests (inventory.update): 1 request",
+        "First error: stock row locked",
+        &format!("{CONSOLE}/requests/{dead_id}"),
+        &format!("fix: wharf requests requeue {dead_id}"),
+        "exports paused by the breaker (warehouse/order): paused until ",
+        "after 2 failed batches",
+        "import failures not yet seen: 1 import",
+        &format!("- {shipment_id}: 1 failed line"),
+        &format!("fix: wharf requests show {shipment_id}"),
+    ] {
+        has(&digest.body, needle);
+    }
+
+    // Support requeues the dead request (applied then) and looks at the failed shipment; the
+    // breaker's pause ends.
+    wharf_cli(&app, &["requests", "requeue", dead_id]).await;
+    app.drain().await;
+    let shown = wharf_cli(&app, &["requests", "show", shipment_id]).await;
+    has(&shown, "S-1");
+    let after_pause = now + TimeDelta::seconds(301);
+    assert_eq!(monitor(&app, after_pause).await.cleared.len(), 3);
+    let quiet = app.settings.alerts.resolve_after_secs;
+    let resolved = monitor(&app, after_pause + TimeDelta::seconds(quiet)).await;
+    assert_eq!(resolved.resolved.len(), 3);
+    assert_eq!(
+        deliver(&app, after_pause + TimeDelta::seconds(quiet))
+            .await
+            .sent,
+        3
+    );
+    let mails = server.wait_for_mails(4, Duration::from_secs(10));
+    let open_id = digest.header("message-id").unwrap();
+    for title in [
+        "dead requests (inventory.update)",
+        "exports paused by the breaker (warehouse/order)",
+        "import failures not yet seen",
+    ] {
+        let m = with_subject(&mails, &format!("[wharf] RESOLVED {title} after "));
+        assert_eq!(m.header("in-reply-to"), Some(open_id));
+    }
+    sim.stop().await;
+}
+
+async fn a_customer_without_an_address_is_skipped(backend: Backend) {
+    let server = SmtpServer::start();
+    let (app, sim) = with_warehouse(backend, &server, |s| {
+        s.alerts.customer_confirmation = true;
+    })
+    .await;
+    let mut order = crate::helpers::order_json(&[("A", 1)]);
+    order["billing_address"]["email"] = serde_json::Value::Null;
+    order["delivery_address"]["email"] = serde_json::Value::Null;
+    let (status, body) = app
+        .api(reqwest::Method::PUT, "/orders/N-1", Some(order))
+        .await;
+    assert!(status < 300, "{status} {body}");
+    sim.set_behaviour(Behaviour {
+        fail: ["N-1".to_string()].into(),
+        ..Behaviour::default()
+    });
+    let ex = Exporter::new(app.pool.clone(), app.settings.clone()).unwrap();
+    assert_eq!(ex.export_orders().await.unwrap().lost, 1);
+    sim.set_behaviour(Behaviour::default());
+    app.with_conn(|c| export::resend(c, Some(&["N-1".to_string()]), "alice").unwrap())
+        .await;
+    assert_eq!(ex.export_orders().await.unwrap().exported, 1);
+
+    let d = deliver(&app, later(0)).await;
+    assert_eq!((d.sent, d.skipped), (0, 1), "{d:?}");
+    assert_eq!(
+        mail_tasks(&app).await,
+        [("customer.confirm".to_string(), "skipped".to_string())]
+    );
+    assert!(server.mails().is_empty());
+    sim.stop().await;
 }
