@@ -32,7 +32,8 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts the worker (when `mode` says so), the outbound runners (for each enabled export) and, on
+    /// Starts the worker (when `mode` says so), the outbound runners (for each enabled export), the
+    /// alert monitor, mail delivery (when `alerts.smtp_host` is set) and, on
     /// PostgreSQL, the listener that wakes this process's worker and feed long polls when another
     /// process stores a request or commits feed events; all stop when `shutdown` triggers.
     pub fn start(
