@@ -84,13 +84,13 @@ fn dead_requests(conn: &mut DbConnection) -> QueryResult<Vec<Finding>> {
                     plural(d.count, "request")
                 ),
                 count: d.count,
-                first_error: d.first_error,
+                first_error: d.oldest.first().and_then(|(_, e)| e.clone()),
                 items: d
-                    .ids
-                    .iter()
-                    .map(|id| Item {
+                    .oldest
+                    .into_iter()
+                    .map(|(id, error)| Item {
                         id: id.to_string(),
-                        detail: String::new(),
+                        detail: error.unwrap_or_default(),
                     })
                     .collect(),
             }

@@ -13,56 +13,38 @@ use crate::orders::export::ORDER_INSERT;
 use crate::outbound::TaskState;
 use crate::products::export::PRODUCT_MERGE;
 
-type Row = (
-    i64,
-    String,
-    String,
-    String,
-    i64,
-    Option<String>,
-    String,
-    NaiveDateTime,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-    Option<String>,
-);
-
-macro_rules! columns {
-    () => {
-        (
-            i::id,
-            i::key,
-            i::state,
-            i::summary,
-            i::count,
-            i::first_error,
-            i::items,
-            i::opened_at,
-            i::clear_since,
-            i::resolved_at,
-            i::message_id,
-        )
-    };
+/// An incident row as stored; its state and items parse in [`read`].
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = i)]
+struct Row {
+    id: i64,
+    key: String,
+    state: String,
+    summary: String,
+    count: i64,
+    first_error: Option<String>,
+    items: String,
+    opened_at: NaiveDateTime,
+    clear_since: Option<NaiveDateTime>,
+    resolved_at: Option<NaiveDateTime>,
+    message_id: Option<String>,
 }
 
 fn read(row: Row) -> QueryResult<Incident> {
-    let (id, key, state, summary, count, first_error, items, opened_at, clear_since, resolved_at) = (
-        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
-    );
-    let items: Vec<Item> = serde_json::from_str(&items)
+    let items: Vec<Item> = serde_json::from_str(&row.items)
         .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
     Ok(Incident {
-        id,
-        key,
-        state: text_enum::read(&state)?,
-        summary,
-        count,
-        first_error,
+        id: row.id,
+        key: row.key,
+        state: text_enum::read(&row.state)?,
+        summary: row.summary,
+        count: row.count,
+        first_error: row.first_error,
         items,
-        opened_at,
-        clear_since,
-        resolved_at,
-        message_id: row.10,
+        opened_at: row.opened_at,
+        clear_since: row.clear_since,
+        resolved_at: row.resolved_at,
+        message_id: row.message_id,
     })
 }
 
@@ -76,7 +58,7 @@ pub fn open_incidents(conn: &mut DbConnection) -> QueryResult<Vec<Incident>> {
     let rows: Vec<Row> = i::table
         .filter(i::state.eq(IncidentState::Open.as_str()))
         .order(i::id)
-        .select(columns!())
+        .select(Row::as_select())
         .load(conn)?;
     rows.into_iter().map(read).collect()
 }
@@ -85,7 +67,7 @@ pub fn open_incidents(conn: &mut DbConnection) -> QueryResult<Vec<Incident>> {
 pub fn incident(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Incident>> {
     let row: Option<Row> = i::table
         .find(id)
-        .select(columns!())
+        .select(Row::as_select())
         .first(conn)
         .optional()?;
     row.map(read).transpose()

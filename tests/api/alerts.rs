@@ -445,21 +445,26 @@ async fn without_smtp_incidents_are_tracked_and_no_mail_waits(backend: Backend) 
 }
 
 /// Two wharf processes on one PostgreSQL database, each with its own monitor and delivery on a
-/// one-second timer: one open mail and one resolve mail.
+/// one-second timer: one open mail and one resolve mail. (The test app's own timers keep out of
+/// the way; the two are stopped before the database goes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_postgres_send_one_mail_per_transition() {
     let server = SmtpServer::start();
-    let adjust = |s: &mut Settings| {
-        mails_to(&server, s);
-        s.alerts.check_interval_secs = 1;
-        s.alerts.backlog_alert_after_secs = 1;
-        s.alerts.resolve_after_secs = 1;
-    };
-    let app = TestApp::spawn_with(Backend::Postgres, adjust).await;
-    let mut second = (*app.settings).clone();
-    adjust(&mut second);
-    let other = wharf::Application::build(second).await.unwrap();
-    tokio::spawn(other.run_until_stopped());
+    let app = TestApp::spawn_with(Backend::Postgres, |s| mails_to(&server, s)).await;
+    let mut settings = (*app.settings).clone();
+    settings.alerts.check_interval_secs = 1;
+    settings.alerts.backlog_alert_after_secs = 1;
+    settings.alerts.resolve_after_secs = 1;
+    let mut processes = Vec::new();
+    for _ in 0..2 {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let process = wharf::Application::build(settings.clone()).await.unwrap();
+        let run = tokio::spawn(process.run_until(async move {
+            let _ = stopped.await;
+            "end of test"
+        }));
+        processes.push((stop, run));
+    }
 
     queue_request(&app, 1).await;
     let mails = server.wait_for_mails(1, Duration::from_secs(30));
@@ -479,9 +484,12 @@ async fn two_processes_on_one_postgres_send_one_mail_per_transition() {
         assert_eq!(server.mails().len(), 2, "{:#?}", server.mails());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let tasks = mail_tasks(&app).await;
+    for (stop, run) in processes {
+        stop.send(()).unwrap();
+        run.await.unwrap().unwrap();
+    }
     assert_eq!(
-        tasks,
+        mail_tasks(&app).await,
         [
             ("incident.open".to_string(), "done".to_string()),
             ("incident.resolve".to_string(), "done".to_string()),

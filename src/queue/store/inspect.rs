@@ -531,10 +531,9 @@ pub struct DeadRequests {
     pub operation: Operation,
     /// How many are dead.
     pub count: i64,
-    /// The oldest of them (at most the limit asked for), oldest first.
-    pub ids: Vec<i64>,
-    /// Why the oldest one failed last.
-    pub first_error: Option<String>,
+    /// The oldest of them (at most the limit asked for), oldest first, each with why it failed
+    /// last.
+    pub oldest: Vec<(i64, Option<String>)>,
 }
 
 /// Dead requests per operation (operations with none are left out), each with its oldest `limit`
@@ -549,7 +548,7 @@ pub fn dead_by_operation(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec
         if count == 0 {
             continue;
         }
-        let oldest: Vec<(i64, Option<String>)> = dead
+        let oldest = dead
             .order(requests::id)
             .limit(limit)
             .select((requests::id, requests::last_error))
@@ -557,8 +556,7 @@ pub fn dead_by_operation(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec
         found.push(DeadRequests {
             operation: *operation,
             count,
-            first_error: oldest.first().and_then(|(_, e)| e.clone()),
-            ids: oldest.into_iter().map(|(id, _)| id).collect(),
+            oldest,
         });
     }
     Ok(found)
