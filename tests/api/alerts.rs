@@ -8,6 +8,7 @@
 //! Most tests drive the monitor and the delivery themselves, at chosen times (the app's own timers
 //! are set an hour apart so they keep out of the way).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -34,6 +35,7 @@ both_backends!(
     dead_requests_unseen_failures_and_an_open_breaker_are_incidents,
     a_customer_without_an_address_is_skipped,
     without_smtp_incidents_are_tracked_and_no_mail_waits,
+    senders_at_once_never_take_more_than_the_hourly_slots,
 );
 
 const WMS_USER: &str = "wharf";
@@ -643,4 +645,44 @@ async fn a_customer_without_an_address_is_skipped(backend: Backend) {
     );
     assert!(server.mails().is_empty());
     sim.stop().await;
+}
+
+async fn senders_at_once_never_take_more_than_the_hourly_slots(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let now = later(0);
+    // Five senders, each with its connection in hand, go at the same moment for 2 slots; a few
+    // rounds, each an hour apart (a fresh budget).
+    let mut taken = Vec::new();
+    for round in 0..4 {
+        let at = now + TimeDelta::hours(2 * round);
+        let start = Arc::new(std::sync::Barrier::new(5));
+        let takers: Vec<_> = (0..5)
+            .map(|n| {
+                let (pool, start) = (app.pool.clone(), start.clone());
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = pool.get().unwrap();
+                    start.wait();
+                    alerts::store::take_slot(&mut conn, 2, &format!("mail {n}"), at).unwrap()
+                })
+            })
+            .collect();
+        taken.clear();
+        for t in takers {
+            taken.extend(t.await.unwrap());
+        }
+        assert_eq!(taken.len(), 2, "round {round}: {taken:?}");
+    }
+    let now = now + TimeDelta::hours(6);
+    // A slot given back (its mail was not sent) is free again; an hour later all are.
+    app.with_conn(move |c| alerts::store::give_back(c, taken[0]).unwrap())
+        .await;
+    let again = app
+        .with_conn(move |c| {
+            let one = alerts::store::take_slot(c, 2, "again", now).unwrap();
+            let none = alerts::store::take_slot(c, 2, "over", now).unwrap();
+            let later = alerts::store::take_slot(c, 2, "later", now + TimeDelta::hours(1));
+            (one.is_some(), none.is_some(), later.unwrap().is_some())
+        })
+        .await;
+    assert_eq!(again, (true, false, true));
 }
