@@ -32,7 +32,8 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts the worker (when `mode` says so), the outbound runners (for each enabled export) and, on
+    /// Starts the worker (when `mode` says so), the outbound runners (for each enabled export), the
+    /// alert monitor, mail delivery (when `alerts.smtp_host` is set) and, on
     /// PostgreSQL, the listener that wakes this process's worker and feed long polls when another
     /// process stores a request or commits feed events; all stop when `shutdown` triggers.
     pub fn start(
@@ -45,8 +46,18 @@ impl Background {
             let w = Arc::new(Worker::new(pool.clone(), settings.clone()));
             tokio::spawn(w.run(shutdown.subscribe()))
         });
-        let runners =
+        let mut runners =
             crate::channels::warehouse::spawn_runners(pool, settings, &shutdown.subscribe());
+        runners.push(crate::alerts::monitor::spawn(
+            pool,
+            settings,
+            &shutdown.subscribe(),
+        ));
+        runners.extend(crate::channels::smtp::deliver::spawn(
+            pool,
+            settings,
+            &shutdown.subscribe(),
+        ));
         let listener = Listener::spawn(&settings.database_url, shutdown.subscribe());
         Background {
             worker,

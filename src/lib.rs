@@ -10,8 +10,11 @@
 //! - [`outbound`] queues what wharf sends out, in the transaction that causes it, and
 //!   [`channels`] send it (the warehouse: orders, products, cancellations);
 //! - [`metrics`] counts the events and reads the gauges `GET /metrics` shows;
+//! - [`alerts`] opens and resolves incidents (dead requests, lost orders, an open breaker, unseen
+//!   import failures, a backlog), each mailed once by the [`channels::smtp`] channel;
 //! - [`http`] wires it all to actix-web; [`db`] is storage; [`cli`] the `wharf` command.
 
+pub mod alerts;
 pub mod auth;
 pub mod background;
 pub mod channels;

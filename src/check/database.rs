@@ -130,7 +130,7 @@ fn queue(conn: &mut DbConnection, settings: &Settings) -> QueryResult<Finding> {
         .collect();
     let mut detail = by_state.join(", ");
     let oldest =
-        queue::inspect::oldest_queued_at(conn)?.map(|at| (db::now() - at).num_seconds().max(0));
+        queue::oldest_queued_at(conn)?.map(|at| (db::now() - at).num_seconds().max(0));
     if let Some(secs) = oldest {
         detail.push_str(&format!("; oldest queued {} ago", age(secs)));
     }

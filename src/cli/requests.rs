@@ -116,7 +116,11 @@ pub(super) fn requests(settings: &Settings, cmd: RequestsCommand) -> anyhow::Res
             print_list(&inspect::list(&mut conn, &filter)?);
         }
         RequestsCommand::Show { id } => match inspect::detail(&mut conn, id)? {
-            Some(d) => print_detail(&d),
+            Some(d) => {
+                print_detail(&d);
+                // Support has now seen its import failures: their incident can resolve.
+                crate::imports::store::mark_viewed(&mut conn, id, crate::db::now())?;
+            }
             None => bail!("request #{id} does not exist"),
         },
         RequestsCommand::Requeue { ids, by } => {

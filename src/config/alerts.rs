@@ -62,11 +62,20 @@ pub struct AlertSettings {
     pub check_interval_secs: u64,
     /// Seconds before one SMTP send is abandoned (and retried later).
     pub send_timeout_secs: u64,
+    /// A mail the SMTP server refused or did not take is sent again after this many seconds,
+    /// doubling with each failure up to `mail_backoff_ceiling_secs`.
+    pub mail_backoff_base_secs: i64,
+    /// The longest wait between two tries of one mail, in seconds.
+    pub mail_backoff_ceiling_secs: i64,
+    /// Tries of one mail before it is given up (`lost`: shown by `wharf check` and the console).
+    pub mail_max_attempts: i32,
     /// Mail the customer when a lost order was resent by support and then exported (off by
-    /// default).
+    /// default; needs `smtp_host`). Sent to the e-mail address of the order's billing address
+    /// (else its delivery address); an order with none is skipped.
     pub customer_confirmation: bool,
-    /// The customer mail's template (a plain-text file; see `wharf config --defaults` for the
-    /// placeholders); unset: the built-in one.
+    /// The customer mail's template, a plain-text UTF-8 file; unset: the built-in one. A first
+    /// line `Subject: …` is the mail's subject (else `Your order {order_number}`). Placeholders:
+    /// `{order_number}`, `{customer_name}` (first and last name), `{first_name}`, `{last_name}`.
     #[schema(value_type = Option<String>)]
     pub customer_template: Option<std::path::PathBuf>,
 }
@@ -87,6 +96,9 @@ impl Default for AlertSettings {
             resolve_after_secs: 600,
             check_interval_secs: 30,
             send_timeout_secs: 30,
+            mail_backoff_base_secs: 60,
+            mail_backoff_ceiling_secs: 1800,
+            mail_max_attempts: 50,
             customer_confirmation: false,
             customer_template: None,
         }
@@ -97,6 +109,74 @@ impl AlertSettings {
     /// Whether alert mails are sent at all.
     pub fn mails_on(&self) -> bool {
         !self.smtp_host.trim().is_empty()
+    }
+
+    /// What cannot work, as (setting under `alerts.`, what is wrong and what to write instead):
+    /// addresses that do not parse, no `to` with `smtp_host` set, intervals that are not
+    /// positive, a customer template that cannot be read.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut found = Vec::new();
+        let address = |a: &str| a.parse::<lettre::message::Mailbox>().map(drop);
+        if let Err(e) = address(&self.from) {
+            found.push((
+                "from",
+                format!("{:?} is not a mail address ({e})", self.from),
+            ));
+        }
+        for a in &self.to {
+            if let Err(e) = address(a) {
+                found.push(("to", format!("{a:?} is not a mail address ({e})")));
+            }
+        }
+        if self.mails_on() && self.to.is_empty() {
+            found.push((
+                "to",
+                "is empty, so alert mails would go nowhere: give one or more addresses, or unset                  smtp_host to turn mails off"
+                    .into(),
+            ));
+        }
+        for (key, value) in [
+            ("backlog_alert_after_secs", self.backlog_alert_after_secs),
+            (
+                "check_interval_secs",
+                i64::try_from(self.check_interval_secs).unwrap_or(1),
+            ),
+            (
+                "send_timeout_secs",
+                i64::try_from(self.send_timeout_secs).unwrap_or(1),
+            ),
+            ("mail_max_attempts", i64::from(self.mail_max_attempts)),
+        ] {
+            if value <= 0 {
+                found.push((key, "must be at least 1".into()));
+            }
+        }
+        for (key, value) in [
+            ("resolve_after_secs", self.resolve_after_secs),
+            ("mail_backoff_base_secs", self.mail_backoff_base_secs),
+            ("mail_backoff_ceiling_secs", self.mail_backoff_ceiling_secs),
+        ] {
+            if value < 0 {
+                found.push((key, "must not be negative".into()));
+            }
+        }
+        if let Some(path) = &self.customer_template
+            && let Err(e) = std::fs::read_to_string(path)
+        {
+            found.push((
+                "customer_template",
+                format!(
+                    "cannot read {} ({e}); fix the file or unset it",
+                    path.display()
+                ),
+            ));
+        }
+        found
+    }
+
+    /// Whether customers get a confirmation of their resent lost orders (on, and mails on).
+    pub fn confirms_customers(&self) -> bool {
+        self.customer_confirmation && self.mails_on()
     }
 
     /// The SMTP port in use.
@@ -129,8 +209,47 @@ impl std::fmt::Debug for AlertSettings {
             .field("resolve_after_secs", &self.resolve_after_secs)
             .field("check_interval_secs", &self.check_interval_secs)
             .field("send_timeout_secs", &self.send_timeout_secs)
+            .field("mail_backoff_base_secs", &self.mail_backoff_base_secs)
+            .field("mail_backoff_ceiling_secs", &self.mail_backoff_ceiling_secs)
+            .field("mail_max_attempts", &self.mail_max_attempts)
             .field("customer_confirmation", &self.customer_confirmation)
             .field("customer_template", &self.customer_template)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mails_on_need_addresses_that_parse_and_positive_intervals() {
+        assert!(AlertSettings::default().problems().is_empty());
+        let cfg = AlertSettings {
+            smtp_host: "mail.example.com".into(),
+            from: "not an address".into(),
+            check_interval_secs: 0,
+            resolve_after_secs: -1,
+            customer_template: Some("/nonexistent/wharf-template.txt".into()),
+            ..AlertSettings::default()
+        };
+        let keys: Vec<&str> = cfg.problems().iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "from",
+                "to",
+                "check_interval_secs",
+                "resolve_after_secs",
+                "customer_template"
+            ]
+        );
+        let bad_to = AlertSettings {
+            to: vec!["ops@example.com".into(), "nobody".into()],
+            ..AlertSettings::default()
+        };
+        let problems = bad_to.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].1.contains("\"nobody\""), "{problems:?}");
     }
 }

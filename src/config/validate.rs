@@ -53,6 +53,9 @@ impl Settings {
         self.validate_addresses(&mut refuse);
         self.validate_warehouse(&mut refuse);
         self.validate_limits(&mut refuse);
+        for (key, message) in self.alerts.problems() {
+            refuse(&format!("alerts.{key}"), message);
+        }
         if problems.is_empty() {
             Ok(())
         } else {

@@ -84,6 +84,7 @@ diesel::table! {
         superseded -> Integer,
         failures -> Integer,
         created_at -> Timestamp,
+        viewed_at -> Nullable<Timestamp>,
     }
 }
 
@@ -446,5 +447,32 @@ diesel::table! {
         last_failed_at -> Nullable<Timestamp>,
         last_error -> Nullable<Text>,
         updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Incidents the alert monitor opened and resolved, one unresolved per key.
+    incidents (id) {
+        id -> BigInt,
+        key -> Text,
+        state -> Text,
+        summary -> Text,
+        count -> BigInt,
+        first_error -> Nullable<Text>,
+        items -> Text,
+        opened_at -> Timestamp,
+        clear_since -> Nullable<Timestamp>,
+        resolved_at -> Nullable<Timestamp>,
+        message_id -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Alert mails sent, for the hourly limit across processes.
+    alert_mails (id) {
+        id -> BigInt,
+        sent_at -> Timestamp,
+        subject -> Text,
     }
 }

@@ -247,3 +247,35 @@ pub fn replace_report(conn: &mut DbConnection, request_id: i64, action_id: i64) 
     diesel::delete(imports::table.find(request_id)).execute(conn)?;
     Ok(())
 }
+
+/// Import reports with failed lines that support has not looked at yet: how many, and the oldest
+/// `limit` of them as (request id, failed lines).
+pub fn unseen_failures(conn: &mut DbConnection, limit: i64) -> QueryResult<(i64, Vec<(i64, i32)>)> {
+    let unseen = imports::table
+        .filter(imports::failures.gt(0))
+        .filter(imports::viewed_at.is_null());
+    let count: i64 = unseen.count().get_result(conn)?;
+    let oldest = unseen
+        .order(imports::request_id)
+        .limit(limit)
+        .select((imports::request_id, imports::failures))
+        .load(conn)?;
+    Ok((count, oldest))
+}
+
+/// Marks the import report of request `request_id` seen by support at `now` (the first look
+/// counts; later ones change nothing). Returns whether it was unseen until now.
+pub fn mark_viewed(
+    conn: &mut DbConnection,
+    request_id: i64,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        imports::table
+            .find(request_id)
+            .filter(imports::viewed_at.is_null()),
+    )
+    .set(imports::viewed_at.eq(Some(now)))
+    .execute(conn)?;
+    Ok(n == 1)
+}

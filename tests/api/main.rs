@@ -10,6 +10,7 @@ mod helpers;
 #[path = "../../examples/warehouse_api/mod.rs"]
 mod warehouse_api;
 
+mod alerts;
 mod api_contract;
 mod api_input;
 mod api_problems;

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+pub mod deliver;
+
+pub use deliver::{Delivery, Mailer};
+
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 

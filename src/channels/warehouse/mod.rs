@@ -186,6 +186,7 @@ impl Exporter {
                         kind,
                         cfg: &cfg,
                         owner: &owner,
+                        confirm: false,
                     };
                     db::write_tx(conn, |conn| settle::unreadable(conn, &s, &unreadable))
                 })
@@ -227,11 +228,13 @@ impl Exporter {
             Ok(lines) => Ok((lines, body)),
             Err(e) => Err(client::no_answer::unreadable(e, body)),
         });
+        let confirm = self.settings.alerts.confirms_customers();
         self.blocking(move |conn| {
             let s = Settler {
                 kind,
                 cfg: &cfg,
                 owner: &owner,
+                confirm,
             };
             db::write_tx(conn, |conn| match &parsed {
                 Ok((lines, body)) => settle::answered(conn, &s, &batch, lines, &log, body),

@@ -20,6 +20,8 @@ pub(super) struct Settler<'a> {
     pub kind: Kind,
     pub cfg: &'a ExportSettings,
     pub owner: &'a str,
+    /// Whether orders support resent get their customer's confirmation once exported.
+    pub confirm: bool,
 }
 
 /// Settles a batch the warehouse answered with an import report.
@@ -37,6 +39,9 @@ pub(super) fn answered(
         .map(|i| items::decide(i, lines, s.cfg, now))
         .collect();
     let recorded = items::record(conn, s.kind, batch, &decisions, s.owner, now)?;
+    if s.confirm && s.kind == Kind::Orders {
+        confirm_resent(conn, batch, &decisions, &recorded, now)?;
+    }
     let mut outcome = BatchOutcome {
         items: batch.len(),
         ..BatchOutcome::default()
@@ -72,6 +77,32 @@ pub(super) fn answered(
     breaker::reset(conn, s.kind.noun())?;
     feed::append(conn, &events)?;
     Ok(outcome)
+}
+
+/// Enqueues, in the settling transaction, the customer's confirmation of each order exported now
+/// whose task support resent (a lost order sent again).
+fn confirm_resent(
+    conn: &mut DbConnection,
+    batch: &[Item],
+    decisions: &[Decision],
+    recorded: &[Recorded],
+    now: NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    for ((item, d), r) in batch.iter().zip(decisions).zip(recorded) {
+        if d.accepted()
+            && matches!(r, Recorded::Written)
+            && outbound::last_action(conn, item.task.id)?
+                .is_some_and(|a| a.action == outbound::SupportAction::Resend)
+        {
+            outbound::enqueue(
+                conn,
+                crate::alerts::CUSTOMER_CONFIRM,
+                &[item.reference()],
+                now,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Settles the items whose stored document no longer reads: each fails on its own with why (an

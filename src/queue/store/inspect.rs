@@ -524,11 +524,55 @@ fn actions(conn: &mut DbConnection, id: i64) -> QueryResult<Vec<ActionRecord>> {
         .collect()
 }
 
-/// When the oldest request still queued (waiting for its first attempt or a retry) was received;
-/// `None` when nothing is queued. For `wharf check`'s backlog line.
-pub fn oldest_queued_at(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+/// The dead requests of one operation, for the alert monitor.
+#[derive(Debug, Clone)]
+pub struct DeadRequests {
+    /// The operation.
+    pub operation: Operation,
+    /// How many are dead.
+    pub count: i64,
+    /// The oldest of them (at most the limit asked for), oldest first, each with why it failed
+    /// last.
+    pub oldest: Vec<(i64, Option<String>)>,
+}
+
+/// Dead requests per operation (operations with none are left out), each with its oldest `limit`
+/// ids.
+pub fn dead_by_operation(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<DeadRequests>> {
+    let mut found = Vec::new();
+    for operation in Operation::ALL {
+        let dead = requests::table
+            .filter(requests::state.eq(RequestState::Dead.as_str()))
+            .filter(requests::operation.eq(operation.as_str()));
+        let count: i64 = dead.count().get_result(conn)?;
+        if count == 0 {
+            continue;
+        }
+        let oldest = dead
+            .order(requests::id)
+            .limit(limit)
+            .select((requests::id, requests::last_error))
+            .load(conn)?;
+        found.push(DeadRequests {
+            operation: *operation,
+            count,
+            oldest,
+        });
+    }
+    Ok(found)
+}
+
+/// The oldest request waiting in the queue and due by `now` (not one waiting for its retry time):
+/// its id and when it was received.
+pub fn oldest_queued(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+) -> QueryResult<Option<(i64, NaiveDateTime)>> {
     requests::table
         .filter(requests::state.eq(RequestState::Queued.as_str()))
-        .select(diesel::dsl::min(requests::received_at))
+        .filter(requests::next_attempt_at.le(now))
+        .order(requests::received_at)
+        .select((requests::id, requests::received_at))
         .first(conn)
+        .optional()
 }

@@ -1,0 +1,239 @@
+//! The texts of alert mails and of the customer's confirmation: subject and plain-text body,
+//! written when the mail is sent, from the incident rows as they are then.
+
+use chrono::NaiveDateTime;
+
+use super::{Condition, Incident, MAX_ITEMS, conditions, parse_key};
+use crate::config::Settings;
+
+/// A mail's subject and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text {
+    /// The subject.
+    pub subject: String,
+    /// The plain-text body.
+    pub body: String,
+}
+
+/// The console's base URL for links: `console_url`, else `public_url` + `/admin`, else `/admin`.
+pub fn console_url(settings: &Settings) -> String {
+    let base = match (&settings.alerts.console_url, &settings.public_url) {
+        (Some(c), _) => c.trim().to_string(),
+        (None, Some(p)) => format!("{}/admin", p.trim().trim_end_matches('/')),
+        (None, None) => "/admin".to_string(),
+    };
+    base.trim_end_matches('/').to_string()
+}
+
+/// The title of an incident: its summary without the count (`lost orders`).
+pub fn title(incident: &Incident) -> String {
+    match parse_key(&incident.key) {
+        Some((c, scope)) => conditions::title(c, scope),
+        None => incident.key.clone(),
+    }
+}
+
+/// The digest of incidents opened together: `[wharf] OPEN lost orders: 3 orders` for one,
+/// `[wharf] OPEN 3 incidents: …` for several.
+pub fn open_digest(incidents: &[Incident], console: &str) -> Text {
+    let subject = match incidents {
+        [one] => format!("[wharf] OPEN {}", one.summary),
+        many => format!(
+            "[wharf] OPEN {} incidents: {}",
+            many.len(),
+            many.iter()
+                .map(|i| i.summary.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    };
+    let mut body = String::new();
+    for i in incidents {
+        body.push_str(&section(i, console));
+        body.push('\n');
+    }
+    body.push_str(
+        "You get one mail when an incident opens and one when it resolves (after its condition \
+         stayed clear for the quiet time).\n",
+    );
+    Text { subject, body }
+}
+
+/// The resolve mail: `[wharf] RESOLVED lost orders after 42 min`.
+pub fn resolved(incident: &Incident, now: NaiveDateTime) -> Text {
+    let at = incident.resolved_at.unwrap_or(now);
+    let minutes = (at - incident.opened_at).num_minutes();
+    let after = if minutes < 1 {
+        "after less than a minute".to_string()
+    } else {
+        format!("after {minutes} min")
+    };
+    let subject = format!("[wharf] RESOLVED {} {after}", title(incident));
+    let body = format!(
+        "Resolved: {}\n\nOpened {} UTC, resolved {} UTC ({after}); its condition stayed clear for \
+         the quiet time.\nLast seen: {}\n",
+        title(incident),
+        incident.opened_at.format("%Y-%m-%d %H:%M:%S"),
+        at.format("%Y-%m-%d %H:%M:%S"),
+        incident.summary,
+    );
+    Text { subject, body }
+}
+
+/// One incident's part of a digest: summary, first error, counts, and up to [`MAX_ITEMS`] items
+/// each with its console link and the command that fixes it.
+fn section(i: &Incident, console: &str) -> String {
+    let (condition, scope) = match parse_key(&i.key) {
+        Some((c, s)) => (Some(c), s),
+        None => (None, None),
+    };
+    let mut s = format!(
+        "== {} ==\nOpened {} UTC.\n",
+        i.summary,
+        i.opened_at.format("%Y-%m-%d %H:%M:%S")
+    );
+    if let Some(e) = &i.first_error {
+        s.push_str(&format!("First error: {e}\n"));
+    }
+    if let Some(c) = condition {
+        s.push_str(&format!("What to do: {}\n", advice(c, scope)));
+    }
+    let shown = i.items.len().min(MAX_ITEMS);
+    if shown > 0 {
+        s.push_str(&format!("{} of {}:\n", shown, i.count.max(shown as i64)));
+    }
+    for item in i.items.iter().take(MAX_ITEMS) {
+        s.push_str(&format!("- {}", item.id));
+        if !item.detail.is_empty() {
+            s.push_str(&format!(": {}", item.detail));
+        }
+        s.push('\n');
+        if let Some(c) = condition {
+            if let Some(link) = link(c, scope, console, &item.id) {
+                s.push_str(&format!("  {link}\n"));
+            }
+            if let Some(fix) = fix(c, &item.id) {
+                s.push_str(&format!("  fix: {fix}\n"));
+            }
+        }
+    }
+    s
+}
+
+/// What the operator does about a condition as a whole.
+fn advice(c: Condition, scope: Option<&str>) -> &'static str {
+    match c {
+        Condition::RequestsDead => {
+            "fix the cause (see `wharf requests show ID`), then requeue the requests"
+        }
+        Condition::OrdersLost | Condition::CancellationsLost => {
+            "fix the cause, then resend (`wharf orders resend`) or dismiss (`wharf orders dismiss`)"
+        }
+        Condition::ProductsLost => {
+            "fix the cause (the warehouse's error below), then change the product so it is sent again"
+        }
+        Condition::Breaker => {
+            "the warehouse does not answer: check its endpoint and credentials (`wharf check`); \
+             exports resume by themselves when the pause ends"
+        }
+        Condition::ImportsFailed => {
+            "look at the failed lines (`wharf requests show ID` or the console marks them seen)"
+        }
+        Condition::Backlog if scope == Some("requests") => {
+            "check that a worker runs (`wharf worker`, or `serve` with the worker on) and its log"
+        }
+        Condition::Backlog => "check the exporter's log and `wharf exports list`",
+    }
+}
+
+fn link(c: Condition, scope: Option<&str>, console: &str, id: &str) -> Option<String> {
+    match c {
+        Condition::RequestsDead | Condition::ImportsFailed => {
+            Some(format!("{console}/requests/{id}"))
+        }
+        Condition::OrdersLost | Condition::CancellationsLost => {
+            Some(format!("{console}/orders/{id}"))
+        }
+        Condition::Backlog if scope == Some("requests") => Some(format!("{console}/requests/{id}")),
+        Condition::ProductsLost | Condition::Breaker | Condition::Backlog => None,
+    }
+}
+
+fn fix(c: Condition, id: &str) -> Option<String> {
+    match c {
+        Condition::RequestsDead => Some(format!("wharf requests requeue {id}")),
+        Condition::OrdersLost | Condition::CancellationsLost => {
+            Some(format!("wharf orders resend {id}"))
+        }
+        Condition::ImportsFailed => Some(format!("wharf requests show {id}")),
+        Condition::ProductsLost | Condition::Breaker | Condition::Backlog => None,
+    }
+}
+
+/// The built-in customer confirmation (see `customer_template` for the placeholders).
+pub const CUSTOMER_TEMPLATE: &str =
+    "Subject: Your order {order_number} is on its way to our warehouse
+
+Dear {customer_name},
+
+your order {order_number} was delayed on its way to our warehouse. It has now arrived there
+and will be prepared for shipping. We are sorry for the delay.
+
+Kind regards
+";
+
+/// Who a customer mail is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    /// The order number.
+    pub order_number: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+}
+
+/// The customer's confirmation from `template` (a first line `Subject: …` is the subject).
+pub fn customer(template: &str, c: &Customer) -> Text {
+    let name = format!("{} {}", c.first_name, c.last_name);
+    let fill = |s: &str| {
+        s.replace("{order_number}", &c.order_number)
+            .replace("{customer_name}", name.trim())
+            .replace("{first_name}", &c.first_name)
+            .replace("{last_name}", &c.last_name)
+    };
+    let (subject, body) = match template.split_once('\n') {
+        Some((first, rest)) if first.starts_with("Subject:") => (
+            first.trim_start_matches("Subject:").trim().to_string(),
+            rest.trim_start_matches(['\r', '\n']),
+        ),
+        _ => ("Your order {order_number}".to_string(), template),
+    };
+    Text {
+        subject: fill(&subject),
+        body: fill(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_customer_template_fills_its_placeholders() {
+        let c = Customer {
+            order_number: "100042".into(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+        };
+        let t = customer(CUSTOMER_TEMPLATE, &c);
+        assert_eq!(
+            t.subject,
+            "Your order 100042 is on its way to our warehouse"
+        );
+        assert!(t.body.starts_with("Dear Ada Lovelace,"), "{}", t.body);
+        let plain = customer("Hi {first_name}, {order_number} went.", &c);
+        assert_eq!(plain.subject, "Your order 100042");
+        assert_eq!(plain.body, "Hi Ada, 100042 went.");
+    }
+}
