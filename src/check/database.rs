@@ -7,6 +7,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::{Finding, age};
+use crate::alerts;
 use crate::config::Settings;
 use crate::db::{self, DbConnection};
 use crate::queue::{self, RequestState};
@@ -56,6 +57,8 @@ pub fn checks(settings: &Settings) -> Vec<Finding> {
         Ok(all) => findings.extend(jobs(&all)),
         Err(e) => findings.push(unread("background jobs", &e)),
     }
+    findings.push(incidents(&mut conn).unwrap_or_else(|e| unread("incidents", &e)));
+    findings.push(alert_mails(&mut conn, settings).unwrap_or_else(|e| unread("alert mails", &e)));
     findings.push(users(&mut conn, settings).unwrap_or_else(|e| unread("warehouse users", &e)));
     // Operators sign in to the admin console, which does not exist yet: nothing to count.
     findings.push(Finding::off(
@@ -129,8 +132,7 @@ fn queue(conn: &mut DbConnection, settings: &Settings) -> QueryResult<Finding> {
         .map(|s| format!("{} {}", count(*s), s.as_str()))
         .collect();
     let mut detail = by_state.join(", ");
-    let oldest =
-        queue::oldest_queued_at(conn)?.map(|at| (db::now() - at).num_seconds().max(0));
+    let oldest = queue::oldest_queued_at(conn)?.map(|at| (db::now() - at).num_seconds().max(0));
     if let Some(secs) = oldest {
         detail.push_str(&format!("; oldest queued {} ago", age(secs)));
     }
@@ -209,4 +211,57 @@ fn users(conn: &mut DbConnection, settings: &Settings) -> Result<Finding, crate:
             format!("{}: {}", names.len(), names.join(", ")),
         )
     })
+}
+
+/// The incidents open now, by summary.
+fn incidents(conn: &mut DbConnection) -> QueryResult<Finding> {
+    let open = alerts::open_incidents(conn)?;
+    if open.is_empty() {
+        return Ok(Finding::ok("incidents", "none open"));
+    }
+    let summaries: Vec<&str> = open.iter().map(|i| i.summary.as_str()).collect();
+    Ok(Finding::warn(
+        "incidents",
+        format!(
+            "{} open: {}; each alert mail says what fixes it",
+            open.len(),
+            summaries.join("; ")
+        ),
+    ))
+}
+
+/// Alert mails that do not go: refused or given up is a failure (nobody hears of trouble), held
+/// back (the hourly limit) a warning.
+fn alert_mails(conn: &mut DbConnection, settings: &Settings) -> QueryResult<Finding> {
+    let trouble = alerts::mail_trouble(conn, db::now())?;
+    if !trouble.any() {
+        let detail = if settings.alerts.mails_on() {
+            "none waiting to be sent"
+        } else {
+            "none (alert mails are off)"
+        };
+        return Ok(Finding::ok("alert mails", detail));
+    }
+    let why = trouble
+        .last_error
+        .as_deref()
+        .map(|e| format!("; last error: {e}"))
+        .unwrap_or_default();
+    let detail = format!(
+        "{} failed (retried), {} given up, {} overdue{why}",
+        trouble.failed, trouble.lost, trouble.overdue
+    );
+    if trouble.failed + trouble.lost > 0 {
+        Ok(Finding::fail(
+            "alert mails",
+            format!("{detail}; check the smtp line below and the SMTP server's log"),
+        ))
+    } else {
+        Ok(Finding::warn(
+            "alert mails",
+            format!(
+                "{detail}; held back by alerts.max_mails_per_hour, or the mailer is not running"
+            ),
+        ))
+    }
 }

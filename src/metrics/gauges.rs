@@ -1,5 +1,5 @@
 //! The gauges read from the database at each scrape: the queue, the outbound tasks, the breakers,
-//! the background jobs' last runs, and the build. Read fresh each time, not kept in the process's
+//! the background jobs' last runs, the open incidents and alert mails in trouble, and the build. Read fresh each time, not kept in the process's
 //! recorder, so every process of one database reports the same values (and servers sharing a
 //! process, as in the tests, never mix theirs).
 //!
@@ -9,6 +9,7 @@
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
+use crate::alerts::{self, Condition};
 use crate::db::DbConnection;
 use crate::outbound;
 use crate::queue::{self, Operation, RequestState};
@@ -17,9 +18,14 @@ use crate::runs;
 /// Writes one part of the database gauges onto the page, as of `now`.
 pub type Section = fn(&mut DbConnection, &mut Page, NaiveDateTime) -> QueryResult<()>;
 
-/// The parts of the database gauges, in page order. The alert incidents (`wharf_open_incidents`,
-/// from the alerts' open incidents) are one more [`Section`] added here.
-pub const SECTIONS: &[Section] = &[queue_gauges, outbound_gauges, breaker_gauges, run_gauges];
+/// The parts of the database gauges, in page order.
+pub const SECTIONS: &[Section] = &[
+    queue_gauges,
+    outbound_gauges,
+    breaker_gauges,
+    run_gauges,
+    alert_gauges,
+];
 
 /// The database gauges of `/metrics`, in the Prometheus text format, as of `now`.
 pub fn render(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String> {
@@ -243,6 +249,44 @@ fn run_gauges(conn: &mut DbConnection, page: &mut Page, _now: NaiveDateTime) -> 
                 unix(at),
             );
         }
+    }
+    Ok(())
+}
+
+/// Open incidents by condition (zeros included), and alert mails that do not go.
+fn alert_gauges(conn: &mut DbConnection, page: &mut Page, now: NaiveDateTime) -> QueryResult<()> {
+    let open = alerts::open_incidents(conn)?;
+    page.family(
+        "wharf_open_incidents",
+        "Incidents open now, by condition (each opened with one alert mail and resolves with one)",
+    );
+    for condition in Condition::ALL {
+        let n = open
+            .iter()
+            .filter(|i| i.condition() == Some(*condition))
+            .count();
+        page.sample(
+            "wharf_open_incidents",
+            &[("condition", condition.as_str())],
+            n as f64,
+        );
+    }
+    let trouble = alerts::mail_trouble(conn, now)?;
+    page.family(
+        "wharf_alert_mails_in_trouble",
+        "Alert mails that do not go, by state: failed (retried), lost (given up), overdue (due for \
+         more than 5 min, e.g. held by the hourly limit); `wharf check` shows why",
+    );
+    for (state, n) in [
+        ("failed", trouble.failed),
+        ("lost", trouble.lost),
+        ("overdue", trouble.overdue),
+    ] {
+        page.sample(
+            "wharf_alert_mails_in_trouble",
+            &[("state", state)],
+            n as f64,
+        );
     }
     Ok(())
 }

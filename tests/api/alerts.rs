@@ -358,6 +358,19 @@ async fn a_mail_that_cannot_be_sent_goes_once_the_server_is_back(backend: Backen
         .await;
     assert_eq!(trouble.failed, 1, "{trouble:?}");
     assert!(trouble.last_error.is_some());
+    // The operator's dashboards see it too.
+    let page = crate::metrics::scrape(&app).await;
+    crate::metrics::promtool_check(&page);
+    let open = [("condition", "backlog")];
+    assert_eq!(
+        crate::metrics::value(&page, "wharf_open_incidents", &open),
+        Some(1.0)
+    );
+    let failed = [("state", "failed")];
+    assert_eq!(
+        crate::metrics::value(&page, "wharf_alert_mails_in_trouble", &failed),
+        Some(1.0)
+    );
     // Nothing else waits for the mail: the queue is applied, the monitor goes on.
     assert_eq!(app.drain().await, 1);
     assert_eq!(

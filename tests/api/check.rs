@@ -100,6 +100,8 @@ async fn every_check_passes_on_a_configured_database(backend: Backend) {
     out.expect("off", "console operators", "not applicable");
     out.expect("off", "warehouse", "exports are off");
     out.expect("off", "smtp", "alert mails are off: set alerts.smtp_host");
+    out.expect("ok", "incidents", "none open");
+    out.expect("ok", "alert mails", "none (alert mails are off)");
     out.hides("db-secret-9d1f");
     out.hides(PASSWORD);
     if backend == Backend::Postgres {
@@ -149,6 +151,22 @@ async fn every_check_passes_on_a_configured_database(backend: Backend) {
         "warn",
         "queue",
         "1 dead: see `wharf requests list --state dead`",
+    );
+    // Once the alert monitor has seen it, it is an open incident.
+    let settings = app.settings.clone();
+    app.with_conn(move |conn| wharf::alerts::run_once(conn, &settings, wharf::db::now()).unwrap())
+        .await;
+    let out = check(&app.db.url, &[], &[]).await;
+    assert!(
+        out.success,
+        "{}
+{}",
+        out.stdout, out.stderr
+    );
+    out.expect(
+        "warn",
+        "incidents",
+        "1 open: dead requests (inventory.update): 1 request",
     );
 
     // The background jobs' runs, as serve and worker record them.

@@ -61,7 +61,7 @@ fn samples(page: &str) -> HashMap<String, Vec<Sample>> {
 }
 
 /// The value of the series `name` with (at least) `labels`, if the page has it.
-fn value(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples(page).remove(name)?.into_iter().find_map(|s| {
         labels
             .iter()
@@ -92,7 +92,7 @@ async fn scrape_with(app: &TestApp, token: Option<&str>) -> (u16, String, String
 }
 
 /// The page, which must be served as the Prometheus text format.
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let (status, ct, page) = scrape_with(app, None).await;
     assert_eq!(status, 200, "{page}");
     assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
@@ -100,7 +100,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// `promtool check metrics` on `page`: it must pass and print nothing.
-fn promtool_check(page: &str) {
+pub(crate) fn promtool_check(page: &str) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
