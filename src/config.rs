@@ -482,10 +482,12 @@ impl Settings {
             .merge(env::LenientBools::new(
                 Env::prefixed("WHARF_").split("__"),
                 default_values.clone(),
+                "WHARF_",
             ))
             .merge(env::LenientBools::new(
                 Env::raw().only(&["DATABASE_URL"]),
                 default_values,
+                "",
             ));
         let mut settings: Settings = figment.extract()?;
         let from_env = figment

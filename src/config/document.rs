@@ -243,7 +243,7 @@ fn redact(table: &mut dyn TableLike) {
 
 /// Whether a setting's name marks it as a secret (`token_lifetime_secs` is a number, so only
 /// string settings are ever hidden).
-fn is_secret_name(name: &str) -> bool {
+pub(super) fn is_secret_name(name: &str) -> bool {
     name.split('_')
         .any(|word| matches!(word, "password" | "passwd" | "secret" | "token" | "key"))
 }

@@ -1,5 +1,6 @@
-//! The environment as a settings source: booleans written the way shells write them, and errors
-//! that name the variable a person actually set.
+//! The environment as a settings source: booleans written the way shells write them, strings
+//! kept as written, and errors that name the variable a person actually set (never a secret's
+//! value).
 
 use figment::error::Kind;
 use figment::value::{Dict, Map, Value};
@@ -8,15 +9,27 @@ use figment::{Error, Metadata, Profile, Provider};
 /// Wraps an environment provider so that every setting whose default is a boolean also accepts
 /// `1`/`0` and `true`/`false` in any case (`WHARF_LOG_JSON=1`, `…__ENABLED=TRUE`). Which keys are
 /// booleans is read from the defaults, so a boolean setting added later needs nothing extra.
+///
+/// It also keeps string settings as written: figment reads every variable as TOML-ish syntax, so
+/// `WHARF_ALERTS__SMTP_PASSWORD=111111` would become a number (refused for a string setting, with
+/// the value in the message) and `007` would lose its zeros. Where the default is a string, or a
+/// setting without default is named like a secret (`metrics.token`), the variable's own text is
+/// used.
 pub(super) struct LenientBools<P> {
     inner: P,
     defaults: Dict,
+    prefix: &'static str,
 }
 
 impl<P: Provider> LenientBools<P> {
-    /// `inner`'s values, with booleans coerced where `defaults` holds a boolean.
-    pub(super) fn new(inner: P, defaults: Dict) -> Self {
-        LenientBools { inner, defaults }
+    /// `inner`'s values (variables named `prefix` + the key), with booleans coerced where
+    /// `defaults` holds a boolean and strings kept as written where it holds a string.
+    pub(super) fn new(inner: P, defaults: Dict, prefix: &'static str) -> Self {
+        LenientBools {
+            inner,
+            defaults,
+            prefix,
+        }
     }
 }
 
@@ -28,26 +41,52 @@ impl<P: Provider> Provider for LenientBools<P> {
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
         let mut data = self.inner.data()?;
         for dict in data.values_mut() {
-            coerce(dict, &self.defaults);
+            coerce(dict, &self.defaults, self.prefix, "");
         }
         Ok(data)
     }
 }
 
-fn coerce(dict: &mut Dict, defaults: &Dict) {
+fn coerce(dict: &mut Dict, defaults: &Dict, prefix: &str, path: &str) {
     for (key, value) in dict.iter_mut() {
+        let full = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
         match (value, defaults.get(key)) {
             (Value::Dict(_, inner), Some(Value::Dict(_, inner_defaults))) => {
-                coerce(inner, inner_defaults)
+                coerce(inner, inner_defaults, prefix, &full)
             }
+            // A section whose defaults are all unset (`[metrics]`) has no dict among them.
+            (Value::Dict(_, inner), None) => coerce(inner, &Dict::new(), prefix, &full),
             (value, Some(Value::Bool(..))) => {
                 if let Some(b) = as_bool(value) {
                     *value = Value::Bool(value.tag(), b);
                 }
             }
+            (value @ (Value::Num(..) | Value::Bool(..)), default)
+                if matches!(default, Some(Value::String(..)))
+                    || (matches!(default, None | Some(Value::Empty(..)))
+                        && super::document::is_secret_name(key)) =>
+            {
+                if let Some(text) = raw_var(prefix, &full) {
+                    *value = Value::String(value.tag(), text);
+                }
+            }
             _ => {}
         }
     }
+}
+
+/// The text of the variable that set `key` (`prefix` + the key, `.` as `__`, any case).
+fn raw_var(prefix: &str, key: &str) -> Option<String> {
+    let name = format!("{prefix}{}", key.replace('.', "__"));
+    std::env::vars_os().find_map(|(k, v)| {
+        let k = k.to_str()?;
+        k.eq_ignore_ascii_case(&name)
+            .then(|| v.into_string().ok())?
+    })
 }
 
 /// `1`, `0`, `true`, `false` (any case); anything else is left for serde to refuse.
@@ -107,6 +146,16 @@ pub(super) fn describe(e: &Error) -> String {
             ),
             _ => format!("invalid settings{from}: {}", kind.to_string().trim()),
         },
+        // The message quotes the value found: never for a secret.
+        _ if e
+            .path
+            .last()
+            .is_some_and(|k| super::document::is_secret_name(k)) =>
+        {
+            format!(
+                "invalid setting {key}{from}: not a text value (the value is not shown: it is a secret)"
+            )
+        }
         kind => format!("invalid setting {key}{from}: {}", kind.to_string().trim()),
     }
 }

@@ -342,6 +342,38 @@ fn boolean_variables_accept_1_0_true_and_false_in_any_case() {
 }
 
 #[test]
+fn text_settings_from_the_environment_are_kept_as_written_and_secrets_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    // Digits-only values would be read as numbers (refused for text, or `0042` turned into 42).
+    let out = wharf_in(
+        dir.path(),
+        &[
+            ("WHARF_WAREHOUSE__USERNAME", "0042"),
+            ("WHARF_ALERTS__SMTP_PASSWORD", "111111"),
+            ("WHARF_METRICS__TOKEN", "007007"),
+        ],
+        &["config"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("username = \"0042\""), "{text}");
+    for secret in ["111111", "007007"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    // A secret of the wrong type in a file is refused without quoting it.
+    std::fs::write(
+        dir.path().join("wharf.toml"),
+        "[alerts]\nsmtp_password = 271828\n",
+    )
+    .unwrap();
+    let out = wharf_in(dir.path(), &[], &["config"]);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("alerts.smtp_password"), "{said}");
+    assert!(!said.contains("271828"), "{said}");
+}
+
+#[test]
 fn settings_that_cannot_work_stop_serve_and_worker_naming_the_setting() {
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
     let cases: &[Case] = &[
