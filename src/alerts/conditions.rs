@@ -104,11 +104,10 @@ fn lost(
     kind: TaskKind,
     noun: &str,
 ) -> QueryResult<Option<Finding>> {
-    let tasks = outbound::tasks_in_state(conn, kind, TaskState::Lost)?;
-    if tasks.is_empty() {
+    let (count, tasks) = outbound::first_in_state(conn, kind, TaskState::Lost, MAX_ITEMS as i64)?;
+    if count == 0 {
         return Ok(None);
     }
-    let count = tasks.len() as i64;
     Ok(Some(Finding {
         key: key(condition, None),
         summary: format!("{}: {}", title(condition, None), plural(count, noun)),
@@ -116,7 +115,6 @@ fn lost(
         first_error: tasks.first().and_then(|t| t.last_error.clone()),
         items: tasks
             .into_iter()
-            .take(MAX_ITEMS)
             .map(|t| Item {
                 id: t.subject,
                 detail: t.last_error.unwrap_or_default(),

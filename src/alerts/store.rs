@@ -228,11 +228,11 @@ pub fn oldest_due_export(
             .filter(t::action.eq(ORDER_INSERT.action))
             .filter(due.clone())
             .filter(diesel::dsl::exists(exportable))
-            .order(t::id)
+            .order(due_since())
             .select((t::subject, t::created_at, t::run_after))
             .first(conn)
             .optional()?;
-        oldest.extend(found.map(|(s, c, r)| (s, r.unwrap_or(c).max(c))));
+        oldest.extend(found.map(|(s, c, r)| (s, r.map_or(c, |r| r.max(c)))));
     }
     if w.products.enabled {
         let found: Option<(String, NaiveDateTime, Option<NaiveDateTime>)> = t::table
@@ -240,13 +240,20 @@ pub fn oldest_due_export(
             .filter(t::action.eq(PRODUCT_MERGE.action))
             .filter(due)
             .filter(t::attempts.lt(w.products.max_attempts))
-            .order(t::id)
+            .order(due_since())
             .select((t::subject, t::created_at, t::run_after))
             .first(conn)
             .optional()?;
-        oldest.extend(found.map(|(s, c, r)| (s, r.unwrap_or(c).max(c))));
+        oldest.extend(found.map(|(s, c, r)| (s, r.map_or(c, |r| r.max(c)))));
     }
     Ok(oldest.into_iter().min_by_key(|(_, since)| *since))
+}
+
+/// Since when a task has been due: its retry time, or when it was made if it never waited (the
+/// oldest due task is not the one with the lowest id: an old retry may come due after a newer
+/// task that never failed).
+fn due_since() -> diesel::expression::SqlLiteral<diesel::sql_types::Timestamp> {
+    diesel::dsl::sql("COALESCE(outbound_tasks.run_after, outbound_tasks.created_at)")
 }
 
 /// Mails that do not go: failed (waiting for their retry), lost (given up), or due for longer

@@ -251,11 +251,15 @@ pub fn replace_report(conn: &mut DbConnection, request_id: i64, action_id: i64) 
 /// Import reports with failed lines that support has not looked at yet: how many, and the oldest
 /// `limit` of them as (request id, failed lines).
 pub fn unseen_failures(conn: &mut DbConnection, limit: i64) -> QueryResult<(i64, Vec<(i64, i32)>)> {
-    let unseen = imports::table
-        .filter(imports::failures.gt(0))
-        .filter(imports::viewed_at.is_null());
-    let count: i64 = unseen.count().get_result(conn)?;
-    let oldest = unseen
+    // Literal SQL, not bound values: the partial index `imports_unseen_failures` has this very
+    // predicate, and PostgreSQL only matches a partial index to constants it can see in the plan.
+    let unseen = || {
+        imports::table.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "imports.failures > 0 AND imports.viewed_at IS NULL",
+        ))
+    };
+    let count: i64 = unseen().count().get_result(conn)?;
+    let oldest = unseen()
         .order(imports::request_id)
         .limit(limit)
         .select((imports::request_id, imports::failures))

@@ -327,6 +327,26 @@ pub fn tasks_in_state(
         .load(conn)
 }
 
+/// How many tasks of `kind` are in `state`, and the oldest `limit` of them.
+pub fn first_in_state(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    state: TaskState,
+    limit: i64,
+) -> QueryResult<(i64, Vec<TaskRow>)> {
+    let of_kind = t::table
+        .filter(t::channel.eq(kind.channel))
+        .filter(t::action.eq(kind.action))
+        .filter(t::state.eq(state.as_str()));
+    let count = of_kind.count().get_result(conn)?;
+    let first = of_kind
+        .order(t::id)
+        .limit(limit)
+        .select(TaskRow::as_select())
+        .load(conn)?;
+    Ok((count, first))
+}
+
 /// Which of `subjects` have an open task of `kind`.
 pub fn open_among(
     conn: &mut DbConnection,

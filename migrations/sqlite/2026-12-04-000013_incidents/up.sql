@@ -36,3 +36,8 @@ CREATE INDEX alert_mails_sent ON alert_mails (sent_at);
 -- failures not yet seen open an incident. Reports stored before alerts existed count as seen.
 ALTER TABLE imports ADD COLUMN viewed_at TIMESTAMP;
 UPDATE imports SET viewed_at = created_at;
+-- The monitor looks for unseen failures every check_interval_secs in every process: without this
+-- it would read the whole imports table each time (one row per applied request).
+CREATE INDEX imports_unseen_failures ON imports (request_id) WHERE failures > 0 AND viewed_at IS NULL;
+-- /metrics counts open tasks by state at every scrape; finished (done) tasks are most of the table.
+CREATE INDEX outbound_tasks_state ON outbound_tasks (state, channel, action);
