@@ -1,5 +1,6 @@
 //! The `wharf` command line: one binary, one subcommand per job.
 
+mod clean;
 mod config;
 mod exports;
 mod requests;
@@ -70,6 +71,13 @@ pub enum Command {
     Exports(exports::ExportsCommand),
     /// Export to the warehouse now (orders, products, cancellations), without waiting for the schedule.
     Export,
+    /// Delete finished records older than the `[retention]` days now (never anything queued,
+    /// processing, dead, lost or pending); prints per part what went.
+    Clean {
+        /// Only count and print what would go; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Runs the command and turns errors into a message and exit code 1.
@@ -148,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orders(cmd) => exports::orders(&settings, cmd),
         Command::Exports(cmd) => exports::exports(&settings, cmd),
         Command::Export => exports::export(settings),
+        Command::Clean { dry_run } => clean::clean(&settings, dry_run),
     }
 }
 

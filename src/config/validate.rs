@@ -53,6 +53,7 @@ impl Settings {
         self.validate_addresses(&mut refuse);
         self.validate_warehouse(&mut refuse);
         self.validate_limits(&mut refuse);
+        self.retention.validate(&mut refuse);
         if problems.is_empty() {
             Ok(())
         } else {

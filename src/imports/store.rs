@@ -247,3 +247,13 @@ pub fn replace_report(conn: &mut DbConnection, request_id: i64, action_id: i64) 
     diesel::delete(imports::table.find(request_id)).execute(conn)?;
     Ok(())
 }
+
+/// Deletes the import lines of the requests `request_ids` (retention, in the transaction that
+/// deleted those requests: `import_lines` has no foreign key to cascade from). Returns how many.
+pub fn delete_lines_of(conn: &mut DbConnection, request_ids: &[i64]) -> QueryResult<usize> {
+    if request_ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(import_lines::table.filter(import_lines::request_id.eq_any(request_ids)))
+        .execute(conn)
+}

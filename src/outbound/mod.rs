@@ -26,8 +26,9 @@ pub mod runner;
 mod store;
 
 pub use store::{
-    Task, TaskAction, TaskRow, act, claim, enqueue, last_action, not_answered, open_among, release,
-    settle, settle_done, skip, start_over, task_of, tasks_in_state,
+    FINISHED, Task, TaskAction, TaskRow, act, claim, count_finished_before, delete_finished,
+    enqueue, finished_before, last_action, not_answered, open_among, release, settle, settle_done,
+    skip, start_over, task_of, tasks_in_state,
 };
 
 crate::text_enum! {

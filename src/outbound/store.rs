@@ -425,3 +425,71 @@ pub fn last_action(conn: &mut DbConnection, id: i64) -> QueryResult<Option<TaskA
     })
     .transpose()
 }
+
+/// The states retention may delete a task in: finished, nothing left to send or decide.
+pub const FINISHED: [TaskState; 3] = [TaskState::Done, TaskState::Dismissed, TaskState::Skipped];
+
+diesel::alias!(t as newer: NewerTask);
+
+/// The tasks [`finished_before`] selects, as a query over `outbound_tasks` (a macro: the query's
+/// type is diesel's to spell).
+macro_rules! finished_query {
+    ($cutoff:expr) => {{
+        let superseded = diesel::dsl::exists(
+            newer
+                .filter(newer.field(t::channel).eq(t::channel))
+                .filter(newer.field(t::action).eq(t::action))
+                .filter(newer.field(t::subject).eq(t::subject))
+                .filter(newer.field(t::id).gt(t::id)),
+        );
+        t::table
+            .filter(t::state.eq_any(TaskState::words(FINISHED)))
+            .filter(t::updated_at.lt($cutoff))
+            .filter(superseded)
+    }};
+}
+
+/// Up to `limit` finished tasks last changed before `cutoff`, oldest first, that a newer task of the
+/// same channel, action and subject supersedes (retention). The latest task of a subject is kept
+/// whatever its age: views read it as the subject's record (an order's export and cancellation,
+/// the support action on them), and without it an exported order's cancellation would read as
+/// still pending.
+pub fn finished_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    crate::load_skip_locked!(
+        conn,
+        finished_query!(cutoff)
+            .order((t::updated_at, t::id))
+            .limit(limit)
+            .select(t::id)
+    )
+}
+
+/// How many tasks [`finished_before`] would select without a limit.
+pub fn count_finished_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
+    finished_query!(cutoff)
+        .select(diesel::dsl::count_star())
+        .get_result(conn)
+}
+
+/// Deletes those of `ids` still finished and unchanged since before `cutoff`, their support
+/// actions with them (the foreign key cascades). Returns how many.
+pub fn delete_finished(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(
+        t::table
+            .filter(t::id.eq_any(ids))
+            .filter(t::state.eq_any(TaskState::words(FINISHED)))
+            .filter(t::updated_at.lt(cutoff)),
+    )
+    .execute(conn)
+}
