@@ -20,6 +20,7 @@ both_backends!(
     a_request_reprocessed_after_the_selection_survives_the_delete,
     two_cleaners_and_a_reprocess_at_once_lose_nothing,
     the_in_process_cleaner_cleans_on_its_interval,
+    the_retention_migration_keeps_shipments_both_ways,
 );
 
 /// Runs a statement on whichever backend `$conn` is (for statements diesel's multi-backend
@@ -548,4 +549,74 @@ async fn the_in_process_cleaner_cleans_on_its_interval(backend: Backend) {
         .expect("the cleaner's runs are recorded");
     assert!(cleaner.last_ok_at.is_some(), "{cleaner:?}");
     assert_eq!(app.stock_of("SKU-A").await, Some((5, 1)));
+}
+
+/// Reverts and re-applies this lane's migration (000014), on whichever backend `conn` is.
+fn redo_retention_migration(conn: &mut DbConnection) {
+    use diesel::migration::MigrationSource;
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+    fn redo<C, B>(c: &mut C, dir: &str)
+    where
+        C: MigrationHarness<B>,
+        B: diesel::backend::Backend,
+        FileBasedMigrations: MigrationSource<B>,
+    {
+        let source = FileBasedMigrations::from_path(format!(
+            "{}/migrations/{dir}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let migrations = MigrationSource::<B>::migrations(&source).unwrap();
+        let m = migrations
+            .iter()
+            .find(|m| m.name().to_string().ends_with("000014_retention"))
+            .expect("the retention migration");
+        c.revert_migration(&**m).unwrap();
+        c.run_migration(&**m).unwrap();
+    }
+    match conn {
+        DbConnection::Sqlite(c) => redo(c, "sqlite"),
+        DbConnection::Postgresql(c) => redo(c, "postgres"),
+    }
+}
+
+async fn the_retention_migration_keeps_shipments_both_ways(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.retention.enabled = false).await;
+    let session = app.login().await;
+    assert_eq!(app.put_order("100001", &[("SKU-A", 5)]).await.0, 201);
+    app.send_shipment(&session, "100001", 10, &[("SKU-A", 1)], "TRACK-1")
+        .await;
+    app.send_shipment(&session, "100001", 11, &[("SKU-A", 2)], "TRACK-2")
+        .await;
+    assert_eq!(app.drain().await, 2);
+    let before = order(&app, "100001").await;
+    assert_eq!(before["shipments"].as_array().unwrap().len(), 2, "{before}");
+
+    // Down and up again: SQLite rebuilds the shipment tables, which must not lose their lines
+    // and tracking numbers to the cascade of the old table's drop.
+    app.with_conn(redo_retention_migration).await;
+    assert_eq!(order(&app, "100001").await, before);
+
+    // And the rebuilt tables still cascade and reference as before: a new shipment is stored
+    // whole, and a request deleted by retention leaves its shipment.
+    app.send_shipment(&session, "100001", 12, &[("SKU-A", 1)], "TRACK-3")
+        .await;
+    assert_eq!(app.drain().await, 1);
+    assert_eq!(
+        order(&app, "100001").await["shipments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let id = request_id(&app, 10).await;
+    age_requests(&app, vec![id], 60).await;
+    let done = wharf_ok(&app, &["clean"]).await;
+    assert!(
+        line_of(&done, "requests").contains(" 1 processed"),
+        "{done}"
+    );
+    let after = order(&app, "100001").await;
+    assert_eq!(after["shipments"][0], before["shipments"][0], "{after}");
+    assert_eq!(after["tracking_numbers"][0], "TRACK-1", "{after}");
 }

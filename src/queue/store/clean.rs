@@ -14,6 +14,20 @@ use crate::db::schema::{rejections, requests};
 /// The only finished state: nothing queued, processing or dead is ever selected here.
 const FINISHED: RequestState = RequestState::Processed;
 
+/// `state = 'processed' AND processed_at < $cutoff` for a statement that also names the ids: the
+/// condition is wrapped in `( … ) IS TRUE` (the same truth on both backends) so that SQLite's
+/// planner, which keeps no statistics, finds the rows by primary key instead of walking the age
+/// index over every old request for each batch.
+macro_rules! recheck {
+    ($cutoff:expr) => {
+        diesel::dsl::sql::<diesel::sql_types::Bool>("(requests.state = ")
+            .bind::<diesel::sql_types::Text, _>(FINISHED.as_str())
+            .sql(" AND requests.processed_at < ")
+            .bind::<diesel::sql_types::Timestamp, _>($cutoff)
+            .sql(") IS TRUE")
+    };
+}
+
 /// Up to `limit` requests processed before `cutoff`, oldest first (locked on PostgreSQL, skipping
 /// rows another cleaner or a support action holds).
 pub fn finished_before(
@@ -56,8 +70,7 @@ pub fn delete_finished(
     }
     let still_finished = requests::table
         .filter(requests::id.eq_any(ids))
-        .filter(requests::state.eq(FINISHED.as_str()))
-        .filter(requests::processed_at.lt(cutoff));
+        .filter(recheck!(cutoff));
     crate::with_backend!(conn, |c| diesel::delete(still_finished)
         .returning(requests::id)
         .get_results(c))
@@ -105,8 +118,7 @@ pub fn drop_bodies(
         requests::table
             .filter(requests::id.eq_any(ids))
             .filter(requests::body.is_not_null())
-            .filter(requests::state.eq(FINISHED.as_str()))
-            .filter(requests::processed_at.lt(cutoff)),
+            .filter(recheck!(cutoff)),
     )
     .set(requests::body.eq(None::<String>))
     .execute(conn)
