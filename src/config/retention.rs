@@ -21,7 +21,7 @@ pub struct RetentionSettings {
     /// Refused messages.
     pub rejections_days: i64,
     /// Finished outbound tasks (done, dismissed, skipped) and their support actions; the latest
-    /// task of each order, product or other subject is kept as its record.
+    /// warehouse task of each order and product is kept as its record.
     pub outbound_tasks_days: i64,
     /// Rows deleted per transaction (each short, so the queue is never held up).
     pub batch_size: i64,

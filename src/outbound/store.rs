@@ -434,7 +434,7 @@ diesel::alias!(t as newer: NewerTask);
 /// The tasks [`finished_before`] selects, as a query over `outbound_tasks` (a macro: the query's
 /// type is diesel's to spell).
 macro_rules! finished_query {
-    ($cutoff:expr) => {{
+    ($cutoff:expr, $keep_latest:expr) => {{
         let superseded = diesel::dsl::exists(
             newer
                 .filter(newer.field(t::channel).eq(t::channel))
@@ -445,31 +445,38 @@ macro_rules! finished_query {
         t::table
             .filter(t::state.eq_any(TaskState::words(FINISHED)))
             .filter(t::updated_at.lt($cutoff))
-            .filter(superseded)
+            .filter(t::channel.ne_all($keep_latest).or(superseded))
     }};
 }
 
-/// Up to `limit` finished tasks last changed before `cutoff` that a newer task of the
-/// same channel, action and subject supersedes (retention). The latest task of a subject is kept
-/// whatever its age: views read it as the subject's record (an order's export and cancellation,
-/// the support action on them), and without it an exported order's cancellation would read as
-/// still pending.
+/// Up to `limit` finished tasks last changed before `cutoff` (retention). On the channels
+/// `keep_latest` names, only those a newer task of the same action and subject supersedes: there
+/// the latest task of a subject is its record, kept whatever its age (the warehouse's: the order
+/// view reads an order's export and cancellation, and the support action on them, from it;
+/// without it an exported order's cancellation would read as still pending).
 pub fn finished_before(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
+    keep_latest: &[&str],
     limit: i64,
 ) -> QueryResult<Vec<i64>> {
     crate::load_skip_locked!(
         conn,
         // No ORDER BY: the states are several, so an order would sort every old finished task
         // each batch; the age index is walked in its own order and the limit stops it.
-        finished_query!(cutoff).limit(limit).select(t::id)
+        finished_query!(cutoff, keep_latest)
+            .limit(limit)
+            .select(t::id)
     )
 }
 
 /// How many tasks [`finished_before`] would select without a limit.
-pub fn count_finished_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
-    finished_query!(cutoff)
+pub fn count_finished_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    keep_latest: &[&str],
+) -> QueryResult<i64> {
+    finished_query!(cutoff, keep_latest)
         .select(diesel::dsl::count_star())
         .get_result(conn)
 }

@@ -10,8 +10,8 @@
 //! waiting for each other; on SQLite every write transaction takes its turn.
 //!
 //! What stays: stock, orders, products, shipments (a shipment keeps its history, and keeps
-//! refusing a duplicate of its message, when its request is gone), the latest outbound task of
-//! each subject (views read it as the subject's record), and the feed.
+//! refusing a duplicate of its message, when its request is gone), the latest warehouse task of
+//! each order and product (views read it as their record), and the feed.
 
 mod background;
 
@@ -27,6 +27,11 @@ use crate::config::RetentionSettings;
 use crate::db::{self, DbConnection};
 use crate::outbound::{self, exchange};
 use crate::queue::store::clean as requests;
+
+/// The outbound channels whose latest task per subject is kept whatever its age, as the subject's
+/// record (the warehouse's: the order view reads an order's export and cancellation from it).
+/// Other channels' finished tasks (alert mails) go once old.
+const KEEP_LATEST: &[&str] = &[outbound::WAREHOUSE];
 
 crate::text_enum! {
     /// What the cleaner deletes, in the order it does it (requests before their bodies: a body
@@ -122,7 +127,7 @@ pub fn count(
             }
             Part::Exports => exchange::count_exports_before(conn, cutoff)?,
             Part::Rejections => requests::count_rejections_before(conn, cutoff)?,
-            Part::OutboundTasks => outbound::count_finished_before(conn, cutoff)?,
+            Part::OutboundTasks => outbound::count_finished_before(conn, cutoff, KEEP_LATEST)?,
         };
         counts.push(PartCount {
             part,
@@ -213,7 +218,7 @@ fn batch(
             (requests::delete_rejections(conn, &ids, cutoff)?, 0)
         }
         Part::OutboundTasks => {
-            let ids = outbound::finished_before(conn, cutoff, limit)?;
+            let ids = outbound::finished_before(conn, cutoff, KEEP_LATEST, limit)?;
             (outbound::delete_finished(conn, &ids, cutoff)?, 0)
         }
     })

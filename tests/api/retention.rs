@@ -215,6 +215,18 @@ async fn fill(app: &TestApp) -> std::collections::BTreeMap<i64, i64> {
         insert_task(c, "product.merge", "P-DONE", "done", 1, old);
         insert_task(c, "product.merge", "P-DISMISSED", "dismissed", 2, old);
         insert_task(c, "product.merge", "P-DISMISSED", "skipped", 0, old);
+        // Another channel's tasks are no record of anything: an old finished one goes.
+        diesel::insert_into(t::table)
+            .values((
+                t::channel.eq("mail"),
+                t::action.eq("alert.open"),
+                t::subject.eq("incident-1"),
+                t::state.eq("done"),
+                t::created_at.eq(old),
+                t::updated_at.eq(old),
+            ))
+            .execute(c)
+            .unwrap();
         insert_export(c, "old-export", old);
         insert_export(c, "new-export", wharf::db::now());
     })
@@ -268,7 +280,7 @@ async fn clean_deletes_only_old_finished_records_and_a_dry_run_nothing(backend: 
     assert!(line_of(&dry, "exports").contains(" 1 export"), "{dry}");
     assert!(line_of(&dry, "rejections").contains(" 1 refused"), "{dry}");
     assert!(
-        line_of(&dry, "outbound_tasks").contains(" 3 finished"),
+        line_of(&dry, "outbound_tasks").contains(" 4 finished"),
         "{dry}"
     );
     assert!(dry.contains("dry run: nothing was deleted"), "{dry}");
@@ -288,7 +300,7 @@ async fn clean_deletes_only_old_finished_records_and_a_dry_run_nothing(backend: 
         "{done}"
     );
     assert!(requests_line.ends_with("deleted"), "{done}");
-    assert!(line_of(&done, "outbound_tasks").contains(" 3 finished"));
+    assert!(line_of(&done, "outbound_tasks").contains(" 4 finished"));
 
     // Requests: the old processed ones are gone; the dead, processing, queued and new ones stay.
     let listed = wharf_ok(&app, &["requests", "list", "--limit", "100"]).await;
@@ -348,6 +360,16 @@ async fn clean_deletes_only_old_finished_records_and_a_dry_run_nothing(backend: 
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(product_tasks(&app).await, tasks);
+    let mail_tasks: i64 = app
+        .with_conn(|c| {
+            outbound_tasks::table
+                .filter(outbound_tasks::channel.eq("mail"))
+                .count()
+                .get_result(c)
+                .unwrap()
+        })
+        .await;
+    assert_eq!(mail_tasks, 0);
 
     // Bodies may go earlier than their rows: the processed request keeps its row, not its XML;
     // the dead one keeps both.
