@@ -23,7 +23,7 @@ pub struct RetentionSettings {
     /// Finished outbound tasks (done, dismissed, skipped) and their support actions; the latest
     /// warehouse task of each order and product is kept as its record.
     pub outbound_tasks_days: i64,
-    /// Rows deleted per transaction (each short, so the queue is never held up).
+    /// Rows deleted per transaction (each short, so the queue is never held up); 1 to 10 000.
     pub batch_size: i64,
     /// How often the in-process cleaner runs, in seconds.
     pub interval_secs: u64,
