@@ -162,10 +162,12 @@ pub fn clean(
             import_lines: 0,
         };
         let stopped = loop {
+            let began = Instant::now();
             let (rows, lines) = db::write_tx(conn, |c| batch(c, part, cutoff, limit))?;
             if rows == 0 {
                 break false;
             }
+            let_writers_in(conn, began.elapsed());
             count.rows += rows as i64;
             count.import_lines += lines as i64;
             batches += 1;
@@ -186,6 +188,17 @@ pub fn clean(
         }
     }
     Ok(done)
+}
+
+/// On SQLite, pauses after a batch as long as the batch held the write lock: the one writer's lock
+/// is not handed over in turn (a thread that releases it and asks again at once usually gets it
+/// back), so a cleaner going from batch to batch would keep receipts waiting until it is done.
+/// Pausing gives the writers that queued meanwhile at least half the time. PostgreSQL locks rows,
+/// not the database: receipts never wait for the cleaner there.
+fn let_writers_in(conn: &DbConnection, held: Duration) {
+    if let DbConnection::Sqlite(_) = conn {
+        std::thread::sleep(held);
+    }
 }
 
 /// One batch of `part`: select up to `limit` ids older than `cutoff`, delete those still finished
