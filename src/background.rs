@@ -1,6 +1,7 @@
 //! The background work of a process — worker loops, the outbound runners (one per channel part,
-//! each on its own schedule) and (on PostgreSQL) the wake-up listener — started the same way by
-//! `wharf serve` and `wharf worker`, and stopped within the shutdown deadline.
+//! each on its own schedule), the retention cleaner and (on PostgreSQL) the wake-up listener —
+//! started the same way by `wharf serve` and `wharf worker`, and stopped within the shutdown
+//! deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub enum WorkerMode {
 pub struct Background {
     worker: Option<JoinHandle<()>>,
     runners: Vec<JoinHandle<()>>,
+    cleaner: Option<JoinHandle<()>>,
     listener: Option<Listener>,
     lease_secs: i64,
 }
@@ -59,9 +61,18 @@ impl Background {
             &shutdown.subscribe(),
         ));
         let listener = Listener::spawn(&settings.database_url, shutdown.subscribe());
+        let cleaner = settings.retention.enabled.then(|| {
+            let (pool, retention) = (pool.clone(), settings.retention.clone());
+            tokio::spawn(crate::retention::run_every(
+                pool,
+                retention,
+                shutdown.subscribe(),
+            ))
+        });
         Background {
             worker,
             runners,
+            cleaner,
             listener,
             lease_secs: settings.worker.lease_secs,
         }
@@ -86,6 +97,14 @@ impl Background {
                      was sending are retried when their lease expires"
                 );
             }
+        }
+        if let Some(c) = self.cleaner
+            && tokio::time::timeout_at(deadline, c).await.is_err()
+        {
+            tracing::warn!(
+                "the retention cleaner did not finish its batch before the shutdown deadline; \
+                 that batch is rolled back and cleaned next time"
+            );
         }
         if let Some(l) = self.listener
             && tokio::time::timeout_at(deadline, l.join()).await.is_err()

@@ -33,6 +33,7 @@ pub mod outbound;
 pub mod products;
 pub mod queue;
 pub mod reservations;
+pub mod retention;
 pub mod runs;
 pub mod shipments;
 pub mod shutdown;

@@ -1,6 +1,7 @@
 //! The `wharf` command line: one binary, one subcommand per job.
 
 mod check;
+mod clean;
 mod config;
 mod exports;
 mod requests;
@@ -77,6 +78,13 @@ pub enum Command {
         /// Also send a short test mail to this address through the alert mail server.
         #[arg(long, value_name = "ADDRESS")]
         send_test_mail: Option<String>,
+    },
+    /// Delete finished records older than the `[retention]` days now (never anything queued,
+    /// processing, dead, lost or pending); prints per part what went.
+    Clean {
+        /// Only count and print what would go; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -162,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export => exports::export(settings),
         // Loaded by the check itself, above.
         Command::Check { .. } => Ok(()),
+        Command::Clean { dry_run } => clean::clean(&settings, dry_run),
     }
 }
 

@@ -56,6 +56,7 @@ impl Settings {
         for (key, message) in self.alerts.problems() {
             refuse(&format!("alerts.{key}"), message);
         }
+        self.retention.validate(&mut refuse);
         if problems.is_empty() {
             Ok(())
         } else {

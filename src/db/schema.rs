@@ -241,7 +241,8 @@ diesel::table! {
 diesel::table! {
     shipments (id) {
         id -> BigInt,
-        request_id -> BigInt,
+        /// The request that created it; `NULL` once retention deleted that request.
+        request_id -> Nullable<BigInt>,
         order_id -> BigInt,
         message_seq_id -> BigInt,
         courier_name -> Nullable<Text>,

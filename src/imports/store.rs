@@ -283,3 +283,13 @@ pub fn mark_viewed(
     .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Deletes the import lines of the requests `request_ids` (retention, in the transaction that
+/// deleted those requests: `import_lines` has no foreign key to cascade from). Returns how many.
+pub fn delete_lines_of(conn: &mut DbConnection, request_ids: &[i64]) -> QueryResult<usize> {
+    if request_ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(import_lines::table.filter(import_lines::request_id.eq_any(request_ids)))
+        .execute(conn)
+}

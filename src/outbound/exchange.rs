@@ -372,3 +372,46 @@ pub fn export_detail(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Exp
         .first(conn)?;
     Ok(Some((summary, lines, request, response)))
 }
+
+/// Up to `limit` exchanges finished before `cutoff`, oldest first (retention). A row is written
+/// only once its exchange is over, so none of these is in flight.
+pub fn exports_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    crate::load_skip_locked!(
+        conn,
+        exports::table
+            .filter(exports::finished_at.lt(cutoff))
+            .order((exports::finished_at, exports::id))
+            .limit(limit)
+            .select(exports::id)
+    )
+}
+
+/// How many exchanges finished before `cutoff`.
+pub fn count_exports_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
+    exports::table
+        .filter(exports::finished_at.lt(cutoff))
+        .select(diesel::dsl::count_star())
+        .get_result(conn)
+}
+
+/// Deletes those of `ids` finished before `cutoff`, their lines with them (the foreign key
+/// cascades). Returns how many exchanges.
+pub fn delete_exports(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(
+        exports::table
+            .filter(exports::id.eq_any(ids))
+            .filter(exports::finished_at.lt(cutoff)),
+    )
+    .execute(conn)
+}

@@ -26,7 +26,8 @@ pub mod runner;
 mod store;
 
 pub use store::{
-    Task, TaskAction, TaskRow, act, claim, enqueue, first_in_state, last_action, not_answered, open_among, release,
+    FINISHED, Task, TaskAction, TaskRow, act, claim, count_finished_before, delete_finished,
+    enqueue, finished_before, first_in_state, last_action, not_answered, open_among, release,
     settle, settle_done, skip, start_over, task_of, tasks_in_state,
 };
 pub use store::{oldest_due, open_counts};

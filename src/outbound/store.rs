@@ -490,3 +490,77 @@ pub fn oldest_due(
     }
     Ok(oldest.into_iter().map(|((c, a), t)| (c, a, t)).collect())
 }
+
+/// The states retention may delete a task in: finished, nothing left to send or decide.
+pub const FINISHED: [TaskState; 3] = [TaskState::Done, TaskState::Dismissed, TaskState::Skipped];
+
+diesel::alias!(t as newer: NewerTask);
+
+/// The tasks [`finished_before`] selects, as a query over `outbound_tasks` (a macro: the query's
+/// type is diesel's to spell).
+macro_rules! finished_query {
+    ($cutoff:expr, $keep_latest:expr) => {{
+        let superseded = diesel::dsl::exists(
+            newer
+                .filter(newer.field(t::channel).eq(t::channel))
+                .filter(newer.field(t::action).eq(t::action))
+                .filter(newer.field(t::subject).eq(t::subject))
+                .filter(newer.field(t::id).gt(t::id)),
+        );
+        t::table
+            .filter(t::state.eq_any(TaskState::words(FINISHED)))
+            .filter(t::updated_at.lt($cutoff))
+            .filter(t::channel.ne_all($keep_latest).or(superseded))
+    }};
+}
+
+/// Up to `limit` finished tasks last changed before `cutoff` (retention). On the channels
+/// `keep_latest` names, only those a newer task of the same action and subject supersedes: there
+/// the latest task of a subject is its record, kept whatever its age (the warehouse's: the order
+/// view reads an order's export and cancellation, and the support action on them, from it;
+/// without it an exported order's cancellation would read as still pending).
+pub fn finished_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    keep_latest: &[&str],
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    crate::load_skip_locked!(
+        conn,
+        // No ORDER BY: the states are several, so an order would sort every old finished task
+        // each batch; the age index is walked in its own order and the limit stops it.
+        finished_query!(cutoff, keep_latest)
+            .limit(limit)
+            .select(t::id)
+    )
+}
+
+/// How many tasks [`finished_before`] would select without a limit.
+pub fn count_finished_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    keep_latest: &[&str],
+) -> QueryResult<i64> {
+    finished_query!(cutoff, keep_latest)
+        .select(diesel::dsl::count_star())
+        .get_result(conn)
+}
+
+/// Deletes those of `ids` still finished and unchanged since before `cutoff`, their support
+/// actions with them (the foreign key cascades). Returns how many.
+pub fn delete_finished(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(
+        t::table
+            .filter(t::id.eq_any(ids))
+            .filter(t::state.eq_any(TaskState::words(FINISHED)))
+            .filter(t::updated_at.lt(cutoff)),
+    )
+    .execute(conn)
+}

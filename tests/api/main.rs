@@ -32,6 +32,7 @@ mod order_rules;
 mod orders;
 mod outbound_migration;
 mod refusals;
+mod retention;
 mod schema;
 mod shipment_failures;
 mod shutdown;

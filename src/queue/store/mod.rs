@@ -2,6 +2,7 @@
 //! guarded settles (finish, fail, defer), rejections, the rows of support actions, and support's
 //! reads ([`inspect`]). Per-backend arms live here, where the SQL must differ.
 
+pub mod clean;
 pub mod inspect;
 
 use chrono::NaiveDateTime;

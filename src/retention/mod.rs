@@ -1,0 +1,255 @@
+//! Retention: `wharf clean` and the in-process cleaner delete finished records older than their
+//! configured days (`[retention]`), part by part, in small batches of one short write transaction
+//! each, so the queue is never held up for long.
+//!
+//! **Nothing unfinished is ever deleted**: each domain's store selects only finished rows (a
+//! processed request, a done, dismissed or skipped outbound task), and its delete names the ids
+//! selected *and* checks the finished state and the age again, so a request requeued or
+//! reprocessed between the two survives. On PostgreSQL the selection locks the rows it takes and
+//! skips those locked elsewhere, so two processes cleaning at once share the work instead of
+//! waiting for each other; on SQLite every write transaction takes its turn.
+//!
+//! What stays: stock, orders, products, shipments (a shipment keeps its history, and keeps
+//! refusing a duplicate of its message, when its request is gone), the latest warehouse task of
+//! each order and product (views read it as their record), and the feed.
+
+mod background;
+
+pub use background::run_every;
+
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::QueryResult;
+
+use crate::config::RetentionSettings;
+use crate::db::{self, DbConnection};
+use crate::outbound::{self, exchange};
+use crate::queue::store::clean as requests;
+
+/// The outbound channels whose latest task per subject is kept whatever its age, as the subject's
+/// record (the warehouse's: the order view reads an order's export and cancellation from it).
+/// Other channels' finished tasks (alert mails) go once old.
+const KEEP_LATEST: &[&str] = &[outbound::WAREHOUSE];
+
+crate::text_enum! {
+    /// What the cleaner deletes, in the order it does it (requests before their bodies: a body
+    /// whose row goes anyway need not be dropped first).
+    pub enum Part: "retention part" {
+        /// Processed requests, with their lines, import reports, support actions and failed
+        /// attempts (`requests_days`).
+        Requests = "requests",
+        /// The raw XML of processed requests whose rows stay longer (`request_bodies_days`).
+        RequestBodies = "request_bodies",
+        /// Export exchanges and their lines (`exports_days`).
+        Exports = "exports",
+        /// Refused messages (`rejections_days`).
+        Rejections = "rejections",
+        /// Finished outbound tasks with their support actions (`outbound_tasks_days`).
+        OutboundTasks = "outbound_tasks",
+    }
+}
+
+impl Part {
+    /// What a count of this part means, for people.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Part::Requests => {
+                "processed requests (with their lines, import reports, actions and errors)"
+            }
+            Part::RequestBodies => "raw bodies of processed requests",
+            Part::Exports => "export exchanges (with their lines)",
+            Part::Rejections => "refused messages",
+            Part::OutboundTasks => "finished outbound tasks (with their support actions)",
+        }
+    }
+
+    /// The age setting of this part, in days (`None`: this part is kept).
+    fn days(self, settings: &RetentionSettings) -> Option<i64> {
+        match self {
+            Part::Requests => Some(settings.requests_days),
+            Part::RequestBodies => settings.request_bodies_days,
+            Part::Exports => Some(settings.exports_days),
+            Part::Rejections => Some(settings.rejections_days),
+            Part::OutboundTasks => Some(settings.outbound_tasks_days),
+        }
+    }
+
+    /// Older than this is deleted, `now` minus the part's days (`None`: the part is kept).
+    pub fn cutoff(self, settings: &RetentionSettings, now: NaiveDateTime) -> Option<NaiveDateTime> {
+        self.days(settings).map(|d| now - TimeDelta::days(d))
+    }
+}
+
+/// What one part of a clean found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartCount {
+    /// The part.
+    pub part: Part,
+    /// Rows deleted (bodies dropped), or for a dry run, rows that would go.
+    pub rows: i64,
+    /// Import lines deleted with the requests (0 for other parts and for a dry run).
+    pub import_lines: i64,
+}
+
+/// Where a clean stands, given to its progress callback after every batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// The part being cleaned.
+    pub part: Part,
+    /// Rows of this part deleted so far.
+    pub rows: i64,
+    /// Batches done so far, all parts.
+    pub batches: u64,
+    /// Since the clean started.
+    pub elapsed: Duration,
+}
+
+/// How many rows each part would delete at `now`, without deleting anything (`--dry-run`).
+pub fn count(
+    conn: &mut DbConnection,
+    settings: &RetentionSettings,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<PartCount>> {
+    let mut counts = Vec::new();
+    for &part in Part::ALL {
+        let Some(cutoff) = part.cutoff(settings, now) else {
+            continue;
+        };
+        let rows = match part {
+            Part::Requests => requests::count_finished_before(conn, cutoff)?,
+            Part::RequestBodies => {
+                // Bodies of rows that go with the requests are not counted twice.
+                let rows_cutoff = Part::Requests.cutoff(settings, now).unwrap_or(cutoff);
+                requests::count_bodies_before(conn, cutoff)?
+                    - requests::count_bodies_before(conn, rows_cutoff.min(cutoff))?
+            }
+            Part::Exports => exchange::count_exports_before(conn, cutoff)?,
+            Part::Rejections => requests::count_rejections_before(conn, cutoff)?,
+            Part::OutboundTasks => outbound::count_finished_before(conn, cutoff, KEEP_LATEST)?,
+        };
+        counts.push(PartCount {
+            part,
+            rows,
+            import_lines: 0,
+        });
+    }
+    Ok(counts)
+}
+
+/// Deletes what is older than the settings' days at `now`, part by part, `batch_size` rows per
+/// transaction, calling `progress` after every batch; `progress` returning `Break` stops the clean
+/// between two batches (at shutdown). Each batch's rows are counted in
+/// `wharf_retention_deleted_rows_total`. Returns what each part deleted.
+pub fn clean(
+    conn: &mut DbConnection,
+    settings: &RetentionSettings,
+    now: NaiveDateTime,
+    progress: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
+) -> QueryResult<Vec<PartCount>> {
+    let started = Instant::now();
+    let limit = settings.batch_size.max(1);
+    let mut batches = 0u64;
+    let mut done = Vec::new();
+    for &part in Part::ALL {
+        let Some(cutoff) = part.cutoff(settings, now) else {
+            continue;
+        };
+        let mut count = PartCount {
+            part,
+            rows: 0,
+            import_lines: 0,
+        };
+        let stopped = loop {
+            let began = Instant::now();
+            let (rows, lines) = db::write_tx(conn, |c| batch(c, part, cutoff, limit))?;
+            if rows == 0 {
+                break false;
+            }
+            let_writers_in(conn, began.elapsed());
+            count.rows += rows as i64;
+            count.import_lines += lines as i64;
+            batches += 1;
+            counted(part, rows, lines);
+            let p = Progress {
+                part,
+                rows: count.rows,
+                batches,
+                elapsed: started.elapsed(),
+            };
+            if progress(&p).is_break() {
+                break true;
+            }
+        };
+        done.push(count);
+        if stopped {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// On SQLite, pauses after a batch as long as the batch held the write lock: the one writer's lock
+/// is not handed over in turn (a thread that releases it and asks again at once usually gets it
+/// back), so a cleaner going from batch to batch would keep receipts waiting until it is done.
+/// Pausing gives the writers that queued meanwhile at least half the time. PostgreSQL locks rows,
+/// not the database: receipts never wait for the cleaner there.
+fn let_writers_in(conn: &DbConnection, held: Duration) {
+    if let DbConnection::Sqlite(_) = conn {
+        std::thread::sleep(held);
+    }
+}
+
+/// One batch of `part`: select up to `limit` ids older than `cutoff`, delete those still finished
+/// and old. Returns (rows deleted or bodies dropped, import lines deleted). A batch that selected
+/// rows but deleted none (all changed meanwhile) returns 0 and ends the part: they are no longer
+/// finished, and the next run looks again.
+fn batch(
+    conn: &mut DbConnection,
+    part: Part,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<(usize, usize)> {
+    Ok(match part {
+        Part::Requests => {
+            let ids = requests::finished_before(conn, cutoff, limit)?;
+            let deleted = requests::delete_finished(conn, &ids, cutoff)?;
+            let lines = crate::imports::store::delete_lines_of(conn, &deleted)?;
+            (deleted.len(), lines)
+        }
+        Part::RequestBodies => {
+            let ids = requests::bodies_before(conn, cutoff, limit)?;
+            (requests::drop_bodies(conn, &ids, cutoff)?, 0)
+        }
+        Part::Exports => {
+            let ids = exchange::exports_before(conn, cutoff, limit)?;
+            (exchange::delete_exports(conn, &ids, cutoff)?, 0)
+        }
+        Part::Rejections => {
+            let ids = requests::rejections_before(conn, cutoff, limit)?;
+            (requests::delete_rejections(conn, &ids, cutoff)?, 0)
+        }
+        Part::OutboundTasks => {
+            let ids = outbound::finished_before(conn, cutoff, KEEP_LATEST, limit)?;
+            (outbound::delete_finished(conn, &ids, cutoff)?, 0)
+        }
+    })
+}
+
+/// Counts deleted rows by table (dropped bodies are not rows deleted, so they are not counted).
+fn counted(part: Part, rows: usize, import_lines: usize) {
+    let table = match part {
+        Part::Requests => "requests",
+        Part::RequestBodies => return,
+        Part::Exports => "exports",
+        Part::Rejections => "rejections",
+        Part::OutboundTasks => "outbound_tasks",
+    };
+    metrics::counter!("wharf_retention_deleted_rows_total", "table" => table)
+        .increment(rows as u64);
+    if import_lines > 0 {
+        metrics::counter!("wharf_retention_deleted_rows_total", "table" => "import_lines")
+            .increment(import_lines as u64);
+    }
+}
