@@ -74,6 +74,15 @@ fn ok_due(job: Job) -> bool {
     }
 }
 
+/// Whether a success of `job` would be written now (callers that must take a connection for it
+/// ask first, so an idle loop does not take one every poll).
+pub fn ok_wanted(job: Job) -> bool {
+    written()
+        .lock()
+        .map(|map| map.get(&job).is_none_or(|at| at.elapsed() >= OK_EVERY))
+        .unwrap_or(true)
+}
+
 /// Records that `job` ran well at `now` (at most once per [`OK_EVERY`] per process).
 pub fn ok(conn: &mut DbConnection, job: Job, now: NaiveDateTime) -> QueryResult<()> {
     if !ok_due(job) {

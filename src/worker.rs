@@ -110,6 +110,9 @@ impl Worker {
     /// to write it is only logged at debug level: the batch's own failure, logged by the caller,
     /// is what matters, and the database is then likely what failed.
     fn record_run(&self, outcome: Result<(), String>) {
+        if outcome.is_ok() && !runs::ok_wanted(Job::Worker) {
+            return;
+        }
         let now = db::now();
         let written = self
             .pool

@@ -109,10 +109,10 @@ fn section(i: &Incident, console: &str) -> String {
         }
         s.push('\n');
         if let Some(c) = condition {
-            if let Some(link) = link(c, scope, console, &item.id) {
+            if let Some(link) = link(c, scope, console, &path_segment(&item.id)) {
                 s.push_str(&format!("  {link}\n"));
             }
-            if let Some(fix) = fix(c, &item.id) {
+            if let Some(fix) = fix(c, &shell_word(&item.id)) {
                 s.push_str(&format!("  fix: {fix}\n"));
             }
         }
@@ -143,6 +143,32 @@ fn advice(c: Condition, scope: Option<&str>) -> &'static str {
             "check that a worker runs (`wharf worker`, or `serve` with the worker on) and its log"
         }
         Condition::Backlog => "check the exporter's log and `wharf exports list`",
+    }
+}
+
+/// What a path segment may hold as it is; everything else is percent-encoded (an order number is
+/// the shop's text: `?`, `#`, `/` or a space would break the link).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn path_segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+}
+
+/// `id` as one word a POSIX shell reads back as it is: an order number is the shop's text, and an
+/// operator pastes the fix command from the mail (`1; rm -rf ~` must stay one harmless argument).
+fn shell_word(id: &str) -> String {
+    let plain = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._:/@+=,".contains(c));
+    if plain {
+        id.to_string()
+    } else {
+        format!("'{}'", id.replace('\'', r"'\''"))
     }
 }
 
@@ -218,6 +244,17 @@ pub fn customer(template: &str, c: &Customer) -> Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_numbers_stay_one_harmless_word_in_commands_and_links() {
+        assert_eq!(shell_word("100042"), "100042");
+        assert_eq!(shell_word("ACME-7/B"), "ACME-7/B");
+        assert_eq!(shell_word("1; curl x|sh"), "'1; curl x|sh'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(path_segment("A 1?#/ü"), "A%201%3F%23%2F%C3%BC");
+        assert_eq!(path_segment("100-042.x_y~"), "100-042.x_y~");
+    }
 
     #[test]
     fn the_customer_template_fills_its_placeholders() {

@@ -43,6 +43,7 @@ pub fn run_once(
     let cutoff = now - TimeDelta::seconds(cfg.resolve_after_secs.max(0));
     let pass = db::write_tx(conn, |conn| -> diesel::QueryResult<Pass> {
         let mut pass = Pass::default();
+        one_pass_at_a_time(conn)?;
         let open = store::open_incidents(conn)?;
         for f in &findings {
             match open.iter().find(|i| i.key == f.key) {
@@ -69,7 +70,7 @@ pub fn run_once(
                 pass.cleared.push(i.id);
             }
             if store::resolve(conn, i.id, cutoff, now)? {
-                if mails {
+                if mails && announced(conn, i)? {
                     outbound::enqueue(conn, INCIDENT_RESOLVE, &[&i.id.to_string()], now)?;
                 }
                 pass.resolved.push(i.id);
@@ -79,6 +80,31 @@ pub fn run_once(
     })?;
     pass.log(conn);
     Ok(pass)
+}
+
+/// Whether the incident's open mail went or may still go: only then is its resolve mail sent (an
+/// incident opened while mails were off, or whose open mail was given up, gets no "RESOLVED" for
+/// something never announced).
+fn announced(conn: &mut DbConnection, i: &super::Incident) -> diesel::QueryResult<bool> {
+    if i.message_id.is_some() {
+        return Ok(true);
+    }
+    let open = outbound::task_of(conn, INCIDENT_OPEN, &i.id.to_string())?;
+    Ok(open.is_some_and(|t| outbound::TaskState::DUE.contains(&t.state)))
+}
+
+/// Passes of several processes take turns (PostgreSQL: an advisory lock held until commit; SQLite's
+/// BEGIN IMMEDIATE already does). Without it two passes that saw different findings would lock
+/// incident rows in different orders (refresh in findings order, clear and resolve in id order)
+/// and deadlock; in turn, each reads the incidents the one before committed.
+fn one_pass_at_a_time(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    /// `alrt`: the first half of the key, apart from the receipts' per-operation keys.
+    const ALERTS_LOCK: i32 = 0x616c_7274;
+    if let DbConnection::Postgresql(c) = conn {
+        use diesel::RunQueryDsl;
+        db::sql::AdvisoryXactLock(ALERTS_LOCK, 0).execute(c)?;
+    }
+    Ok(())
 }
 
 impl Pass {

@@ -329,3 +329,69 @@ pub fn open_mail_waits(conn: &mut DbConnection, subject: &str) -> QueryResult<bo
         .get_result(conn)?;
     Ok(waiting > 0)
 }
+
+/// Up to `limit` incidents resolved before `cutoff` (retention).
+pub fn resolved_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    i::table
+        .filter(i::state.eq(IncidentState::Resolved.as_str()))
+        .filter(i::resolved_at.lt(cutoff))
+        .limit(limit)
+        .select(i::id)
+        .load(conn)
+}
+
+/// Deletes those of `ids` still resolved before `cutoff` (an open incident is never deleted).
+/// Returns how many.
+pub fn delete_resolved(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(
+        i::table
+            .filter(i::id.eq_any(ids))
+            .filter(i::state.eq(IncidentState::Resolved.as_str()))
+            .filter(i::resolved_at.lt(cutoff)),
+    )
+    .execute(conn)
+}
+
+/// How many incidents resolved before `cutoff`.
+pub fn count_resolved_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
+    i::table
+        .filter(i::state.eq(IncidentState::Resolved.as_str()))
+        .filter(i::resolved_at.lt(cutoff))
+        .count()
+        .get_result(conn)
+}
+
+/// Up to `limit` sent-mail slots older than `cutoff` (retention: only the last hour's count).
+pub fn mail_slots_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    m::table
+        .filter(m::sent_at.lt(cutoff))
+        .order(m::sent_at)
+        .limit(limit)
+        .select(m::id)
+        .load(conn)
+}
+
+/// Deletes the slots `ids`. Returns how many.
+pub fn delete_mail_slots(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<usize> {
+    diesel::delete(m::table.filter(m::id.eq_any(ids))).execute(conn)
+}
+
+/// How many sent-mail slots are older than `cutoff`.
+pub fn count_mail_slots_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
+    m::table
+        .filter(m::sent_at.lt(cutoff))
+        .count()
+        .get_result(conn)
+}

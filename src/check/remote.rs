@@ -199,14 +199,15 @@ async fn send_test_mail(a: &AlertSettings, server: &str, to: &str) -> Finding {
     let Ok(to_addr) = to.parse::<lettre::Address>() else {
         return Finding::fail("test mail", format!("{to:?} is not a mail address"));
     };
-    let Ok(from) = a.from.parse::<lettre::Address>() else {
+    // A mailbox, as alert mails read it: `Wharf <ops@example.com>` is a valid sender too.
+    let Ok(from) = a.from.parse::<lettre::message::Mailbox>() else {
         return Finding::fail(
             "test mail",
             format!("alerts.from {:?} is not a mail address; set it", a.from),
         );
     };
     let mail = lettre::Message::builder()
-        .from(lettre::message::Mailbox::new(Some("wharf".into()), from))
+        .from(from)
         .to(lettre::message::Mailbox::new(None, to_addr))
         .subject("[wharf] test mail from wharf check")
         .body(format!(

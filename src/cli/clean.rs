@@ -85,16 +85,12 @@ fn setting(part: Part) -> &'static str {
         Part::Exports => "retention.exports_days",
         Part::Rejections => "retention.rejections_days",
         Part::OutboundTasks => "retention.outbound_tasks_days",
+        Part::Incidents => "retention.incidents_days",
+        Part::AlertMails => "a day (fixed: only the last hour counts)",
     }
 }
 
 /// The days `part` is kept (only called for parts that have a setting).
 fn days(part: Part, s: &crate::config::RetentionSettings) -> i64 {
-    match part {
-        Part::Requests => s.requests_days,
-        Part::RequestBodies => s.request_bodies_days.unwrap_or(s.requests_days),
-        Part::Exports => s.exports_days,
-        Part::Rejections => s.rejections_days,
-        Part::OutboundTasks => s.outbound_tasks_days,
-    }
+    part.days(s).unwrap_or(s.requests_days)
 }

@@ -131,7 +131,7 @@ impl AlertSettings {
         if self.mails_on() && self.to.is_empty() {
             found.push((
                 "to",
-                "is empty, so alert mails would go nowhere: give one or more addresses, or unset                  smtp_host to turn mails off"
+                "is empty, so alert mails would go nowhere: give one or more addresses, or unset smtp_host to turn mails off"
                     .into(),
             ));
         }
@@ -146,6 +146,8 @@ impl AlertSettings {
                 i64::try_from(self.send_timeout_secs).unwrap_or(1),
             ),
             ("mail_max_attempts", i64::from(self.mail_max_attempts)),
+            // 0 would hold every alert mail back for ever.
+            ("max_mails_per_hour", i64::from(self.max_mails_per_hour)),
         ] {
             if value <= 0 {
                 found.push((key, "must be at least 1".into()));

@@ -23,6 +23,8 @@ pub struct RetentionSettings {
     /// Finished outbound tasks (done, dismissed, skipped) and their support actions; the latest
     /// warehouse task of each order and product is kept as its record.
     pub outbound_tasks_days: i64,
+    /// Resolved incidents (open ones are never deleted).
+    pub incidents_days: i64,
     /// Rows deleted per transaction (each short, so the queue is never held up); 1 to 10 000.
     pub batch_size: i64,
     /// How often the in-process cleaner runs, in seconds.
@@ -38,6 +40,7 @@ impl Default for RetentionSettings {
             exports_days: 30,
             rejections_days: 14,
             outbound_tasks_days: 30,
+            incidents_days: 90,
             batch_size: 500,
             interval_secs: 3600,
         }
@@ -61,6 +64,7 @@ impl RetentionSettings {
                 "retention.outbound_tasks_days",
                 Some(self.outbound_tasks_days),
             ),
+            ("retention.incidents_days", Some(self.incidents_days)),
         ] {
             if days.is_some_and(|d| d < 0) {
                 refuse(

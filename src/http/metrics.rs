@@ -77,14 +77,23 @@ fn refusal(req: &HttpRequest, token: Option<&str>) -> Option<HttpResponse> {
                     )),
             }
         }
-        None if req.peer_addr().is_some_and(|a| loopback(a.ip())) => None,
+        // Behind a reverse proxy on this host every client arrives from loopback: a forwarded
+        // request is not this host's own scraper.
+        None if req.peer_addr().is_some_and(|a| loopback(a.ip())) && !forwarded(req) => None,
         None => Some(HttpResponse::Forbidden()
             .content_type("text/plain; charset=utf-8")
             .body(
-                "/metrics answers only clients on this host while no token is set; set [metrics] \
-                 token (WHARF_METRICS__TOKEN) and have the scraper send it as a Bearer token\n",
+                "/metrics answers only clients on this host (not forwarded by a proxy) while no \
+                 token is set; set [metrics] token (WHARF_METRICS__TOKEN) and have the scraper send it as a Bearer token\n",
             )),
     }
+}
+
+/// Whether a proxy forwarded the request (it names the client it came from).
+fn forwarded(req: &HttpRequest) -> bool {
+    ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h))
 }
 
 /// Whether `ip` is this host (IPv4 loopback also when mapped into IPv6).

@@ -11,7 +11,7 @@
 //!
 //! What stays: stock, orders, products, shipments (a shipment keeps its history, and keeps
 //! refusing a duplicate of its message, when its request is gone), the latest warehouse task of
-//! each order and product (views read it as their record), and the feed.
+//! each order and product (views read it as their record), open incidents, and the feed.
 
 mod background;
 
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::QueryResult;
 
+use crate::alerts::store as alerts;
 use crate::config::RetentionSettings;
 use crate::db::{self, DbConnection};
 use crate::outbound::{self, exchange};
@@ -48,6 +49,10 @@ crate::text_enum! {
         Rejections = "rejections",
         /// Finished outbound tasks with their support actions (`outbound_tasks_days`).
         OutboundTasks = "outbound_tasks",
+        /// Resolved incidents (`incidents_days`).
+        Incidents = "incidents",
+        /// The record of alert mails sent, kept for the hourly limit (a day, fixed).
+        AlertMails = "alert_mails",
     }
 }
 
@@ -62,17 +67,22 @@ impl Part {
             Part::Exports => "export exchanges (with their lines)",
             Part::Rejections => "refused messages",
             Part::OutboundTasks => "finished outbound tasks (with their support actions)",
+            Part::Incidents => "resolved incidents",
+            Part::AlertMails => "records of alert mails sent (for the hourly limit)",
         }
     }
 
     /// The age setting of this part, in days (`None`: this part is kept).
-    fn days(self, settings: &RetentionSettings) -> Option<i64> {
+    pub fn days(self, settings: &RetentionSettings) -> Option<i64> {
         match self {
             Part::Requests => Some(settings.requests_days),
             Part::RequestBodies => settings.request_bodies_days,
             Part::Exports => Some(settings.exports_days),
             Part::Rejections => Some(settings.rejections_days),
             Part::OutboundTasks => Some(settings.outbound_tasks_days),
+            Part::Incidents => Some(settings.incidents_days),
+            // Only the last hour counts against `alerts.max_mails_per_hour`.
+            Part::AlertMails => Some(1),
         }
     }
 
@@ -128,6 +138,8 @@ pub fn count(
             Part::Exports => exchange::count_exports_before(conn, cutoff)?,
             Part::Rejections => requests::count_rejections_before(conn, cutoff)?,
             Part::OutboundTasks => outbound::count_finished_before(conn, cutoff, KEEP_LATEST)?,
+            Part::Incidents => alerts::count_resolved_before(conn, cutoff)?,
+            Part::AlertMails => alerts::count_mail_slots_before(conn, cutoff)?,
         };
         counts.push(PartCount {
             part,
@@ -234,6 +246,14 @@ fn batch(
             let ids = outbound::finished_before(conn, cutoff, KEEP_LATEST, limit)?;
             (outbound::delete_finished(conn, &ids, cutoff)?, 0)
         }
+        Part::Incidents => {
+            let ids = alerts::resolved_before(conn, cutoff, limit)?;
+            (alerts::delete_resolved(conn, &ids, cutoff)?, 0)
+        }
+        Part::AlertMails => {
+            let ids = alerts::mail_slots_before(conn, cutoff, limit)?;
+            (alerts::delete_mail_slots(conn, &ids)?, 0)
+        }
     })
 }
 
@@ -245,6 +265,8 @@ fn counted(part: Part, rows: usize, import_lines: usize) {
         Part::Exports => "exports",
         Part::Rejections => "rejections",
         Part::OutboundTasks => "outbound_tasks",
+        Part::Incidents => "incidents",
+        Part::AlertMails => "alert_mails",
     };
     metrics::counter!("wharf_retention_deleted_rows_total", "table" => table)
         .increment(rows as u64);

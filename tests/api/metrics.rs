@@ -354,6 +354,18 @@ async fn labels_never_carry_what_a_caller_sent(backend: Backend) {
 
 async fn the_token_is_required_when_set(backend: Backend) {
     const TOKEN: &str = "scrape-secret-9f2c";
+    // Without a token, a request a proxy on this host forwarded is not this host's scraper.
+    let open = TestApp::spawn(backend).await;
+    let resp = open
+        .client
+        .get(format!("{}/metrics", open.base))
+        .header("X-Forwarded-For", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp.text().await.unwrap().contains("[metrics] token"));
+    drop(open);
     let app = TestApp::spawn_with(backend, |s| s.metrics.token = Some(TOKEN.into())).await;
     let (status, _, body) = scrape_with(&app, None).await;
     assert_eq!(status, 401, "{body}");

@@ -531,6 +531,17 @@ async fn products_follow_their_own_schedule(backend: Backend) {
         .map(|p| p.external_reference)
         .collect();
     assert_eq!(sent, ["SCHED-1"], "the products' runner sent it");
+    // The runner settles after the answer: wait for the product to read as exported, so the test
+    // does not end while the runner still holds the task.
+    for _ in 0..250 {
+        let (_, p) = app.api(Method::GET, "/products/SCHED-1", None).await;
+        if !p["exported_at"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, p) = app.api(Method::GET, "/products/SCHED-1", None).await;
+    assert!(!p["exported_at"].is_null(), "{p}");
     assert!(
         sim.orders().is_empty(),
         "orders wait for their own schedule"

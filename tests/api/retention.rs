@@ -229,9 +229,52 @@ async fn fill(app: &TestApp) -> std::collections::BTreeMap<i64, i64> {
             .unwrap();
         insert_export(c, "old-export", old);
         insert_export(c, "new-export", wharf::db::now());
+        insert_incidents(c);
     })
     .await;
     ids
+}
+
+/// Incidents: open for 200 days (kept: open), resolved 100 days ago (goes), resolved yesterday
+/// (kept); records of alert mails sent 3 days ago (goes) and now (kept).
+fn insert_incidents(c: &mut DbConnection) {
+    use wharf::db::schema::{alert_mails as m, incidents as i};
+    let now = wharf::db::now();
+    for (key, state, resolved) in [
+        ("orders.lost", "open", None),
+        ("backlog:requests", "resolved", Some(days_ago(100))),
+        ("backlog:exports", "resolved", Some(days_ago(1))),
+    ] {
+        diesel::insert_into(i::table)
+            .values((
+                i::key.eq(key),
+                i::state.eq(state),
+                i::summary.eq(key),
+                i::count.eq(1_i64),
+                i::items.eq("[]"),
+                i::opened_at.eq(days_ago(200)),
+                i::resolved_at.eq(resolved),
+                i::updated_at.eq(resolved.unwrap_or(now)),
+            ))
+            .execute(c)
+            .unwrap();
+    }
+    for at in [days_ago(3), now] {
+        diesel::insert_into(m::table)
+            .values((m::sent_at.eq(at), m::subject.eq("[wharf] OPEN …")))
+            .execute(c)
+            .unwrap();
+    }
+}
+
+/// The incidents left, by key, and how many sent-mail records.
+async fn incidents_left(app: &TestApp) -> (Vec<String>, i64) {
+    use wharf::db::schema::{alert_mails as m, incidents as i};
+    app.with_conn(|c| {
+        let keys = i::table.order(i::id).select(i::key).load(c).unwrap();
+        (keys, m::table.count().get_result(c).unwrap())
+    })
+    .await
 }
 
 /// The product tasks left: (subject, state), in id order.
@@ -283,6 +326,8 @@ async fn clean_deletes_only_old_finished_records_and_a_dry_run_nothing(backend: 
         line_of(&dry, "outbound_tasks").contains(" 4 finished"),
         "{dry}"
     );
+    assert!(line_of(&dry, "incidents").contains(" 1 resolved"), "{dry}");
+    assert!(line_of(&dry, "alert_mails").contains(" 1 records"), "{dry}");
     assert!(dry.contains("dry run: nothing was deleted"), "{dry}");
     let after_dry = (
         app.stock_of("SKU-A").await,
@@ -370,6 +415,14 @@ async fn clean_deletes_only_old_finished_records_and_a_dry_run_nothing(backend: 
         })
         .await;
     assert_eq!(mail_tasks, 0);
+    // The open incident stays however old; of the resolved ones only the recent one.
+    assert_eq!(
+        incidents_left(&app).await,
+        (
+            vec!["orders.lost".to_string(), "backlog:exports".to_string()],
+            1
+        )
+    );
 
     // Bodies may go earlier than their rows: the processed request keeps its row, not its XML;
     // the dead one keeps both.

@@ -64,21 +64,67 @@ impl Mailer {
     }
 
     /// Sends what is due at `now`: the open digest, then resolve mails, then customer mails.
+    ///
+    /// Whatever a run claimed and did not settle (the database failed mid-run, or the SMTP server
+    /// refused and the rest of the run was left for later) is released at once, not left to its
+    /// lease: a lease long enough for a whole run would hold the mails for half an hour.
     pub async fn run_once(&self, now: NaiveDateTime) -> anyhow::Result<Delivery> {
         let mut d = Delivery::default();
         let (lease, opens) = self.claim(INCIDENT_OPEN, now).await?;
-        if !opens.is_empty() {
-            self.send_opens(&lease, opens, now, &mut d).await?;
-        }
-        let (lease, resolves) = self.claim(INCIDENT_RESOLVE, now).await?;
-        for task in resolves {
-            self.send_resolve(&lease, task, now, &mut d).await?;
-        }
-        let (lease, confirms) = self.claim(CUSTOMER_CONFIRM, now).await?;
-        for task in confirms {
-            self.send_confirmation(&lease, task, now, &mut d).await?;
+        let ids = opens.iter().map(|t| t.id).collect();
+        let sent = if opens.is_empty() {
+            Ok(())
+        } else {
+            self.send_opens(&lease, opens, now, &mut d).await
+        };
+        self.release_rest(&lease, ids, sent).await?;
+        for kind in [INCIDENT_RESOLVE, CUSTOMER_CONFIRM] {
+            let (lease, tasks) = self.claim(kind, now).await?;
+            let ids = tasks.iter().map(|t| t.id).collect();
+            let sent = self.send_each(&lease, kind, tasks, now, &mut d).await;
+            self.release_rest(&lease, ids, sent).await?;
         }
         Ok(d)
+    }
+
+    /// Sends the resolve or customer mails `tasks` one by one, until one fails: with the server
+    /// refusing or unreachable, the others would each wait out the send timeout for nothing.
+    async fn send_each(
+        &self,
+        lease: &Lease,
+        kind: TaskKind,
+        tasks: Vec<Task>,
+        now: NaiveDateTime,
+        d: &mut Delivery,
+    ) -> anyhow::Result<()> {
+        let failed_before = d.failed;
+        for task in tasks {
+            if d.failed > failed_before {
+                break;
+            }
+            if kind == INCIDENT_RESOLVE {
+                self.send_resolve(lease, task, now, d).await?;
+            } else {
+                self.send_confirmation(lease, task, now, d).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases those of `ids` this run still holds (settled ones are no longer held: a no-op for
+    /// them), then returns `outcome`.
+    async fn release_rest(
+        &self,
+        lease: &Lease,
+        ids: Vec<i64>,
+        outcome: anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let owner = lease.owner.clone();
+        let released = self
+            .db(move |conn| Ok(outbound::release(conn, &ids, &owner, None)?))
+            .await;
+        outcome?;
+        released.map(drop)
     }
 
     async fn db<T: Send + 'static>(
