@@ -87,6 +87,7 @@ fn setting(part: Part) -> &'static str {
         Part::OutboundTasks => "retention.outbound_tasks_days",
         Part::Incidents => "retention.incidents_days",
         Part::AlertMails => "a day (fixed: only the last hour counts)",
+        Part::FeedEvents => "retention.feed_days",
     }
 }
 

@@ -23,6 +23,9 @@ pub struct RetentionSettings {
     /// Finished outbound tasks (done, dismissed, skipped) and their support actions; the latest
     /// warehouse task of each order and product is kept as its record.
     pub outbound_tasks_days: i64,
+    /// Feed events (`None`: kept for ever). A storefront whose cursor is older than what is kept
+    /// gets `410 cursor_expired` and must reconcile (see the feed in the README).
+    pub feed_days: Option<i64>,
     /// Resolved incidents (open ones are never deleted).
     pub incidents_days: i64,
     /// Rows deleted per transaction (each short, so the queue is never held up); 1 to 10 000.
@@ -41,6 +44,7 @@ impl Default for RetentionSettings {
             rejections_days: 14,
             outbound_tasks_days: 30,
             incidents_days: 90,
+            feed_days: Some(30),
             batch_size: 500,
             interval_secs: 3600,
         }
@@ -65,6 +69,7 @@ impl RetentionSettings {
                 Some(self.outbound_tasks_days),
             ),
             ("retention.incidents_days", Some(self.incidents_days)),
+            ("retention.feed_days", self.feed_days),
         ] {
             if days.is_some_and(|d| d < 0) {
                 refuse(

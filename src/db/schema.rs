@@ -477,3 +477,11 @@ diesel::table! {
         subject -> Text,
     }
 }
+
+diesel::table! {
+    /// The highest feed id retention deleted (one row).
+    feed_pruned (id) {
+        id -> Integer,
+        through_id -> BigInt,
+    }
+}

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use crate::db::DbConnection;
 use crate::db::copy::CopyRows;
-use crate::db::schema::{feed_counter, feed_events};
+use crate::db::schema::{feed_counter, feed_events, feed_pruned};
 
 /// Moves the counter on by `n` and returns the last id it hands out (ids `last - n + 1 ..= last`
 /// are this transaction's). Its row stays locked until the transaction ends.
@@ -102,4 +102,52 @@ pub fn insert_feed_events(
         }
     }
     Ok(())
+}
+
+/// The highest id retention deleted (0: none): a reader whose cursor is below it missed events.
+pub fn pruned_through(conn: &mut DbConnection) -> QueryResult<i64> {
+    feed_pruned::table
+        .find(1)
+        .select(feed_pruned::through_id)
+        .first(conn)
+}
+
+/// Up to `limit` of the oldest events written before `cutoff` (retention). The id order walks the
+/// primary key from the start, where the old events are, so no index on the time is needed.
+pub fn events_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    feed_events::table
+        .filter(feed_events::created_at.lt(cutoff))
+        .order(feed_events::id)
+        .limit(limit)
+        .select(feed_events::id)
+        .load(conn)
+}
+
+/// How many events were written before `cutoff`.
+pub fn count_events_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
+    feed_events::table
+        .filter(feed_events::created_at.lt(cutoff))
+        .count()
+        .get_result(conn)
+}
+
+/// Deletes the events `ids` and moves the pruned mark up to the highest of them, in the caller's
+/// transaction. Returns how many were deleted.
+pub fn delete_events(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<usize> {
+    let Some(&highest) = ids.iter().max() else {
+        return Ok(0);
+    };
+    let n = diesel::delete(feed_events::table.filter(feed_events::id.eq_any(ids))).execute(conn)?;
+    diesel::update(
+        feed_pruned::table
+            .find(1)
+            .filter(feed_pruned::through_id.lt(highest)),
+    )
+    .set(feed_pruned::through_id.eq(highest))
+    .execute(conn)?;
+    Ok(n)
 }

@@ -11,7 +11,8 @@
 //!
 //! What stays: stock, orders, products, shipments (a shipment keeps its history, and keeps
 //! refusing a duplicate of its message, when its request is gone), the latest warehouse task of
-//! each order and product (views read it as their record), open incidents, and the feed.
+//! each order and product (views read it as their record), open incidents, and the feed's
+//! recent events (`feed_days`: older ones go, and a reader behind them is told to reconcile).
 
 mod background;
 
@@ -26,6 +27,7 @@ use diesel::QueryResult;
 use crate::alerts::store as alerts;
 use crate::config::RetentionSettings;
 use crate::db::{self, DbConnection};
+use crate::feed::store as feed;
 use crate::outbound::{self, exchange};
 use crate::queue::store::clean as requests;
 
@@ -53,6 +55,8 @@ crate::text_enum! {
         Incidents = "incidents",
         /// The record of alert mails sent, kept for the hourly limit (a day, fixed).
         AlertMails = "alert_mails",
+        /// Feed events (`feed_days`); a reader whose cursor is older is told to reconcile.
+        FeedEvents = "feed_events",
     }
 }
 
@@ -69,6 +73,7 @@ impl Part {
             Part::OutboundTasks => "finished outbound tasks (with their support actions)",
             Part::Incidents => "resolved incidents",
             Part::AlertMails => "records of alert mails sent (for the hourly limit)",
+            Part::FeedEvents => "feed events",
         }
     }
 
@@ -83,6 +88,7 @@ impl Part {
             Part::Incidents => Some(settings.incidents_days),
             // Only the last hour counts against `alerts.max_mails_per_hour`.
             Part::AlertMails => Some(1),
+            Part::FeedEvents => settings.feed_days,
         }
     }
 
@@ -140,6 +146,7 @@ pub fn count(
             Part::OutboundTasks => outbound::count_finished_before(conn, cutoff, KEEP_LATEST)?,
             Part::Incidents => alerts::count_resolved_before(conn, cutoff)?,
             Part::AlertMails => alerts::count_mail_slots_before(conn, cutoff)?,
+            Part::FeedEvents => feed::count_events_before(conn, cutoff)?,
         };
         counts.push(PartCount {
             part,
@@ -254,6 +261,10 @@ fn batch(
             let ids = alerts::mail_slots_before(conn, cutoff, limit)?;
             (alerts::delete_mail_slots(conn, &ids)?, 0)
         }
+        Part::FeedEvents => {
+            let ids = feed::events_before(conn, cutoff, limit)?;
+            (feed::delete_events(conn, &ids)?, 0)
+        }
     })
 }
 
@@ -267,6 +278,7 @@ fn counted(part: Part, rows: usize, import_lines: usize) {
         Part::OutboundTasks => "outbound_tasks",
         Part::Incidents => "incidents",
         Part::AlertMails => "alert_mails",
+        Part::FeedEvents => "feed_events",
     };
     metrics::counter!("wharf_retention_deleted_rows_total", "table" => table)
         .increment(rows as u64);

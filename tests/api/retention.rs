@@ -21,6 +21,7 @@ both_backends!(
     two_cleaners_and_a_reprocess_at_once_lose_nothing,
     the_in_process_cleaner_cleans_on_its_interval,
     the_retention_migration_keeps_shipments_both_ways,
+    old_feed_events_go_and_a_reader_behind_them_is_told_to_reconcile,
 );
 
 /// Runs a statement on whichever backend `$conn` is (for statements diesel's multi-backend
@@ -694,4 +695,61 @@ async fn the_retention_migration_keeps_shipments_both_ways(backend: Backend) {
     let after = order(&app, "100001").await;
     assert_eq!(after["shipments"][0], before["shipments"][0], "{after}");
     assert_eq!(after["tracking_numbers"][0], "TRACK-1", "{after}");
+}
+
+async fn old_feed_events_go_and_a_reader_behind_them_is_told_to_reconcile(backend: Backend) {
+    use reqwest::Method;
+    use wharf::db::schema::feed_events;
+    let app = TestApp::spawn_with(backend, |s| s.retention.enabled = false).await;
+    let session = app.login().await;
+    app.send_inventory(&session, 1, &[("SKU-A", 5, 1), ("SKU-B", 2, 1)])
+        .await;
+    app.drain().await;
+    let old: Vec<i64> = app.feed().await.iter().map(|(id, _, _)| *id).collect();
+    assert!(!old.is_empty());
+    app.with_conn(|c| {
+        diesel::update(feed_events::table)
+            .set(feed_events::created_at.eq(days_ago(60)))
+            .execute(c)
+            .unwrap()
+    })
+    .await;
+    app.send_inventory(&session, 2, &[("SKU-A", 4, 2)]).await;
+    app.drain().await;
+
+    let dry = wharf_ok(&app, &["clean", "--dry-run"]).await;
+    let expected = format!(" {} feed events", old.len());
+    assert!(line_of(&dry, "feed_events").contains(&expected), "{dry}");
+    let done = wharf_ok(&app, &["clean"]).await;
+    assert!(line_of(&done, "feed_events").contains(&expected), "{done}");
+
+    // A reader from the start, or from within what went, missed events: it is told so.
+    let (_, head) = app.api(Method::GET, "/feed/head", None).await;
+    let head = head["head"].as_i64().unwrap();
+    for after in [0, old[0]] {
+        let (status, problem) = app
+            .api(Method::GET, &format!("/feed?after={after}"), None)
+            .await;
+        assert_eq!(status, 410, "{problem}");
+        assert_eq!(problem["code"], "cursor_expired", "{problem}");
+        assert_eq!(problem["head"], head, "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("Reconcile"),
+            "{problem}"
+        );
+    }
+    // A reader that had read what went goes on with what stayed.
+    let last_old = *old.last().unwrap();
+    let (status, page) = app
+        .api(Method::GET, &format!("/feed?after={last_old}"), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let kinds: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["stock.changed"], "{page}");
+    assert_eq!(page["last_id"], head);
 }

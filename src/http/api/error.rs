@@ -58,6 +58,20 @@ pub enum ApiError {
         /// The newest event id.
         head: i64,
     },
+    /// The feed cursor is older than what retention kept: events after it were deleted.
+    #[error(
+        "the cursor {after} is older than this feed keeps: events up to {through} were deleted by \
+         retention (retention.feed_days), so some after your cursor are gone. Reconcile with \
+         GET /api/v1/orders?updated_after= and /api/v1/stock, then follow the feed from `head`"
+    )]
+    CursorExpired {
+        /// The cursor given.
+        after: i64,
+        /// The highest id deleted.
+        through: i64,
+        /// The newest event id.
+        head: i64,
+    },
     /// No route serves this path.
     #[error("no API route is {0}; see /api/v1/openapi.json for the routes")]
     UnknownRoute(String),
@@ -94,6 +108,7 @@ impl ApiError {
             ApiError::Internal => "internal",
             ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::CursorAhead { .. } => "cursor_ahead",
+            ApiError::CursorExpired { .. } => "cursor_expired",
             ApiError::UnknownRoute(_) => "unknown_route",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::BodyTooLarge(_) => "body_too_large",
@@ -151,6 +166,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) | ApiError::CursorAhead { .. } | ApiError::OrderRefused(_) => {
                 StatusCode::CONFLICT
             }
+            ApiError::CursorExpired { .. } => StatusCode::GONE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -173,7 +189,9 @@ impl ResponseError for ApiError {
                 _ => None,
             },
             head: match self {
-                ApiError::CursorAhead { head, .. } => Some(*head),
+                ApiError::CursorAhead { head, .. } | ApiError::CursorExpired { head, .. } => {
+                    Some(*head)
+                }
                 _ => None,
             },
             fields: match self {

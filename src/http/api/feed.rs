@@ -32,12 +32,15 @@ pub struct FeedPage {
 /// or repeated. With `wait=<seconds>` (at most 60) an empty answer waits until an event arrives. A
 /// cursor beyond the newest event is refused (`409 cursor_ahead`, with `head`): this wharf's feed is
 /// older than the client's (its database was restored from a backup), so the client must reconcile.
+/// A cursor older than what retention kept (`retention.feed_days`) is refused too (`410
+/// cursor_expired`, with `head`): reconcile, then follow from `head`.
 #[utoipa::path(get, path = "/api/v1/feed", tag = "feed",
     params(("after" = Option<i64>, Query, description = "last id seen (default 0)"),
         ("limit" = Option<i64>, Query, description = "most events to return, 1–1000 (default 100)"),
         ("wait" = Option<u64>, Query, description = "seconds to wait for an event when there is none (default 0, at most 60)")),
     responses((status = 200, description = "Events after the cursor, oldest first", body = FeedPage),
         (status = 409, description = "The cursor is beyond the newest event (`cursor_ahead`; `head` is the newest id)", body = Problem),
+        (status = 410, description = "Events after the cursor were deleted by retention (`cursor_expired`; reconcile, then follow from `head`)", body = Problem),
         (status = 422, description = "A parameter is out of range (`invalid_field`)", body = Problem)),
     security(("bearer" = [])))]
 pub(super) async fn get_feed(
@@ -80,12 +83,22 @@ pub(super) async fn get_feed(
     }
 }
 
-/// Events after `after`; when there are none, checks that `after` is not beyond the head.
+/// Events after `after`; refused when events after it were deleted by retention, or (when there
+/// are none) when `after` is beyond the head.
 fn read_feed(
     conn: &mut crate::db::DbConnection,
     after: i64,
     limit: i64,
 ) -> Result<Vec<Event>, ApiError> {
+    let through = feed::store::pruned_through(conn)?;
+    if after < through {
+        let head = feed::head(conn)?;
+        return Err(ApiError::CursorExpired {
+            after,
+            through,
+            head,
+        });
+    }
     let events = feed::read(conn, after, limit)?;
     if events.is_empty() {
         let head = feed::head(conn)?;
