@@ -38,6 +38,8 @@ pub const EXPORT_ITEMS: &str = "wharf_export_items_total";
 pub const EXPORT_BATCHES: &str = "wharf_export_batches_total";
 /// Alert mails, by outcome (counted by the alert mail delivery).
 pub const ALERT_MAILS: &str = "wharf_alert_mails_total";
+/// Customer confirmations of resent lost orders, by outcome (counted by the mail delivery).
+pub const CUSTOMER_MAILS: &str = "wharf_customer_mails_total";
 /// Rows the retention cleaner deleted, by table (counted by the cleaner).
 pub const RETENTION_DELETED_ROWS: &str = "wharf_retention_deleted_rows_total";
 
@@ -145,6 +147,10 @@ fn describe() {
         "Exchanges with the other side, by channel, action and outcome (answered, not_answered)"
     );
     describe_counter!(ALERT_MAILS, "Alert mails, by outcome");
+    describe_counter!(
+        CUSTOMER_MAILS,
+        "Customer confirmations of resent lost orders, by outcome (sent, failed)"
+    );
     describe_counter!(
         RETENTION_DELETED_ROWS,
         "Rows the retention cleaner deleted, by table"

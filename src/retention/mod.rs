@@ -280,10 +280,10 @@ fn counted(part: Part, rows: usize, import_lines: usize) {
         Part::AlertMails => "alert_mails",
         Part::FeedEvents => "feed_events",
     };
-    metrics::counter!("wharf_retention_deleted_rows_total", "table" => table)
+    metrics::counter!(crate::metrics::RETENTION_DELETED_ROWS, "table" => table)
         .increment(rows as u64);
     if import_lines > 0 {
-        metrics::counter!("wharf_retention_deleted_rows_total", "table" => "import_lines")
+        metrics::counter!(crate::metrics::RETENTION_DELETED_ROWS, "table" => "import_lines")
             .increment(import_lines as u64);
     }
 }

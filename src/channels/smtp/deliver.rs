@@ -281,7 +281,7 @@ impl Mailer {
             tracing::warn!(max_mails_per_hour = max, subject = %text.subject,
                 "the alert mail limit ({max} per hour) is reached; this mail waits and goes in a \
                  later digest (raise alerts.max_mails_per_hour to get more)");
-            metrics::counter!("wharf_alert_mails_total", "outcome" => "deferred").increment(1);
+            metrics::counter!(crate::metrics::ALERT_MAILS, "outcome" => "deferred").increment(1);
             self.db(move |conn| Ok(outbound::release(conn, &ids, &owner, None)?))
                 .await?;
             d.deferred += 1;
@@ -290,7 +290,7 @@ impl Mailer {
         let mid = message_id(&cfg.from);
         match self.send(&cfg.to, &text, &mid, thread.as_deref()).await {
             Ok(()) => {
-                metrics::counter!("wharf_alert_mails_total", "outcome" => "sent").increment(1);
+                metrics::counter!(crate::metrics::ALERT_MAILS, "outcome" => "sent").increment(1);
                 tracing::info!(subject = %text.subject, "alert mail sent: {}", text.subject);
                 self.db(move |conn| {
                     db::write_tx(conn, |conn| {
@@ -305,7 +305,7 @@ impl Mailer {
                 d.sent += 1;
             }
             Err(e) => {
-                metrics::counter!("wharf_alert_mails_total", "outcome" => "failed").increment(1);
+                metrics::counter!(crate::metrics::ALERT_MAILS, "outcome" => "failed").increment(1);
                 self.db(move |conn| Ok(store::give_back(conn, slot)?))
                     .await?;
                 self.failed(lease, tasks, &text.subject, e, now, d).await?;
@@ -367,6 +367,7 @@ impl Mailer {
         match self.send(&[address], &text, &mid, None).await {
             Ok(()) => {
                 tracing::info!(order = %task.subject, "customer confirmation of order {} sent", task.subject);
+                metrics::counter!(crate::metrics::CUSTOMER_MAILS, "outcome" => "sent").increment(1);
                 let (ids, owner) = (vec![task.id], lease.owner.clone());
                 self.db(move |conn| Ok(outbound::settle_done(conn, &ids, &owner, now)?))
                     .await?;
@@ -374,6 +375,8 @@ impl Mailer {
                 Ok(())
             }
             Err(e) => {
+                metrics::counter!(crate::metrics::CUSTOMER_MAILS, "outcome" => "failed")
+                    .increment(1);
                 self.failed(lease, vec![task], &text.subject, e, now, d)
                     .await
             }
