@@ -198,12 +198,12 @@ fn backlog(
         let Some((id, since)) = oldest.filter(|(_, since)| now - *since > limit) else {
             continue;
         };
-        let minutes = (now - since).num_minutes();
         found.push(Finding {
             key: key(Condition::Backlog, Some(scope)),
             summary: format!(
-                "{}: the oldest {noun} waits for {minutes} min",
-                title(Condition::Backlog, Some(scope))
+                "{}: the oldest {noun} waits for {}",
+                title(Condition::Backlog, Some(scope)),
+                waited(now - since)
             ),
             count: 1,
             first_error: None,
@@ -214,4 +214,14 @@ fn backlog(
         });
     }
     Ok(found)
+}
+
+/// A wait for people: `40 s`, `12 min`, `3 h 5 min`.
+fn waited(d: chrono::TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..7200 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
 }
