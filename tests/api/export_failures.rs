@@ -36,7 +36,12 @@ both_backends!(
 const WMS_USER: &str = "wharf";
 const WMS_PASSWORD: &str = "wms secret";
 
-async fn setup(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> (TestApp, WarehouseSim) {
+/// An app exporting orders and products to a warehouse simulator; the tests (here and in
+/// `metrics`) drive the exports themselves.
+pub(crate) async fn setup(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> (TestApp, WarehouseSim) {
     let sim = WarehouseSim::start(WMS_USER, WMS_PASSWORD).await;
     let endpoint = sim.endpoint();
     let app = TestApp::spawn_with(backend, move |s| {

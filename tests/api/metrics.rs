@@ -14,16 +14,13 @@ use std::process::{Command, Stdio};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, inventory_envelope};
-use crate::warehouse_api::{Behaviour, WarehouseSim};
+use crate::warehouse_api::Behaviour;
 
 both_backends!(
     a_scrape_shows_receipt_apply_and_export,
     labels_never_carry_what_a_caller_sent,
     the_token_is_required_when_set,
 );
-
-const WMS_USER: &str = "wharf";
-const WMS_PASSWORD: &str = "wms secret";
 
 /// One sample of a page: its labels and value.
 struct Sample {
@@ -126,34 +123,10 @@ pub(crate) fn promtool_check(page: &str) {
     );
 }
 
-async fn with_warehouse(backend: Backend) -> (TestApp, WarehouseSim) {
-    let sim = WarehouseSim::start(WMS_USER, WMS_PASSWORD).await;
-    let endpoint = sim.endpoint();
-    let app = TestApp::spawn_with(backend, move |s| {
-        let w = &mut s.warehouse;
-        w.endpoint = endpoint;
-        w.username = WMS_USER.into();
-        w.password = WMS_PASSWORD.into();
-        w.organisation = "ACME".into();
-        w.channel = "web shop".into();
-        w.timeout_secs = 2;
-        for e in [&mut w.orders, &mut w.products] {
-            e.enabled = true;
-            // The test drives the exports; the server's own runners wait for next New Year.
-            e.schedule = "0 0 1 1 *".into();
-            e.backoff_base_secs = 0;
-            e.breaker_threshold = 2;
-            e.breaker_pause_secs = 300;
-        }
-    })
-    .await;
-    (app, sim)
-}
-
 const INV: &str = "inventory.update";
 
 async fn a_scrape_shows_receipt_apply_and_export(backend: Backend) {
-    let (app, sim) = with_warehouse(backend).await;
+    let (app, sim) = crate::export_failures::setup(backend, |_| {}).await;
     let before = scrape(&app).await;
     promtool_check(&before);
     assert_eq!(
