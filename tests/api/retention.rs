@@ -618,12 +618,19 @@ async fn the_in_process_cleaner_cleans_on_its_interval(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let runs = app.with_conn(|c| wharf::runs::all(c).unwrap()).await;
-    let cleaner = runs
-        .iter()
-        .find(|r| r.job == wharf::runs::Job::Cleaner)
-        .expect("the cleaner's runs are recorded");
-    assert!(cleaner.last_ok_at.is_some(), "{cleaner:?}");
+    // The run is recorded once the clean has committed: wait for it too.
+    loop {
+        let runs = app.with_conn(|c| wharf::runs::all(c).unwrap()).await;
+        let cleaner = runs.iter().find(|r| r.job == wharf::runs::Job::Cleaner);
+        if cleaner.is_some_and(|c| c.last_ok_at.is_some()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cleaner's runs are not recorded: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(app.stock_of("SKU-A").await, Some((5, 1)));
 }
 
