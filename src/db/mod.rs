@@ -438,3 +438,21 @@ pub fn now() -> NaiveDateTime {
     let t = Utc::now().naive_utc();
     t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
 }
+
+/// Runs `f` with a connection of `pool` on tokio's blocking threads, for async callers (the
+/// exporter, the mailer): diesel blocks, and must not hold up the async executor. `who` names the
+/// caller in the error when no connection can be had (`no database connection for {who}`).
+pub async fn blocking<T: Send + 'static>(
+    pool: &Pool,
+    who: &'static str,
+    f: impl FnOnce(&mut DbConnection) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool
+            .get()
+            .map_err(|e| anyhow::anyhow!("no database connection for {who}: {e}"))?;
+        f(&mut conn)
+    })
+    .await?
+}

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use lettre::message::Mailbox;
@@ -131,14 +130,7 @@ impl Mailer {
         &self,
         f: impl FnOnce(&mut DbConnection) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool
-                .get()
-                .context("no database connection for mail delivery")?;
-            f(&mut conn)
-        })
-        .await?
+        crate::db::blocking(&self.pool, "mail delivery", f).await
     }
 
     /// Claims the due tasks of `kind`, under a lease long enough to send each of them.

@@ -128,14 +128,7 @@ impl super::Exporter {
         &self,
         f: impl FnOnce(&mut DbConnection) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool
-                .get()
-                .context("no database connection for the exporter")?;
-            f(&mut conn)
-        })
-        .await?
+        crate::db::blocking(&self.pool, "the exporter", f).await
     }
 
     /// POSTs a document and returns the body of a 2xx answer.
