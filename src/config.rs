@@ -10,6 +10,7 @@
 //! readable at run time.
 
 mod alerts;
+mod console;
 mod document;
 mod env;
 mod metrics;
@@ -24,6 +25,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertSettings, SmtpTls};
+pub use console::ConsoleSettings;
 pub use document::{defaults_toml, effective_toml};
 pub use env::env_var;
 pub use metrics::MetricsSettings;
@@ -66,6 +68,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// `GET /metrics`.
     pub metrics: MetricsSettings,
+    /// The support console at `/admin`.
+    pub console: ConsoleSettings,
     /// On SIGTERM or SIGINT, the longest wharf takes to stop, in seconds: open feed long polls are
     /// answered at once, no new work is claimed, and requests in flight, the worker's batch and the
     /// exporter's run get this long to finish. What is still unfinished then is left to its lease,
@@ -391,6 +395,7 @@ impl Default for Settings {
             alerts: AlertSettings::default(),
             retention: RetentionSettings::default(),
             metrics: MetricsSettings::default(),
+            console: ConsoleSettings::default(),
             shutdown_deadline_secs: 25,
         }
     }
@@ -557,6 +562,7 @@ impl fmt::Debug for Settings {
             .field("alerts", &self.alerts)
             .field("retention", &self.retention)
             .field("metrics", &self.metrics)
+            .field("console", &self.console)
             .field("shutdown_deadline_secs", &self.shutdown_deadline_secs)
             .finish()
     }

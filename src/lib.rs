@@ -12,15 +12,18 @@
 //! - [`metrics`] counts the events and reads the gauges `GET /metrics` shows;
 //! - [`alerts`] opens and resolves incidents (dead requests, lost orders, an open breaker, unseen
 //!   import failures, a backlog), each mailed once by the [`channels::smtp`] channel;
+//! - [`console`] is the support console at `/admin` (every support action lands in [`audit`]);
 //! - [`http`] wires it all to actix-web; [`db`] is storage; [`cli`] the `wharf` command.
 
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod background;
 pub mod channels;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod feed;
 pub mod http;

@@ -6,7 +6,7 @@ use diesel::dsl::count_star;
 use diesel::prelude::*;
 
 use super::{AuthError, Lifetimes, hash_password};
-use crate::db::schema::{access_tokens, api_tokens, api_users, soap_sessions};
+use crate::db::schema::{access_tokens, api_tokens, api_users, console_sessions, soap_sessions};
 use crate::db::{self, DbConnection};
 
 /// An API user as listed for operators (never its password hash).
@@ -103,7 +103,13 @@ fn end_everything(conn: &mut DbConnection, user_id: i64) -> QueryResult<Ended> {
         .execute(conn)?;
     let tokens = diesel::delete(access_tokens::table.filter(access_tokens::user_id.eq(user_id)))
         .execute(conn)?;
-    Ok(Ended { sessions, tokens })
+    let console =
+        diesel::delete(console_sessions::table.filter(console_sessions::user_id.eq(user_id)))
+            .execute(conn)?;
+    Ok(Ended {
+        sessions: sessions + console,
+        tokens,
+    })
 }
 
 fn user_id(conn: &mut DbConnection, username: &str) -> Result<i64, AuthError> {

@@ -25,8 +25,30 @@ pub use manage::{
 };
 pub use passwords::{PasswordChecker, Verified};
 
-/// Roles an API user can have.
-pub const ROLES: &[&str] = &["warehouse"];
+/// Roles a user can have: `warehouse` calls the SOAP API; `viewer` and `operator` log into the
+/// console (an operator may also act: requeue, reprocess, resend, dismiss). A user has one role, so
+/// a warehouse login never opens the console and a console login never calls SOAP.
+pub const ROLES: &[&str] = &["warehouse", "viewer", "operator"];
+
+/// Where a password is being checked: each door lets in only its own roles, and a user of another
+/// role is answered exactly like an unknown user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// SOAP login, HTTP Basic and admin tokens: role `warehouse`.
+    Soap,
+    /// The console's login page: roles `viewer` and `operator`.
+    Console,
+}
+
+impl Door {
+    /// The roles this door lets in.
+    pub fn roles(self) -> &'static [&'static str] {
+        match self {
+            Door::Soap => &ROLES[..1],
+            Door::Console => &ROLES[1..],
+        }
+    }
+}
 
 /// An authentication or user-management failure.
 #[derive(Debug, thiserror::Error)]
@@ -409,6 +431,7 @@ impl CredentialCache {
                         .map_err(|e| AuthError::Unavailable(e.to_string()))?;
                     Ok(api_users::table
                         .filter(api_users::username.eq(&username))
+                        .filter(api_users::role.eq_any(Door::Soap.roles()))
                         .select((api_users::id, api_users::password_hash))
                         .first(&mut conn)
                         .optional()?)
@@ -422,7 +445,9 @@ impl CredentialCache {
             }
             self.entries().remove(&key);
         }
-        let verified = checker.check(pool, username, password, peer).await?;
+        let verified = checker
+            .check(pool, username, password, peer, Door::Soap)
+            .await?;
         let mut entries = self.entries();
         if entries.len() >= Self::MAX {
             entries.clear();

@@ -23,7 +23,7 @@ use diesel::prelude::*;
 use tokio::sync::Semaphore;
 
 use super::throttle::{Policy, Throttle, Waiting};
-use super::{AuthError, dummy_hash};
+use super::{AuthError, Door, dummy_hash};
 use crate::config::AuthSettings;
 use crate::db::Pool;
 use crate::db::schema::api_users;
@@ -74,6 +74,7 @@ impl PasswordChecker {
         username: &str,
         password: &str,
         peer: Option<IpAddr>,
+        door: Door,
     ) -> Result<Verified, AuthError> {
         if let Some(waiting) = self.throttle.waiting(username, peer, Instant::now()) {
             return Err(self.refuse(waiting).await);
@@ -91,7 +92,7 @@ impl PasswordChecker {
         let found = blocking({
             let pool = pool.clone();
             let username = username.to_string();
-            move || stored_hash(&pool, &username)
+            move || stored_hash(&pool, &username, door)
         })
         .await??;
         let buffer = self.take_buffer();
@@ -173,12 +174,17 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 /// The user's id and stored hash, in one short use of a pooled connection.
-fn stored_hash(pool: &Pool, username: &str) -> Result<Option<(i64, String)>, AuthError> {
+fn stored_hash(
+    pool: &Pool,
+    username: &str,
+    door: Door,
+) -> Result<Option<(i64, String)>, AuthError> {
     let mut conn = pool
         .get()
         .map_err(|e| AuthError::Unavailable(e.to_string()))?;
     Ok(api_users::table
         .filter(api_users::username.eq(username))
+        .filter(api_users::role.eq_any(door.roles()))
         .select((api_users::id, api_users::password_hash))
         .first(&mut conn)
         .optional()?)

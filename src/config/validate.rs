@@ -57,6 +57,7 @@ impl Settings {
             refuse(&format!("alerts.{key}"), message);
         }
         self.retention.validate(&mut refuse);
+        self.console.validate(&mut refuse);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -485,3 +485,42 @@ diesel::table! {
         through_id -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Console sessions (only the cookie's SHA-256 is stored).
+    console_sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Until when each console user has seen the failures.
+    console_seen (user_id) {
+        user_id -> BigInt,
+        seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Every support action, from the console or the CLI.
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        actor -> Text,
+        via -> Text,
+        action -> Text,
+        subject_kind -> Text,
+        subjects -> Text,
+        filter -> Nullable<Text>,
+        count -> BigInt,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(console_sessions -> api_users (user_id));
+diesel::joinable!(console_seen -> api_users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(console_sessions, api_users);
+diesel::allow_tables_to_appear_in_same_query!(console_seen, api_users);

@@ -97,6 +97,7 @@ impl Application {
             workers,
             "connection cap"
         );
+        let console_enabled = settings.console.enabled;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -107,6 +108,11 @@ impl Application {
                 .configure(api::routes)
                 .configure(health::routes)
                 .configure(metrics::routes)
+                .configure(|cfg| {
+                    if console_enabled {
+                        crate::console::routes(cfg);
+                    }
+                })
         })
         .workers(workers)
         .max_connections(per_worker)

@@ -291,7 +291,7 @@ async fn respond(
             }
             _ => state
                 .passwords
-                .check(&state.pool, user, password, peer)
+                .check(&state.pool, user, password, peer, auth::Door::Soap)
                 .await
                 .map(|v| v.user_id),
         }),

@@ -233,6 +233,8 @@ pub fn test_settings(url: &str) -> Settings {
         ..Settings::default()
     };
     s.worker.in_serve = false;
+    // The tests reach the console over plain HTTP on loopback.
+    s.console.insecure_cookies = true;
     s
 }
 

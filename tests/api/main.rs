@@ -19,6 +19,7 @@ mod auth;
 mod check;
 mod cli;
 mod clients;
+mod console;
 mod crash;
 mod creds;
 mod export;

@@ -1,0 +1,3 @@
+DROP TABLE audit_log;
+DROP TABLE console_seen;
+DROP TABLE console_sessions;

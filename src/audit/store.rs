@@ -1,0 +1,100 @@
+//! The `audit_log` table's SQL.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{Entry, Via};
+use crate::db::schema::audit_log;
+use crate::db::{self, DbConnection};
+
+/// The longest list of subjects stored in one row (the count is always exact).
+const MAX_SUBJECTS_TEXT: usize = 4000;
+
+/// Records `entry`; call inside the action's own transaction.
+pub fn record(conn: &mut DbConnection, entry: &Entry<'_>) -> QueryResult<()> {
+    let mut subjects = entry.subjects.join(", ");
+    if subjects.len() > MAX_SUBJECTS_TEXT {
+        let mut cut = MAX_SUBJECTS_TEXT;
+        while !subjects.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        subjects.truncate(cut);
+        subjects.push_str(" …");
+    }
+    diesel::insert_into(audit_log::table)
+        .values((
+            audit_log::at.eq(db::now()),
+            audit_log::actor.eq(entry.actor),
+            audit_log::via.eq(entry.via.as_str()),
+            audit_log::action.eq(entry.action),
+            audit_log::subject_kind.eq(entry.subject_kind),
+            audit_log::subjects.eq(subjects),
+            audit_log::filter.eq(entry.filter),
+            audit_log::count.eq(entry.count),
+            audit_log::note.eq(entry.note),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A recorded action.
+#[derive(Debug, Clone, Queryable)]
+pub struct AuditRow {
+    /// Its id (newest first).
+    pub id: i64,
+    /// When.
+    pub at: NaiveDateTime,
+    /// Who.
+    pub actor: String,
+    /// Where from.
+    #[diesel(deserialize_as = String)]
+    pub via: Via,
+    /// What.
+    pub action: String,
+    /// The kind of records.
+    pub subject_kind: String,
+    /// Which records (capped text).
+    pub subjects: String,
+    /// The filter of an "all matching" action.
+    pub filter: Option<String>,
+    /// How many.
+    pub count: i64,
+    /// The note given.
+    pub note: Option<String>,
+}
+
+/// The newest `limit` actions with an id below `before` (keyset pagination), optionally of one
+/// actor or action.
+pub fn list(
+    conn: &mut DbConnection,
+    before: Option<i64>,
+    actor: Option<&str>,
+    action: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    let mut q = audit_log::table.into_boxed();
+    if let Some(before) = before {
+        q = q.filter(audit_log::id.lt(before));
+    }
+    if let Some(actor) = actor {
+        q = q.filter(audit_log::actor.eq(actor));
+    }
+    if let Some(action) = action {
+        q = q.filter(audit_log::action.eq(action));
+    }
+    q.order(audit_log::id.desc())
+        .limit(limit)
+        .select((
+            audit_log::id,
+            audit_log::at,
+            audit_log::actor,
+            audit_log::via,
+            audit_log::action,
+            audit_log::subject_kind,
+            audit_log::subjects,
+            audit_log::filter,
+            audit_log::count,
+            audit_log::note,
+        ))
+        .load(conn)
+}

@@ -1,0 +1,1 @@
+//! Console tests: browser (being written).

@@ -1,0 +1,1 @@
+//! Console tests: data (being written).

@@ -1,0 +1,1 @@
+//! Console tests: orders (being written).

@@ -1,0 +1,1 @@
+//! Console tests: requests (being written).
