@@ -1,7 +1,7 @@
 //! What operators do with users and tokens from the command line: list them, remove a user or
 //! change its password (which ends its sessions and admin tokens at once), revoke a storefront token.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, TimeDelta};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 
@@ -96,6 +96,26 @@ pub fn list_users(
         })
         .collect())
 }
+
+/// How many console sessions each user has that are still valid under the console's lifetimes,
+/// by user name (users without one are not listed).
+pub fn console_sessions(
+    conn: &mut DbConnection,
+    console: &crate::config::ConsoleSettings,
+) -> Result<Vec<(String, i64)>, AuthError> {
+    let now = db::now();
+    let secs = |s: u64| TimeDelta::seconds(i64::try_from(s).unwrap_or(CENTURY).min(CENTURY));
+    Ok(console_sessions::table
+        .inner_join(api_users::table)
+        .filter(console_sessions::last_seen_at.ge(now - secs(console.session_idle_secs)))
+        .filter(console_sessions::created_at.ge(now - secs(console.session_max_secs)))
+        .group_by(api_users::username)
+        .select((api_users::username, count_star()))
+        .load(conn)?)
+}
+
+/// A century in seconds: the cap on lifetimes, so that `now - lifetime` stays representable.
+const CENTURY: i64 = 100 * 366 * 24 * 3600;
 
 /// Deletes every session and admin token of a user: they stop working with the next call.
 fn end_everything(conn: &mut DbConnection, user_id: i64) -> QueryResult<Ended> {

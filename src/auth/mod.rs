@@ -20,8 +20,8 @@ mod manage;
 mod passwords;
 pub mod throttle;
 pub use manage::{
-    Ended, TokenSummary, UserSummary, list_tokens, list_users, remove_user, revoke_token,
-    set_password,
+    Ended, TokenSummary, UserSummary, console_sessions, list_tokens, list_users, remove_user,
+    revoke_token, set_password,
 };
 pub use passwords::{PasswordChecker, Verified};
 

@@ -12,11 +12,14 @@ use crate::config::Settings;
 /// `wharf users`.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Create an API user. The password is read from standard input (see `--password-stdin`).
+    /// Create a user: a warehouse API user (the default) or a support console user (`--role viewer`
+    /// or `--role operator`). The password is read from standard input (see `--password-stdin`).
     Add {
         /// Login name.
         name: String,
-        /// Role: `warehouse` (may call the SOAP API).
+        /// Role: `warehouse` calls the SOAP API; `viewer` logs into the console at /admin and reads
+        /// every page; `operator` also acts there (requeue, reprocess, resend, dismiss). A user has
+        /// one role: a warehouse user never opens the console, a console user never calls SOAP.
         #[arg(long, default_value = "warehouse")]
         role: String,
         /// Read the password from standard input (required: passwords never go on the command
@@ -25,15 +28,17 @@ pub enum UsersCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// List API users with their valid login sessions and admin tokens.
+    /// List users (warehouse and console) with their roles, valid SOAP login sessions, admin
+    /// tokens and console sessions.
     List,
-    /// Remove an API user; its sessions and admin tokens end at once.
+    /// Remove a user (warehouse or console); its sessions (SOAP and console) and admin tokens end
+    /// at once.
     Remove {
         /// Login name.
         name: String,
     },
-    /// Change an API user's password (read from standard input); its sessions and admin tokens
-    /// end at once.
+    /// Change a user's password (warehouse or console; read from standard input); its sessions
+    /// (SOAP and console) and admin tokens end at once.
     Passwd {
         /// Login name.
         name: String,
@@ -109,22 +114,28 @@ pub(super) fn users(settings: &Settings, cmd: UsersCommand) -> anyhow::Result<()
             let pool = super::open(settings)?;
             let mut conn = pool.get()?;
             let users = auth::list_users(&mut conn, auth::Lifetimes::of(&settings.soap))?;
+            let console = auth::console_sessions(&mut conn, &settings.console)?;
             if users.is_empty() {
                 println!("no users; create one with `wharf users add NAME --password-stdin`");
                 return Ok(());
             }
             println!(
-                "{:<24}  {:<10}  {:<19}  {:>8}  {:>6}",
-                "NAME", "ROLE", "CREATED", "SESSIONS", "TOKENS"
+                "{:<24}  {:<10}  {:<19}  {:>8}  {:>6}  {:>7}",
+                "NAME", "ROLE", "CREATED", "SESSIONS", "TOKENS", "CONSOLE"
             );
             for u in users {
+                let console = console
+                    .iter()
+                    .find(|(name, _)| *name == u.username)
+                    .map_or(0, |(_, n)| *n);
                 println!(
-                    "{:<24}  {:<10}  {:<19}  {:>8}  {:>6}",
+                    "{:<24}  {:<10}  {:<19}  {:>8}  {:>6}  {:>7}",
                     u.username,
                     u.role,
                     time(u.created_at),
                     u.sessions,
-                    u.tokens
+                    u.tokens,
+                    console
                 );
             }
         }

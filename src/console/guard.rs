@@ -35,6 +35,8 @@ pub async fn guard(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut res = match admit(&mut req).await {
+        // (Handlers answer their own errors, extractor failures included: what comes back is a
+        // response, which gets the headers below.)
         Ok(()) => next.call(req).await?.map_into_boxed_body(),
         Err(refusal) => req.into_response(refusal),
     };
@@ -47,7 +49,9 @@ async fn admit(req: &mut ServiceRequest) -> Result<(), HttpResponse> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Err(ConsoleError::internal("console without app state").error_page());
     };
-    let post = req.method() == Method::POST;
+    // Every method but GET and HEAD is checked like a form POST (the console registers only GET
+    // and POST routes, but a method that changes nothing needs no exception to be safe).
+    let post = !matches!(*req.method(), Method::GET | Method::HEAD);
     if post && let Some(why) = cross_site(req, &state) {
         tracing::warn!(
             path = req.path(),
@@ -178,12 +182,17 @@ fn to_login(req: &ServiceRequest) -> HttpResponse {
         .finish()
 }
 
-/// Where a login may send the browser back to: a console path only (never another site).
+/// Where a login may send the browser back to: a console path only (never another site). The path
+/// must be `/admin` or below it, and made of the characters a URL path and query may hold as sent
+/// (no backslash, which browsers read as `/`; no space or control character, which browsers drop
+/// or which could split the `Location` header); anything else goes to the dashboard.
 pub fn safe_next(next: Option<&str>) -> String {
+    let console_path = |n: &str| {
+        (n == "/admin" || n.starts_with("/admin/") || n.starts_with("/admin?"))
+            && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    };
     match next {
-        Some(n) if n.starts_with("/admin") && !n.starts_with("//") && !n.contains('\\') => {
-            n.to_string()
-        }
+        Some(n) if console_path(n) => n.to_string(),
         _ => "/admin".to_string(),
     }
 }

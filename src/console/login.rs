@@ -25,8 +25,9 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// The login form's fields.
-#[derive(Deserialize)]
+/// The login form's fields (a missing one counts as empty: the same answer as a wrong password).
+#[derive(Default, Deserialize)]
+#[serde(default)]
 struct LoginForm {
     username: String,
     password: String,
@@ -116,7 +117,12 @@ async fn login(
         Err(e) => return ConsoleError::internal(e).error_page(),
     };
     let settings = state.settings.console.clone();
+    // A new session at every login; the one this browser had before (if any) ends.
+    let before = req.cookie(COOKIE).map(|c| c.value().to_string());
     let opened = crate::db::blocking(&state.pool, "the console login", move |conn| {
+        if let Some(before) = before {
+            session::end(conn, &before)?;
+        }
         Ok(session::open(conn, user_id, &settings)?)
     })
     .await;

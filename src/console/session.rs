@@ -123,8 +123,16 @@ pub fn end(conn: &mut DbConnection, cookie: &str) -> QueryResult<()> {
     Ok(())
 }
 
+/// How stale `last_seen_at` may grow before a view refreshes it: a minute, or a tenth of the idle
+/// lifetime when that is shorter (else a user active every few seconds under a short idle lifetime
+/// would be logged out while working, since the stored time lags by up to the refresh interval).
+fn refresh_after(idle: TimeDelta) -> TimeDelta {
+    TimeDelta::minutes(1).min(idle / 10)
+}
+
 /// The user behind `cookie`, if its session is still valid and the user still has a console
-/// role. `last_seen_at` is refreshed at most once a minute, so a busy page is not a write per view.
+/// role. `last_seen_at` is refreshed at most once a minute (see [`refresh_after`]), so a busy page
+/// is not a write per view.
 pub fn check(
     conn: &mut DbConnection,
     cookie: &str,
@@ -156,7 +164,7 @@ pub fn check(
         end(conn, cookie)?;
         return Ok(None);
     }
-    if now - last_seen_at > TimeDelta::minutes(1) {
+    if now - last_seen_at > refresh_after(idle) {
         diesel::update(console_sessions::table.find(&id_hash))
             .set(console_sessions::last_seen_at.eq(now))
             .execute(conn)?;

@@ -1,6 +1,9 @@
 //! A console user's browser, minus the browser: a cookie-keeping HTTP client that sends forms the
 //! way a browser does (same-origin `Origin`, the page's `_csrf`), and pages parsed as HTML.
 
+use std::sync::Arc;
+
+use reqwest::cookie::{CookieStore, Jar};
 use reqwest::redirect::Policy;
 use scraper::{Html, Selector};
 
@@ -80,7 +83,9 @@ pub struct Console {
     pub base: String,
     /// The client (cookie store on).
     pub client: reqwest::Client,
-    /// The CSRF token of the last page fetched that had one.
+    /// Its cookies.
+    pub jar: Arc<Jar>,
+    /// The CSRF token of the last page fetched that had one (or of the session a login opened).
     pub csrf: Option<String>,
 }
 
@@ -89,15 +94,41 @@ pub struct Console {
 impl Console {
     /// A client with no session yet.
     pub fn new(app: &TestApp) -> Console {
+        let jar = Arc::new(Jar::default());
         Console {
             base: app.base.clone(),
             client: reqwest::Client::builder()
-                .cookie_store(true)
+                .cookie_provider(jar.clone())
                 .redirect(Policy::none())
                 .build()
                 .unwrap(),
+            jar,
             csrf: None,
         }
+    }
+
+    /// The session cookie's value this client holds for `/admin`, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        let url = format!("{}/admin/", self.base).parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        let prefix = format!("{}=", wharf::console::session::COOKIE);
+        header
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|c| c.strip_prefix(prefix.as_str()))
+            .map(str::to_string)
+    }
+
+    /// Gives this client `cookie` as its session cookie (e.g. one another client was logged out
+    /// of, to see that it no longer opens anything).
+    pub fn use_session_cookie(&mut self, cookie: &str) {
+        let url = format!("{}/admin/", self.base).parse().unwrap();
+        self.jar.add_cookie_str(
+            &format!("{}={cookie}; Path=/admin", wharf::console::session::COOKIE),
+            &url,
+        );
+        self.csrf = Some(wharf::console::session::csrf_token(cookie));
     }
 
     /// Creates console user `name` with `role` (`viewer` or `operator`) and logs in as it.
@@ -109,14 +140,23 @@ impl Console {
         console
     }
 
-    /// Posts the login form; returns the answer (303 on success).
+    /// Posts the login form; returns the answer (303 on success). After a success, [`Self::post`]
+    /// carries the new session's CSRF token (the one its pages' forms carry).
     pub async fn login(&mut self, name: &str, password: &str) -> Page {
-        self.post_raw(
-            "/admin/login",
-            &[("username", name), ("password", password)],
-            true,
-        )
-        .await
+        let page = self
+            .post_raw(
+                "/admin/login",
+                &[("username", name), ("password", password)],
+                true,
+            )
+            .await;
+        // (A `Secure` cookie is not kept over plain HTTP: then there is none to read.)
+        if page.status == 303
+            && let Some(cookie) = self.session_cookie()
+        {
+            self.csrf = Some(wharf::console::session::csrf_token(&cookie));
+        }
+        page
     }
 
     /// GETs `path` (e.g. `/admin/requests?state=dead`).
