@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .wrap(middleware::from_fn(guard::guard))
             .route("/assets/console.css", web::get().to(css))
             .route("/assets/console.js", web::get().to(js))
+            .route("/assets/favicon.svg", web::get().to(icon))
             .configure(login::routes)
             .configure(pages::routes)
             .default_service(web::to(not_found)),
@@ -41,6 +42,13 @@ async fn js() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/javascript; charset=utf-8")
         .body(include_str!("assets/console.js"))
+}
+
+/// The tab icon (without it, every browser asks for `/favicon.ico` and logs a 404).
+async fn icon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .body(include_str!("assets/favicon.svg"))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {

@@ -223,6 +223,20 @@ impl Tab {
             .unwrap_or_default()
     }
 
+    /// Asserts that the browser logged a message containing `part` (waiting up to 5 s for it).
+    async fn assert_logged(&self, part: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            seen.extend(self.log().await);
+            if seen.iter().any(|(_, m)| m.contains(part)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{what}: no {part:?} in the browser's log {seen:#?}");
+    }
+
     /// Asserts that the browser reported no errors (CSP violations, failed loads, script errors)
     /// since the last look.
     async fn assert_no_errors(&self, when: &str) {
@@ -232,7 +246,10 @@ impl Tab {
             .into_iter()
             .filter(|(level, _)| level == "SEVERE" || level == "WARNING")
             .collect();
-        assert!(errors.is_empty(), "{when}: the browser reported {errors:#?}");
+        assert!(
+            errors.is_empty(),
+            "{when}: the browser reported {errors:#?}"
+        );
     }
 }
 
@@ -285,11 +302,24 @@ async fn logging_in_comes_back_to_the_page_in_a_browser(backend: Backend) {
         tab.wait_loaded().await;
         assert_eq!(
             tab.at().await,
-            "/admin/login?next=%2Fadmin%2Fstock%3Fsku%3DA-1",
+            "/admin/login?next=%2Fadmin%2Fstock%3Fsku%3DA%2D1",
             "without a session: the login page"
         );
         assert_eq!(tab.text("h1").await, "wharf console");
         tab.assert_no_errors("the login page (its style sheet under the CSP)")
+            .await;
+        // The policy holds in a real browser: a script injected into the page does not run.
+        let ran = tab
+            .client
+            .execute(
+                "var s = document.createElement('script'); s.textContent = 'window.wharfInline = 1'; \
+                 document.head.appendChild(s); return window.wharfInline === 1",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(ran, json!(false), "inline script ran despite the CSP");
+        tab.assert_logged("Content Security Policy", "the refused inline script")
             .await;
         tab.fill("username", "ann").await;
         tab.fill("password", "not-the-password").await;
