@@ -73,7 +73,12 @@ async fn admit(req: &mut ServiceRequest) -> Result<(), HttpResponse> {
         None => None,
     };
     let Some(staff) = staff else {
-        return Err(if post {
+        return Err(if post && req.path() == "/admin/logout" {
+            // Logging out of a session that already ended: done, on to the login page.
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/admin/login"))
+                .finish()
+        } else if post {
             ConsoleError::Forbidden(
                 "Your console session has ended, so nothing was done. Log in again and repeat \
                  the action."

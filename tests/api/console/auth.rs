@@ -300,12 +300,15 @@ async fn logins_never_redirect_to_another_site(backend: Backend) {
     }
 }
 
+/// Form fields or headers, as name and value.
+type Fields<'a> = Vec<(&'a str, &'a str)>;
+
 async fn posts_without_token_or_from_another_site_are_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut console = Console::logged_in(&app, "ann", "operator").await;
     let csrf = console.csrf.clone().unwrap();
     let base = app.base.clone();
-    let refused: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    let refused: Vec<(&str, Fields, Fields)> = vec![
         ("missing token", vec![], vec![("Origin", &base)]),
         (
             "wrong token",
@@ -371,11 +374,18 @@ async fn posts_without_token_or_from_another_site_are_refused(backend: Backend) 
         )
         .await;
     assert_eq!(ok.status, 303, "{}", ok.body);
-    // Without a session a POST does nothing and says so (no redirect that would drop the form).
+    // Without a session a POST does nothing and says so (no redirect that would drop the form)…
     let late = console
-        .post_with("/admin/logout", &[("_csrf", &csrf)], &[])
+        .post_with("/admin/requests/1/requeue", &[("_csrf", &csrf)], &[])
         .await;
     assert_eq!(late.status, 403, "{}", late.body);
+    assert!(late.text(".error-message").contains("session has ended"));
+    // … but logging out of an ended session just goes to the login page.
+    let again = console
+        .post_with("/admin/logout", &[("_csrf", &csrf)], &[])
+        .await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    assert_eq!(again.location(), "/admin/login");
 }
 
 async fn a_viewer_may_look_and_log_out_but_not_act(backend: Backend) {
