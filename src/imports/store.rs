@@ -529,12 +529,17 @@ pub fn sku_history(
     }
     if let Some((request_id, line_no)) = before {
         q = q.filter(
-            import_lines::request_id.lt(request_id).or(import_lines::request_id
-                .eq(request_id)
-                .and(import_lines::line_no.lt(line_no))),
+            import_lines::request_id
+                .lt(request_id)
+                .or(import_lines::request_id
+                    .eq(request_id)
+                    .and(import_lines::line_no.lt(line_no))),
         );
     }
-    q.order((import_lines::request_id.desc(), import_lines::line_no.desc()))
-        .limit(limit)
-        .load(conn)
+    q.order((
+        import_lines::request_id.desc(),
+        import_lines::line_no.desc(),
+    ))
+    .limit(limit)
+    .load(conn)
 }

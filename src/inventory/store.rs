@@ -323,18 +323,24 @@ pub fn list_skus(
     let upper = prefix_end(prefix.unwrap_or(""));
     match conn {
         DbConnection::Postgresql(c) => {
-            let mut q = diesel::sql_query("SELECT sku FROM stock WHERE sku ~>=~ ")
-                .into_boxed::<diesel::pg::Pg>()
-                .bind::<Text, _>(lower)
-                .sql(" AND sku ~<~ ")
-                .bind::<Text, _>(upper);
+            // Placeholders are written out: a boxed raw query only collects the bound values.
+            let after_clause = if after.is_some() {
+                " AND sku ~>~ $4"
+            } else {
+                ""
+            };
+            let mut q = diesel::sql_query(format!(
+                "SELECT sku FROM stock WHERE sku ~>=~ $1 AND sku ~<~ $2{after_clause} \
+                 GROUP BY sku ORDER BY sku USING ~<~ LIMIT $3"
+            ))
+            .into_boxed::<diesel::pg::Pg>()
+            .bind::<Text, _>(lower)
+            .bind::<Text, _>(upper)
+            .bind::<BigInt, _>(limit);
             if let Some(after) = after {
-                q = q.sql(" AND sku ~>~ ").bind::<Text, _>(after.to_string());
+                q = q.bind::<Text, _>(after.to_string());
             }
-            let rows: Vec<Sku> = q
-                .sql(" GROUP BY sku ORDER BY sku USING ~<~ LIMIT ")
-                .bind::<BigInt, _>(limit)
-                .load(c)?;
+            let rows: Vec<Sku> = q.load(c)?;
             Ok(rows.into_iter().map(|r| r.sku).collect())
         }
         DbConnection::Sqlite(c) => {

@@ -524,11 +524,21 @@ pub fn export_lines_page(
     q.order(export_lines::line_no).limit(limit).load(conn)
 }
 
-/// Exchange `id`'s summary with its URL and the documents sent and received, if it exists.
-pub fn export_documents(
-    conn: &mut DbConnection,
-    id: i64,
-) -> QueryResult<Option<(ExportSummary, String, Option<String>, Option<String>)>> {
+/// One exchange with its address and the documents sent and received.
+#[derive(Debug, Clone, Queryable)]
+pub struct ExportDocuments {
+    /// The exchange.
+    pub summary: ExportSummary,
+    /// Where it went.
+    pub url: String,
+    /// The document sent, if any.
+    pub sent: Option<String>,
+    /// What came back, if anything (its start, when it was very large).
+    pub received: Option<String>,
+}
+
+/// Exchange `id` with its URL and the documents sent and received, if it exists.
+pub fn export_documents(conn: &mut DbConnection, id: i64) -> QueryResult<Option<ExportDocuments>> {
     exports::table
         .find(id)
         .select((

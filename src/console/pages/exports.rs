@@ -50,7 +50,8 @@ impl ListQuery {
             .kind
             .as_deref()
             .map(|k| {
-                LogKind::parse(k).ok_or_else(|| ConsoleError::bad("kind", "use order, product or cancel"))
+                LogKind::parse(k)
+                    .ok_or_else(|| ConsoleError::bad("kind", "use order, product or cancel"))
             })
             .transpose()?;
         let outcome = self
@@ -228,11 +229,18 @@ async fn detail(
         let Some(found) = store::export_documents(conn, id)? else {
             return Ok((None, Vec::new()));
         };
-        Ok((Some(found), store::export_lines_page(conn, id, after, size + 1)?))
+        Ok((
+            Some(found),
+            store::export_lines_page(conn, id, after, size + 1)?,
+        ))
     })
     .await?;
-    let (s, url, sent, received) =
-        found.ok_or_else(|| ConsoleError::NotFound(format!("Export {id}")))?;
+    let store::ExportDocuments {
+        summary: s,
+        url,
+        sent,
+        received,
+    } = found.ok_or_else(|| ConsoleError::NotFound(format!("Export {id}")))?;
     let cap = usize::try_from(size).unwrap_or(usize::MAX);
     let more = lines.len() > cap;
     lines.truncate(cap);
@@ -271,9 +279,8 @@ async fn raw(
         Ok(store::export_documents(conn, id)?)
     })
     .await?;
-    let (_, _, request, response) =
-        found.ok_or_else(|| ConsoleError::NotFound(format!("Export {id}")))?;
-    let body = if sent { request } else { response }.ok_or_else(|| {
+    let docs = found.ok_or_else(|| ConsoleError::NotFound(format!("Export {id}")))?;
+    let body = if sent { docs.sent } else { docs.received }.ok_or_else(|| {
         ConsoleError::NotFound(format!(
             "The {} of export {id}",
             if sent { "document sent" } else { "answer" }

@@ -36,7 +36,11 @@ pub(super) fn day(
     let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
         .map_err(|_| ConsoleError::bad(field, "must be a date like 2026-12-31"))?;
     let start = date.and_time(chrono::NaiveTime::MIN);
-    Ok(Some(if end { start + TimeDelta::days(1) } else { start }))
+    Ok(Some(if end {
+        start + TimeDelta::days(1)
+    } else {
+        start
+    }))
 }
 
 /// A line result as support names it (`failure` or `Failure`).
@@ -45,9 +49,7 @@ pub(super) fn outcome_named(value: &str) -> Result<LineOutcome, ConsoleError> {
         .iter()
         .copied()
         .find(|o| o.as_str().eq_ignore_ascii_case(value))
-        .ok_or_else(|| {
-            ConsoleError::bad("result", "use success, duplicate, superseded or failure")
-        })
+        .ok_or_else(|| ConsoleError::bad("result", "use success, duplicate, superseded or failure"))
 }
 
 /// Whether a CSV download was asked for (`format=csv`; `format=html` or none: the page).
@@ -233,7 +235,11 @@ async fn detail(
         .flatten()
         .map(|last| view::link_with(&req, "after", Some(&last)));
     let page = DetailPage {
-        chrome: Chrome::new(staff, "imports", format!("Import report of request {request_id}")),
+        chrome: Chrome::new(
+            staff,
+            "imports",
+            format!("Import report of request {request_id}"),
+        ),
         header,
         result: q.result.unwrap_or_default(),
         sku: q.sku.unwrap_or_default(),

@@ -224,8 +224,15 @@ async fn detail(
         })
         .await?;
     if csv {
-        let name = format!("stock-history-{}", sku.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
-        return view::csv(&name, LINE_HEADERS, history.iter().map(|(l, _)| line_row(l)));
+        let name = format!(
+            "stock-history-{}",
+            sku.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        return view::csv(
+            &name,
+            LINE_HEADERS,
+            history.iter().map(|(l, _)| line_row(l)),
+        );
     }
     if levels.is_empty() && history.is_empty() {
         return Err(ConsoleError::NotFound(format!("Stock of SKU {sku}")));
@@ -241,7 +248,11 @@ async fn detail(
         })
         .collect();
     let next = more
-        .then(|| history.last().map(|h| format!("{}.{}", h.line.request_id, h.line.line_no)))
+        .then(|| {
+            history
+                .last()
+                .map(|h| format!("{}.{}", h.line.request_id, h.line.line_no))
+        })
         .flatten()
         .map(|last| view::link_with(&req, "after", Some(&last)));
     let page = DetailPage {
