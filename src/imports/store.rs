@@ -293,3 +293,253 @@ pub fn delete_lines_of(conn: &mut DbConnection, request_ids: &[i64]) -> QueryRes
     diesel::delete(import_lines::table.filter(import_lines::request_id.eq_any(request_ids)))
         .execute(conn)
 }
+
+/// Which import reports the console lists (`/admin/imports`), newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ReportFilter {
+    /// Reports of requests with this operation.
+    pub operation: Option<crate::queue::Operation>,
+    /// Reports with at least one line of this outcome.
+    pub result: Option<LineOutcome>,
+    /// Reports with a line for this SKU.
+    pub sku: Option<String>,
+    /// Written at or after.
+    pub from: Option<chrono::NaiveDateTime>,
+    /// Written before.
+    pub until: Option<chrono::NaiveDateTime>,
+    /// Keyset: only reports of requests with a lower id.
+    pub before: Option<i64>,
+}
+
+/// The header of one import report.
+#[derive(Debug, Clone, Queryable)]
+pub struct ReportHeader {
+    /// The request.
+    pub request_id: i64,
+    /// Its operation.
+    #[diesel(deserialize_as = String)]
+    pub operation: crate::queue::Operation,
+    /// The warehouse's messageSeqId.
+    pub message_seq_id: i64,
+    /// Lines applied.
+    pub successes: i32,
+    /// Lines already applied.
+    pub duplicates: i32,
+    /// Lines older than what is stored.
+    pub superseded: i32,
+    /// Lines that failed.
+    pub failures: i32,
+    /// When it was written.
+    pub created_at: chrono::NaiveDateTime,
+}
+
+type HeaderColumns = (
+    imports::request_id,
+    imports::operation,
+    imports::message_seq_id,
+    imports::successes,
+    imports::duplicates,
+    imports::superseded,
+    imports::failures,
+    imports::created_at,
+);
+
+const HEADER_COLUMNS: HeaderColumns = (
+    imports::request_id,
+    imports::operation,
+    imports::message_seq_id,
+    imports::successes,
+    imports::duplicates,
+    imports::superseded,
+    imports::failures,
+    imports::created_at,
+);
+
+/// Up to `limit` import reports matching `f`, newest (highest request id) first.
+pub fn list_reports(
+    conn: &mut DbConnection,
+    f: &ReportFilter,
+    limit: i64,
+) -> QueryResult<Vec<ReportHeader>> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Bool;
+    let mut q = imports::table.select(HEADER_COLUMNS).into_boxed();
+    if let Some(op) = f.operation {
+        q = q.filter(imports::operation.eq(op.as_str()));
+    }
+    // Literal predicates (not bound values), so PostgreSQL matches the partial indexes of
+    // migration 2026-12-05-000018_console_data.
+    q = match f.result {
+        None => q,
+        Some(LineOutcome::Success) => q.filter(sql::<Bool>("imports.successes > 0")),
+        Some(LineOutcome::Duplicate) => q.filter(sql::<Bool>("imports.duplicates > 0")),
+        Some(LineOutcome::Superseded) => q.filter(sql::<Bool>("imports.superseded > 0")),
+        Some(LineOutcome::Failure) => q.filter(sql::<Bool>("imports.failures > 0")),
+    };
+    if let Some(sku) = &f.sku {
+        q = q.filter(
+            imports::request_id.eq_any(
+                import_lines::table
+                    .filter(import_lines::sku.eq(sku.clone()))
+                    .select(import_lines::request_id),
+            ),
+        );
+    }
+    if let Some(from) = f.from {
+        q = q.filter(imports::created_at.ge(from));
+    }
+    if let Some(until) = f.until {
+        q = q.filter(imports::created_at.lt(until));
+    }
+    if let Some(before) = f.before {
+        q = q.filter(imports::request_id.lt(before));
+    }
+    q.order(imports::request_id.desc()).limit(limit).load(conn)
+}
+
+/// The header of request `request_id`'s import report, if it has one.
+pub fn report_header(
+    conn: &mut DbConnection,
+    request_id: i64,
+) -> QueryResult<Option<ReportHeader>> {
+    imports::table
+        .find(request_id)
+        .select(HEADER_COLUMNS)
+        .first(conn)
+        .optional()
+}
+
+/// One import line in full, as the console shows it (with its adjustments and what it is about).
+#[derive(Debug, Clone, Queryable)]
+pub struct ReportLine {
+    /// The request.
+    pub request_id: i64,
+    /// Position in the request.
+    pub line_no: i32,
+    /// Sequence id of the line.
+    pub seq: Option<i64>,
+    /// SKU.
+    pub sku: String,
+    /// Stock source.
+    pub source: String,
+    /// Units the warehouse reported.
+    pub units_received: i32,
+    /// Units subtracted for orders the warehouse had not seen.
+    pub units_adjusted_orders: i32,
+    /// Units subtracted for active carts.
+    pub units_adjusted_quotes: i32,
+    /// Quantity stored after the line.
+    pub stored_qty: Option<i32>,
+    /// What became of the line.
+    #[diesel(deserialize_as = String)]
+    pub result: LineOutcome,
+    /// What happened.
+    pub message: String,
+    /// When.
+    pub created_at: chrono::NaiveDateTime,
+    /// The order number, for shipments.
+    pub reference: Option<String>,
+}
+
+type LineColumns = (
+    import_lines::request_id,
+    import_lines::line_no,
+    import_lines::seq,
+    import_lines::sku,
+    import_lines::source,
+    import_lines::units_received,
+    import_lines::units_adjusted_orders,
+    import_lines::units_adjusted_quotes,
+    import_lines::stored_qty,
+    import_lines::result,
+    import_lines::message,
+    import_lines::created_at,
+    import_lines::reference,
+);
+
+const LINE_COLUMNS: LineColumns = (
+    import_lines::request_id,
+    import_lines::line_no,
+    import_lines::seq,
+    import_lines::sku,
+    import_lines::source,
+    import_lines::units_received,
+    import_lines::units_adjusted_orders,
+    import_lines::units_adjusted_quotes,
+    import_lines::stored_qty,
+    import_lines::result,
+    import_lines::message,
+    import_lines::created_at,
+    import_lines::reference,
+);
+
+/// Which lines of one report to show.
+#[derive(Debug, Clone, Default)]
+pub struct LineFilter {
+    /// Only lines with this outcome.
+    pub result: Option<LineOutcome>,
+    /// Only lines for this SKU.
+    pub sku: Option<String>,
+    /// Keyset: only lines after this position.
+    pub after: Option<i32>,
+}
+
+/// Up to `limit` lines of request `request_id`'s report matching `f`, in line order.
+pub fn report_lines(
+    conn: &mut DbConnection,
+    request_id: i64,
+    f: &LineFilter,
+    limit: i64,
+) -> QueryResult<Vec<ReportLine>> {
+    let mut q = import_lines::table
+        .filter(import_lines::request_id.eq(request_id))
+        .select(LINE_COLUMNS)
+        .into_boxed();
+    if let Some(result) = f.result {
+        q = q.filter(import_lines::result.eq(result.as_str()));
+    }
+    if let Some(sku) = &f.sku {
+        q = q.filter(import_lines::sku.eq(sku.clone()));
+    }
+    if let Some(after) = f.after {
+        q = q.filter(import_lines::line_no.gt(after));
+    }
+    q.order(import_lines::line_no).limit(limit).load(conn)
+}
+
+/// A position in a SKU's history: (request id, line number).
+pub type LinePosition = (i64, i32);
+
+/// Up to `limit` import lines for `sku` (at `source`, or any), newest first, before `before`:
+/// every line that touched the SKU, with its request's operation.
+pub fn sku_history(
+    conn: &mut DbConnection,
+    sku: &str,
+    source: Option<&str>,
+    before: Option<LinePosition>,
+    limit: i64,
+) -> QueryResult<Vec<(ReportLine, String)>> {
+    let mut q = import_lines::table
+        .inner_join(imports::table)
+        .filter(import_lines::sku.eq(sku.to_string()))
+        .select((LINE_COLUMNS, imports::operation))
+        .into_boxed();
+    if let Some(source) = source {
+        q = q.filter(import_lines::source.eq(source.to_string()));
+    }
+    if let Some((request_id, line_no)) = before {
+        q = q.filter(
+            import_lines::request_id
+                .lt(request_id)
+                .or(import_lines::request_id
+                    .eq(request_id)
+                    .and(import_lines::line_no.lt(line_no))),
+        );
+    }
+    q.order((
+        import_lines::request_id.desc(),
+        import_lines::line_no.desc(),
+    ))
+    .limit(limit)
+    .load(conn)
+}

@@ -298,3 +298,102 @@ pub fn levels(
     }
     query.load(conn)
 }
+
+/// The upper bound of the SKUs starting with `prefix` in byte-wise order (no SKU contains
+/// U+10FFFF, the highest code point).
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// Up to `limit` SKUs with stock, in byte-wise order: those starting with `prefix` (or all), after
+/// `after` (keyset). On PostgreSQL through the `text_pattern_ops` index `stock_sku_pattern`,
+/// whatever the database's collation; SQLite compares text byte-wise already.
+pub fn list_skus(
+    conn: &mut DbConnection,
+    prefix: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Sku {
+        #[diesel(sql_type = Text)]
+        sku: String,
+    }
+    let lower = prefix.unwrap_or("").to_string();
+    let upper = prefix_end(prefix.unwrap_or(""));
+    match conn {
+        DbConnection::Postgresql(c) => {
+            // Placeholders are written out: a boxed raw query only collects the bound values.
+            let after_clause = if after.is_some() {
+                " AND sku ~>~ $4"
+            } else {
+                ""
+            };
+            let mut q = diesel::sql_query(format!(
+                "SELECT sku FROM stock WHERE sku ~>=~ $1 AND sku ~<~ $2{after_clause} \
+                 GROUP BY sku ORDER BY sku USING ~<~ LIMIT $3"
+            ))
+            .into_boxed::<diesel::pg::Pg>()
+            .bind::<Text, _>(lower)
+            .bind::<Text, _>(upper)
+            .bind::<BigInt, _>(limit);
+            if let Some(after) = after {
+                q = q.bind::<Text, _>(after.to_string());
+            }
+            let rows: Vec<Sku> = q.load(c)?;
+            Ok(rows.into_iter().map(|r| r.sku).collect())
+        }
+        DbConnection::Sqlite(c) => {
+            let mut q = stock::table
+                .filter(stock::sku.ge(lower))
+                .filter(stock::sku.lt(upper))
+                .select(stock::sku)
+                .distinct()
+                .into_boxed();
+            if let Some(after) = after {
+                q = q.filter(stock::sku.gt(after.to_string()));
+            }
+            q.order(stock::sku).limit(limit).load(c)
+        }
+    }
+}
+
+/// An order that holds units of a SKU the warehouse has not seen yet.
+#[derive(Debug, Clone, Queryable)]
+pub struct UnsentOrder {
+    /// The order number.
+    pub increment_id: String,
+    /// Its status.
+    pub status: String,
+    /// Units of the SKU on it.
+    pub qty: i32,
+    /// When it last changed.
+    pub updated_at: NaiveDateTime,
+}
+
+/// Up to `limit` orders not exported yet, not virtual, in one of `statuses`, updated after
+/// `since`, with units of `sku`: what an inventory line for it arriving now would subtract.
+pub fn unsent_orders_of(
+    conn: &mut DbConnection,
+    sku: &str,
+    statuses: &[String],
+    since: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<UnsentOrder>> {
+    order_lines::table
+        .inner_join(orders::table)
+        .filter(order_lines::sku.eq(sku.to_string()))
+        .filter(orders::status.eq_any(statuses))
+        .filter(orders::is_virtual.eq(false))
+        .filter(orders::updated_at.gt(since))
+        .filter(orders::exported_at.is_null())
+        .order(orders::id.desc())
+        .limit(limit)
+        .select((
+            orders::increment_id,
+            orders::status,
+            order_lines::qty,
+            orders::updated_at,
+        ))
+        .load(conn)
+}

@@ -415,3 +415,138 @@ pub fn delete_exports(
     )
     .execute(conn)
 }
+
+crate::text_enum! {
+    /// What an exchange in the log was about (`exports.kind`), as the console filters it.
+    pub enum LogKind: "export kind" {
+        /// Orders sent to the warehouse.
+        Order = "order",
+        /// Products sent to the warehouse.
+        Product = "product",
+        /// Cancellations sent to the warehouse.
+        Cancel = "cancel",
+    }
+}
+
+/// Which exchanges the console lists (`/admin/exports`), newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    /// What they were about.
+    pub kind: Option<LogKind>,
+    /// How they went as a whole.
+    pub outcome: Option<Exchange>,
+    /// Only those with at least one failed item.
+    pub with_failures: bool,
+    /// Finished at or after.
+    pub from: Option<NaiveDateTime>,
+    /// Finished before.
+    pub until: Option<NaiveDateTime>,
+    /// With a line about this item (an order number or SKU).
+    pub reference: Option<String>,
+    /// Keyset: only exchanges with a lower id.
+    pub before: Option<i64>,
+}
+
+/// Up to `limit` exchanges matching `f`, newest (highest id) first.
+pub fn list_exports(
+    conn: &mut DbConnection,
+    f: &ExportFilter,
+    limit: i64,
+) -> QueryResult<Vec<ExportSummary>> {
+    let mut q = exports::table
+        .select(ExportSummary::as_select())
+        .into_boxed();
+    if let Some(kind) = f.kind {
+        q = q.filter(exports::kind.eq(kind.as_str()));
+    }
+    if let Some(outcome) = f.outcome {
+        q = q.filter(exports::outcome.eq(outcome.as_str()));
+    }
+    if f.with_failures {
+        q = q.filter(exports::failures.gt(0));
+    }
+    if let Some(from) = f.from {
+        q = q.filter(exports::finished_at.ge(from));
+    }
+    if let Some(until) = f.until {
+        q = q.filter(exports::finished_at.lt(until));
+    }
+    if let Some(reference) = &f.reference {
+        q = q.filter(
+            exports::id.eq_any(
+                export_lines::table
+                    .filter(export_lines::reference.eq(reference.clone()))
+                    .select(export_lines::export_id),
+            ),
+        );
+    }
+    if let Some(before) = f.before {
+        q = q.filter(exports::id.lt(before));
+    }
+    q.order(exports::id.desc()).limit(limit).load(conn)
+}
+
+/// One line of a logged exchange: the other side's verdict on one item.
+#[derive(Debug, Clone, Queryable)]
+pub struct ExportLineView {
+    /// Position in the exchange.
+    pub line_no: i32,
+    /// The item (an order number, a SKU).
+    pub reference: String,
+    /// The verdict's word.
+    pub result: String,
+    /// What the other side said.
+    pub message: String,
+    /// More of it, if any.
+    pub detail: Option<String>,
+}
+
+/// Up to `limit` lines of exchange `id` after line `after`, in line order.
+pub fn export_lines_page(
+    conn: &mut DbConnection,
+    id: i64,
+    after: Option<i32>,
+    limit: i64,
+) -> QueryResult<Vec<ExportLineView>> {
+    let mut q = export_lines::table
+        .filter(export_lines::export_id.eq(id))
+        .select((
+            export_lines::line_no,
+            export_lines::reference,
+            export_lines::result,
+            export_lines::message,
+            export_lines::detail,
+        ))
+        .into_boxed();
+    if let Some(after) = after {
+        q = q.filter(export_lines::line_no.gt(after));
+    }
+    q.order(export_lines::line_no).limit(limit).load(conn)
+}
+
+/// One exchange with its address and the documents sent and received.
+#[derive(Debug, Clone, Queryable)]
+pub struct ExportDocuments {
+    /// The exchange.
+    pub summary: ExportSummary,
+    /// Where it went.
+    pub url: String,
+    /// The document sent, if any.
+    pub sent: Option<String>,
+    /// What came back, if anything (its start, when it was very large).
+    pub received: Option<String>,
+}
+
+/// Exchange `id` with its URL and the documents sent and received, if it exists.
+pub fn export_documents(conn: &mut DbConnection, id: i64) -> QueryResult<Option<ExportDocuments>> {
+    exports::table
+        .find(id)
+        .select((
+            ExportSummary::as_select(),
+            exports::url,
+            exports::request_xml,
+            exports::response_body,
+        ))
+        .first(conn)
+        .optional()
+}

@@ -1,0 +1,9 @@
+DROP INDEX export_lines_reference;
+DROP INDEX exports_outcome;
+DROP INDEX exports_kind;
+DROP INDEX imports_with_superseded;
+DROP INDEX imports_with_duplicates;
+DROP INDEX imports_with_failures;
+DROP INDEX imports_created;
+DROP INDEX imports_operation;
+DROP INDEX import_lines_sku;
