@@ -131,7 +131,7 @@ async fn bench(url: &str, args: &Args) -> anyhow::Result<()> {
     let client = login(&base).await?;
     let mut slowest: Option<(Duration, String)> = None;
     let mut missing = Vec::new();
-    println!("{:<60} {:>10}", "page", "median");
+    println!("{:<60} {:>10} {:>6}", "page", "median", "rows");
     for path in pages(args.requests) {
         match time_page(&client, &base, &path, args.runs).await? {
             Timing::Missing => {
@@ -139,9 +139,12 @@ async fn bench(url: &str, args: &Args) -> anyhow::Result<()> {
                 missing.push(path);
             }
             Timing::Failed(status) => bail!("{path} answered HTTP {status}"),
-            Timing::Took(t) => {
+            Timing::Took(t, rows) => {
                 let over = if t > BUDGET { "  OVER 150 ms" } else { "" };
-                println!("{path:<60} {:>8.1}ms{over}", t.as_secs_f64() * 1000.0);
+                println!(
+                    "{path:<60} {:>8.1}ms {rows:>6}{over}",
+                    t.as_secs_f64() * 1000.0
+                );
                 if slowest.as_ref().is_none_or(|(s, _)| t > *s) {
                     slowest = Some((t, path));
                 }
@@ -208,7 +211,8 @@ async fn login(base: &str) -> anyhow::Result<reqwest::Client> {
 }
 
 enum Timing {
-    Took(Duration),
+    /// The median time, and the table rows of the page (so an empty answer shows).
+    Took(Duration, usize),
     Missing,
     Failed(u16),
 }
@@ -220,12 +224,17 @@ async fn time_page(
     runs: usize,
 ) -> anyhow::Result<Timing> {
     let mut times = Vec::with_capacity(runs);
+    let mut rows = 0;
     for _ in 0..runs.max(1) {
         let started = Instant::now();
         let resp = client.get(format!("{base}{path}")).send().await?;
         let status = resp.status().as_u16();
-        resp.bytes().await?;
+        let body = resp.text().await?;
         times.push(started.elapsed());
+        rows = body
+            .matches("<tr")
+            .count()
+            .saturating_sub(body.matches("<thead><tr").count());
         match status {
             200 => {}
             404 => return Ok(Timing::Missing),
@@ -233,7 +242,7 @@ async fn time_page(
         }
     }
     times.sort_unstable();
-    Ok(Timing::Took(times[times.len() / 2]))
+    Ok(Timing::Took(times[times.len() / 2], rows))
 }
 
 /// Every console list and filter page (all lanes'), with values that exist in the filled data.
