@@ -41,7 +41,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/requests/requeue", web::post().to(requeue))
         .route("/requests/reprocess", web::post().to(reprocess))
         .route("/requests/{id}", web::get().to(show))
-        .route("/requests/{id}/raw", web::get().to(raw));
+        .route("/requests/{id}/raw", web::get().to(raw))
+        .route("/requests/{id}/lines.csv", web::get().to(lines_csv));
 }
 
 /// The list's query string.
@@ -482,6 +483,54 @@ async fn raw(
             ))
             .body(body)),
     }
+}
+
+/// The request's lines with their import report results, as CSV (one row per received line).
+async fn lines_csv(
+    path: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ConsoleError> {
+    let id = path.into_inner();
+    let found = crate::db::blocking(&state.pool, "the console", move |conn| {
+        Ok(inspect::detail(conn, id)?)
+    })
+    .await?;
+    let Some(d) = found else {
+        return Err(ConsoleError::NotFound(format!("Request #{id}")));
+    };
+    let report = d.report.map(|(_, lines)| lines).unwrap_or_default();
+    let rows = d.lines.into_iter().map(|l| {
+        let r = report.iter().find(|r| r.line_no == l.line_no);
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        vec![
+            l.line_no.to_string(),
+            l.sku,
+            l.source,
+            l.qty.to_string(),
+            opt(l.seq.map(|s| s.to_string())),
+            opt(r.map(|r| r.units_adjusted_orders.to_string())),
+            opt(r.map(|r| r.units_adjusted_quotes.to_string())),
+            opt(r.and_then(|r| r.stored_qty).map(|q| q.to_string())),
+            opt(r.map(|r| r.result.clone())),
+            opt(r.map(|r| r.message.clone())),
+        ]
+    });
+    view::csv(
+        &format!("request-{id}-lines"),
+        &[
+            "line",
+            "sku",
+            "source",
+            "units_received",
+            "seq",
+            "adjusted_unsent_orders",
+            "adjusted_quotes",
+            "stored_qty",
+            "result",
+            "message",
+        ],
+        rows,
+    )
 }
 
 /// An action form: one or selected requests (`id`, repeated), or all matching a filter (`all=1`,

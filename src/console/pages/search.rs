@@ -6,13 +6,21 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use crate::console::view::{self, Chrome};
 use crate::console::{ConsoleError, Staff};
 use crate::http::AppState;
 use crate::queue::inspect;
+
+/// What is percent-encoded in a SKU or order number put into a path or query: all but the
+/// unreserved characters of RFC 3986.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Registers the page.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -55,7 +63,7 @@ async fn search(
 ) -> Result<HttpResponse, ConsoleError> {
     let query: SearchQuery = view::query(&req)?;
     let q = query.q.unwrap_or_default().trim().to_string();
-    let enc = utf8_percent_encode(&q, NON_ALPHANUMERIC).to_string();
+    let enc = utf8_percent_encode(&q, COMPONENT).to_string();
     let numeric = q.parse::<i64>().ok();
     let term = q.clone();
     let found = if q.is_empty() {
