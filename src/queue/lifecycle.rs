@@ -109,7 +109,11 @@ pub struct Expected {
 
 /// Puts dead requests (or queued ones waiting to retry after failures) back to the queue, due now
 /// with attempts reset, recording `by` (and one audit row). Returns the ids requeued.
-pub fn requeue(conn: &mut DbConnection, ids: &[i64], by: &By<'_>) -> Result<Vec<i64>, SupportError> {
+pub fn requeue(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    by: &By<'_>,
+) -> Result<Vec<i64>, SupportError> {
     act(conn, ids, by, SupportAction::Requeue)
 }
 

@@ -68,7 +68,12 @@ async fn list(
     let csv = match q.format.as_deref() {
         None => false,
         Some("csv") => true,
-        Some(_) => return Err(ConsoleError::bad("format", "the only download is format=csv")),
+        Some(_) => {
+            return Err(ConsoleError::bad(
+                "format",
+                "the only download is format=csv",
+            ));
+        }
     };
     let limit = if csv { CSV_MAX } else { size + 1 };
     let after = q.after;

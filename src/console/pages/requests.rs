@@ -15,9 +15,9 @@ use crate::audit::Via;
 use crate::console::view::{self, Chrome, Outcome};
 use crate::console::{ConsoleError, Staff};
 use crate::http::AppState;
+use crate::queue::RequestState;
 use crate::queue::inspect::{self, ListedRequest, RequestDetail, RequestFilter, StateFilter};
 use crate::queue::lifecycle::{self, By, Expected, SupportAction, SupportError};
-use crate::queue::RequestState;
 
 /// The most rows one CSV download holds (the newest of the filter, from the page's position).
 const CSV_MAX: i64 = 5000;
@@ -68,7 +68,11 @@ fn parse_time(field: &str, text: &str, end: bool) -> Result<NaiveDateTime, Conso
     let text = text.trim().trim_end_matches('Z');
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         let start = d.and_time(NaiveTime::MIN);
-        return Ok(if end { start + TimeDelta::days(1) } else { start });
+        return Ok(if end {
+            start + TimeDelta::days(1)
+        } else {
+            start
+        });
     }
     let formats = [
         ("%Y-%m-%dT%H:%M:%S%.f", TimeDelta::seconds(1)),
@@ -115,11 +119,10 @@ fn parse_filter(q: &ListQuery) -> Result<RequestFilter, ConsoleError> {
         .as_deref()
         .map(|t| parse_time("from", t, false))
         .transpose()?;
-    let received_before = q
-        .to
-        .as_deref()
-        .map(|t| parse_time("to", t, true))
-        .transpose()?;
+    let received_before =
+        q.to.as_deref()
+            .map(|t| parse_time("to", t, true))
+            .transpose()?;
     Ok(RequestFilter {
         state,
         operation,
@@ -321,7 +324,12 @@ async fn list(
     let csv = match q.format.as_deref() {
         None => false,
         Some("csv") => true,
-        Some(_) => return Err(ConsoleError::bad("format", "the only download is format=csv")),
+        Some(_) => {
+            return Err(ConsoleError::bad(
+                "format",
+                "the only download is format=csv",
+            ));
+        }
     };
     let mut filter = parse_filter(&q)?;
     filter.before_id = q.after;
@@ -350,8 +358,8 @@ async fn list(
         Some(last) if more => Some(view::link_with(&req, "after", Some(&last.id.to_string()))),
         _ => None,
     };
-    let chrome = Chrome::new(staff, "requests", "Requests")
-        .refreshing(state.settings.console.refresh_secs);
+    let chrome =
+        Chrome::new(staff, "requests", "Requests").refreshing(state.settings.console.refresh_secs);
     let mut page = ListPage {
         chrome,
         operations: choices(
@@ -375,7 +383,11 @@ async fn list(
             q.state.as_deref(),
         ),
         conflicts: choices(
-            &[("", "any"), ("yes", "conflicts only"), ("no", "no conflict")],
+            &[
+                ("", "any"),
+                ("yes", "conflicts only"),
+                ("no", "no conflict"),
+            ],
             q.conflict.as_deref(),
         ),
         from: String::new(),
@@ -564,7 +576,10 @@ fn parse_action_form(body: &[u8]) -> Result<ActionForm, ConsoleError> {
     }
     let all = if all {
         let n = n.ok_or_else(|| {
-            ConsoleError::bad("n", "an action on all matching requests needs the number shown")
+            ConsoleError::bad(
+                "n",
+                "an action on all matching requests needs the number shown",
+            )
         })?;
         Some((filter, n))
     } else {
@@ -644,7 +659,11 @@ async fn act(
             Some((text, n)) => format!(
                 "{} all {n} request(s) matching the filter {}?",
                 capitalised(verb(action)),
-                if text.is_empty() { "(none: every request)" } else { text }
+                if text.is_empty() {
+                    "(none: every request)"
+                } else {
+                    text
+                }
             ),
             None => format!(
                 "{} {} request(s)?",
