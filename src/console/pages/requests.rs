@@ -360,36 +360,12 @@ async fn list(
     };
     let chrome =
         Chrome::new(staff, "requests", "Requests").refreshing(state.settings.console.refresh_secs);
+    let [operations, states, conflicts] = options(&q);
     let mut page = ListPage {
         chrome,
-        operations: choices(
-            &[
-                ("", "any"),
-                ("inventory.update", "inventory.update"),
-                ("shipment.create", "shipment.create"),
-            ],
-            q.operation.as_deref(),
-        ),
-        states: choices(
-            &[
-                ("", "any"),
-                ("queued", "queued"),
-                ("retrying", "retrying"),
-                ("processing", "processing"),
-                ("processed", "processed"),
-                ("failed", "failed (processed, failed lines)"),
-                ("dead", "dead"),
-            ],
-            q.state.as_deref(),
-        ),
-        conflicts: choices(
-            &[
-                ("", "any"),
-                ("yes", "conflicts only"),
-                ("no", "no conflict"),
-            ],
-            q.conflict.as_deref(),
-        ),
+        operations,
+        states,
+        conflicts,
         from: String::new(),
         to: String::new(),
         seq: String::new(),
@@ -409,6 +385,40 @@ async fn list(
     };
     page.form_values(&q);
     view::render(&page)
+}
+
+/// The filter form's `<select>` options: operation, state, conflict.
+fn options(q: &ListQuery) -> [Vec<Choice>; 3] {
+    [
+        choices(
+            &[
+                ("", "any"),
+                ("inventory.update", "inventory.update"),
+                ("shipment.create", "shipment.create"),
+            ],
+            q.operation.as_deref(),
+        ),
+        choices(
+            &[
+                ("", "any"),
+                ("queued", "queued"),
+                ("retrying", "retrying"),
+                ("processing", "processing"),
+                ("processed", "processed"),
+                ("failed", "failed (processed, failed lines)"),
+                ("dead", "dead"),
+            ],
+            q.state.as_deref(),
+        ),
+        choices(
+            &[
+                ("", "any"),
+                ("yes", "conflicts only"),
+                ("no", "no conflict"),
+            ],
+            q.conflict.as_deref(),
+        ),
+    ]
 }
 
 fn size_links(req: &HttpRequest, size: i64) -> Vec<SizeLink> {
