@@ -112,6 +112,7 @@ pub(super) fn requests(settings: &Settings, cmd: RequestsCommand) -> anyhow::Res
                 sku,
                 order,
                 limit,
+                ..RequestFilter::default()
             };
             print_list(&inspect::list(&mut conn, &filter)?);
         }
@@ -124,7 +125,7 @@ pub(super) fn requests(settings: &Settings, cmd: RequestsCommand) -> anyhow::Res
             None => bail!("request #{id} does not exist"),
         },
         RequestsCommand::Requeue { ids, by } => {
-            let done = lifecycle::requeue(&mut conn, &ids, &actor(by))?;
+            let done = lifecycle::requeue(&mut conn, &ids, &lifecycle::By::cli(&actor(by)))?;
             println!(
                 "{} request(s) back to the queue: {}",
                 done.len(),
@@ -132,7 +133,7 @@ pub(super) fn requests(settings: &Settings, cmd: RequestsCommand) -> anyhow::Res
             );
         }
         RequestsCommand::Reprocess { ids, by } => {
-            let done = lifecycle::reprocess(&mut conn, &ids, &actor(by))?;
+            let done = lifecycle::reprocess(&mut conn, &ids, &lifecycle::By::cli(&actor(by)))?;
             println!(
                 "{} request(s) queued to be applied again: {}",
                 done.len(),

@@ -469,7 +469,12 @@ async fn a_request_reprocessed_after_the_selection_survives_the_delete(backend: 
             let selected = clean::finished_before(c, cutoff, 10).unwrap();
             assert_eq!(selected, vec![first, second]);
             // Support reprocesses the first between the cleaner's selection and its delete.
-            wharf::queue::lifecycle::reprocess(c, &[first], "support").unwrap();
+            wharf::queue::lifecycle::reprocess(
+                c,
+                &[first],
+                &wharf::queue::lifecycle::By::cli("support"),
+            )
+            .unwrap();
             clean::delete_finished(c, &selected, cutoff).unwrap()
         })
         .await;
@@ -563,7 +568,13 @@ async fn two_cleaners_and_a_reprocess_at_once_lose_nothing(backend: Backend) {
     // The cleaners are deleting; support reprocesses one of the old requests meanwhile.
     started_rx.recv_timeout(Duration::from_secs(30)).unwrap();
     let reprocessed = app
-        .with_conn(move |c| wharf::queue::lifecycle::reprocess(c, &[first], "support"))
+        .with_conn(move |c| {
+            wharf::queue::lifecycle::reprocess(
+                c,
+                &[first],
+                &wharf::queue::lifecycle::By::cli("support"),
+            )
+        })
         .await;
     assert_eq!(reprocessed.unwrap(), vec![first], "it was not deleted yet");
     let mut deleted = 0;

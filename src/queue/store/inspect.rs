@@ -68,6 +68,16 @@ pub struct RequestFilter {
     pub sku: Option<String>,
     /// Shipments for this order number.
     pub order: Option<String>,
+    /// Sent by this API user.
+    pub caller: Option<String>,
+    /// Flagged (`true`) or not flagged (`false`) as a conflicting re-use of a messageSeqId.
+    pub conflict: Option<bool>,
+    /// Received at or after this time (UTC).
+    pub received_from: Option<NaiveDateTime>,
+    /// Received before this time (UTC).
+    pub received_before: Option<NaiveDateTime>,
+    /// Only ids below this one (keyset pagination: the last id of the previous page).
+    pub before_id: Option<i64>,
     /// At most this many, newest first.
     pub limit: i64,
 }
@@ -186,14 +196,49 @@ macro_rules! summary_columns {
 /// The SQL type of a [`RequestSummary`] row.
 type SummarySql = <summary_columns!() as Expression>::SqlType;
 
-/// The list query for `filter`. The SKU filter reads `request_lines` without an index on SKU (one
-/// on the receipt's hottest table would slow every message down): fine for a support command.
+/// The list query for `filter`, newest first (keyset on the id: rows arriving later never shift a
+/// page). Each filter has an index (migration `console_requests`): `requests (state, id)`,
+/// `(operation, id)`, `(caller, id)`, `(message_seq_id)`, `(received_at)`, the conflicts' partial
+/// index, `request_lines (sku)`, `request_shipments (order_increment_id)` and the failed imports'
+/// partial index.
 fn filtered(filter: &RequestFilter) -> requests::BoxedQuery<'_, Db, SummarySql> {
-    let mut q = requests::table
-        .select(summary_columns!())
-        .order(requests::id.desc())
-        .limit(filter.limit.max(1))
-        .into_boxed();
+    narrowed(
+        requests::table
+            .select(summary_columns!())
+            .order(requests::id.desc())
+            .limit(filter.limit.max(1))
+            .into_boxed(),
+        filter,
+    )
+}
+
+/// The ids `filter` selects (without its page position and limit), newest first, at most `limit`:
+/// what an "all matching this filter" action acts on.
+pub fn matching_ids(
+    conn: &mut DbConnection,
+    filter: &RequestFilter,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    let whole = RequestFilter {
+        before_id: None,
+        ..filter.clone()
+    };
+    narrowed(
+        requests::table
+            .select(requests::id)
+            .order(requests::id.desc())
+            .limit(limit.max(1))
+            .into_boxed(),
+        &whole,
+    )
+    .load(conn)
+}
+
+/// `q` narrowed to what `filter` selects.
+fn narrowed<'a, ST: 'a>(
+    mut q: requests::BoxedQuery<'a, Db, ST>,
+    filter: &'a RequestFilter,
+) -> requests::BoxedQuery<'a, Db, ST> {
     q = match filter.state {
         None => q,
         Some(StateFilter::State(s)) => q.filter(requests::state.eq(s.as_str())),
@@ -216,6 +261,21 @@ fn filtered(filter: &RequestFilter) -> requests::BoxedQuery<'_, Db, SummarySql> 
     if let Some(seq) = filter.message_seq_id {
         q = q.filter(requests::message_seq_id.eq(seq));
     }
+    if let Some(caller) = &filter.caller {
+        q = q.filter(requests::caller.eq(caller));
+    }
+    if let Some(conflict) = filter.conflict {
+        q = q.filter(requests::conflict.eq(conflict));
+    }
+    if let Some(from) = filter.received_from {
+        q = q.filter(requests::received_at.ge(from));
+    }
+    if let Some(before) = filter.received_before {
+        q = q.filter(requests::received_at.lt(before));
+    }
+    if let Some(id) = filter.before_id {
+        q = q.filter(requests::id.lt(id));
+    }
     if let Some(sku) = &filter.sku {
         q = q.filter(
             requests::id.eq_any(
@@ -235,6 +295,27 @@ fn filtered(filter: &RequestFilter) -> requests::BoxedQuery<'_, Db, SummarySql> 
         );
     }
     q
+}
+
+/// The requests (at most `limit`, oldest first) with this messageSeqId, of any operation: what the
+/// console's search box looks for first.
+pub fn ids_with_seq(conn: &mut DbConnection, seq: i64, limit: i64) -> QueryResult<Vec<i64>> {
+    requests::table
+        .filter(requests::message_seq_id.eq(seq))
+        .order(requests::id)
+        .limit(limit)
+        .select(requests::id)
+        .load(conn)
+}
+
+/// The stored body of request `id` (credentials masked), exactly as stored; `None` when there is no
+/// such request, `Some(None)` once retention dropped the body.
+pub fn body_of(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Option<String>>> {
+    requests::table
+        .find(id)
+        .select(requests::body)
+        .first(conn)
+        .optional()
 }
 
 /// Where a request's processing stands beyond its summary.
@@ -295,6 +376,10 @@ pub struct ReportLine {
     pub source: String,
     /// Units the warehouse reported.
     pub units_received: i32,
+    /// Units taken off for orders not yet sent to the warehouse.
+    pub units_adjusted_orders: i32,
+    /// Units taken off for open quotes.
+    pub units_adjusted_quotes: i32,
     /// Quantity stored after the line.
     pub stored_qty: Option<i32>,
     /// `Success`, `Duplicate`, `Superseded` or `Failure`.
@@ -355,6 +440,9 @@ pub struct RequestDetail {
     pub progress: Progress,
     /// Other requests with the same operation and messageSeqId.
     pub same_message: Vec<i64>,
+    /// The other side of a conflict: the first other request with this operation and messageSeqId
+    /// (for a flagged request, the one received first) and its stored body.
+    pub conflict_peer: Option<(i64, Option<String>)>,
     /// The shipment header and tracking numbers (shipments).
     pub shipment: Option<(ShipmentHeader, Vec<String>)>,
     /// The received lines.
@@ -394,10 +482,15 @@ pub fn detail(conn: &mut DbConnection, id: i64) -> QueryResult<Option<RequestDet
         .order(requests::id)
         .select(requests::id)
         .load(conn)?;
+    let conflict_peer = match same_message.first() {
+        Some(&peer) => body_of(conn, peer)?.map(|body| (peer, body)),
+        None => None,
+    };
     Ok(Some(RequestDetail {
         summary,
         progress,
         same_message,
+        conflict_peer,
         shipment: shipment(conn, id)?,
         lines: received_lines(conn, id)?,
         report: report(conn, id)?,
@@ -480,6 +573,8 @@ fn report(
             import_lines::sku,
             import_lines::source,
             import_lines::units_received,
+            import_lines::units_adjusted_orders,
+            import_lines::units_adjusted_quotes,
             import_lines::stored_qty,
             import_lines::result,
             import_lines::message,
@@ -514,6 +609,8 @@ fn actions(conn: &mut DbConnection, id: i64) -> QueryResult<Vec<ActionRecord>> {
                     replaced_import_lines::sku,
                     replaced_import_lines::source,
                     replaced_import_lines::units_received,
+                    replaced_import_lines::units_adjusted_orders,
+                    replaced_import_lines::units_adjusted_quotes,
                     replaced_import_lines::stored_qty,
                     replaced_import_lines::result,
                     replaced_import_lines::message,

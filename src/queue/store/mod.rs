@@ -611,6 +611,50 @@ pub fn recent_rejections(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec
         .load(conn)
 }
 
+/// A refused message with the start of its stored excerpt (credentials were masked when it was
+/// stored), for the console's list.
+#[derive(Debug, Clone, Queryable)]
+pub struct RejectionRow {
+    /// The refusal.
+    pub rejection: Rejection,
+    /// The first [`EXCERPT_CHARS`] characters of the stored excerpt.
+    pub excerpt: String,
+}
+
+/// How much of a refusal's stored excerpt the console's list shows.
+pub const EXCERPT_CHARS: i32 = 600;
+
+diesel::define_sql_function! {
+    /// SQL `substr` (1-based), the same on SQLite and PostgreSQL.
+    fn substr(text: diesel::sql_types::Text, start: diesel::sql_types::Integer, len: diesel::sql_types::Integer) -> diesel::sql_types::Text;
+}
+
+/// Rejections newest first, below id `before` when given (keyset pagination), at most `limit`.
+pub fn rejections_page(
+    conn: &mut DbConnection,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<RejectionRow>> {
+    let mut q = rejections::table
+        .order(rejections::id.desc())
+        .limit(limit)
+        .select((
+            (
+                rejections::id,
+                rejections::received_at,
+                rejections::caller,
+                rejections::operation,
+                rejections::reason,
+            ),
+            substr(rejections::body_excerpt, 1, EXCERPT_CHARS),
+        ))
+        .into_boxed();
+    if let Some(before) = before {
+        q = q.filter(rejections::id.lt(before));
+    }
+    q.load(conn)
+}
+
 /// The stored (masked) body excerpts of these rejections: (id, excerpt).
 pub fn rejection_excerpts(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
     rejections::table
