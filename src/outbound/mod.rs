@@ -31,7 +31,8 @@ pub use store::{
     settle, settle_done, skip, start_over, task_of, tasks_in_state,
 };
 pub use store::{
-    LostFilter, act_on_lost, actions_on, lost_count, lost_page, lost_since, oldest_due, open_counts,
+    LostFilter, act_on_lost, actions_on, lost_count, lost_page, lost_since, lost_subjects_of,
+    oldest_due, open_counts,
     tasks_of_subject,
 };
 

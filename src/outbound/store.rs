@@ -719,3 +719,16 @@ pub fn act_on_lost(
     }
     Ok(done)
 }
+
+/// The subjects of those of tasks `ids` of `kind` that are still lost, oldest task first.
+pub fn lost_subjects_of(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    ids: &[i64],
+) -> QueryResult<Vec<String>> {
+    lost_query(kind, &LostFilter::default())
+        .filter(t::id.eq_any(ids))
+        .order(t::id)
+        .select(t::subject)
+        .load(conn)
+}
