@@ -98,3 +98,42 @@ pub fn list(
         ))
         .load(conn)
 }
+
+/// Up to `limit` actions recorded before `cutoff` (retention; index `audit_log_at`).
+pub fn recorded_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    audit_log::table
+        .filter(audit_log::at.lt(cutoff))
+        .order(audit_log::at)
+        .limit(limit)
+        .select(audit_log::id)
+        .load(conn)
+}
+
+/// How many actions were recorded before `cutoff`.
+pub fn count_recorded_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
+    audit_log::table
+        .filter(audit_log::at.lt(cutoff))
+        .count()
+        .get_result(conn)
+}
+
+/// Deletes the actions `ids` still older than `cutoff`. Returns how many.
+pub fn delete_recorded(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(
+        audit_log::table
+            .filter(audit_log::id.eq_any(ids))
+            .filter(audit_log::at.lt(cutoff)),
+    )
+    .execute(conn)
+}
