@@ -219,7 +219,10 @@ fn console_users(
 ) -> Result<Finding, crate::auth::AuthError> {
     const NAME: &str = "console operators";
     if !settings.console.enabled {
-        return Ok(Finding::off(NAME, "the console is off (console.enabled = false)"));
+        return Ok(Finding::off(
+            NAME,
+            "the console is off (console.enabled = false)",
+        ));
     }
     let users = crate::auth::list_users(conn, crate::auth::Lifetimes::of(&settings.soap))?;
     let of_role = |role: crate::console::Role| {
@@ -235,7 +238,11 @@ fn console_users(
         "{} operator{} ({}), {} viewer{}",
         operators.len(),
         if operators.len() == 1 { "" } else { "s" },
-        if operators.is_empty() { "-".to_string() } else { operators.join(", ") },
+        if operators.is_empty() {
+            "-".to_string()
+        } else {
+            operators.join(", ")
+        },
         viewers.len(),
         if viewers.len() == 1 { "" } else { "s" },
     );

@@ -32,8 +32,7 @@ pub use store::{
 };
 pub use store::{
     LostFilter, act_on_lost, actions_on, lost_count, lost_page, lost_since, lost_subjects_of,
-    oldest_due, open_counts,
-    tasks_of_subject,
+    oldest_due, open_counts, tasks_of_subject,
 };
 
 crate::text_enum! {

@@ -602,11 +602,19 @@ fn lost_query<'a>(kind: TaskKind, f: &LostFilter) -> t::BoxedQuery<'a, Db> {
         .filter(t::state.eq(TaskState::Lost.as_str()))
         .into_boxed();
     if let Some(s) = &f.subject {
-        q = q.filter(t::subject.like(format!("{}%", like_literal(s))).escape('\\'));
+        q = q.filter(
+            t::subject
+                .like(format!("{}%", like_literal(s)))
+                .escape('\\'),
+        );
     }
     if let Some(e) = &f.error {
         let pattern = format!("%{}%", like_literal(&e.to_lowercase()));
-        q = q.filter(lower(t::last_error.assume_not_null()).like(pattern).escape('\\'));
+        q = q.filter(
+            lower(t::last_error.assume_not_null())
+                .like(pattern)
+                .escape('\\'),
+        );
     }
     q
 }

@@ -26,8 +26,8 @@ use diesel::QueryResult;
 
 use crate::alerts::store as alerts;
 use crate::audit;
-use crate::console::session as sessions;
 use crate::config::RetentionSettings;
+use crate::console::session as sessions;
 use crate::db::{self, DbConnection};
 use crate::feed::store as feed;
 use crate::outbound::{self, exchange};

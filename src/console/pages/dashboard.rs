@@ -40,8 +40,16 @@ struct Lost {
 }
 
 const LOST_KINDS: [(TaskKind, &str, &str); 3] = [
-    (ORDER_INSERT, "order exports", "/admin/orders/lost?kind=export"),
-    (ORDER_CANCEL, "cancellations", "/admin/orders/lost?kind=cancellation"),
+    (
+        ORDER_INSERT,
+        "order exports",
+        "/admin/orders/lost?kind=export",
+    ),
+    (
+        ORDER_CANCEL,
+        "cancellations",
+        "/admin/orders/lost?kind=cancellation",
+    ),
     (PRODUCT_MERGE, "products", "/admin/orders/lost?kind=product"),
 ];
 

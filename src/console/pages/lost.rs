@@ -187,7 +187,10 @@ async fn list(
     let read = db::blocking(&state.pool, "the console", move |conn| {
         let mut counts = Vec::new();
         for k in LostKind::ALL {
-            counts.push((k, outbound::lost_count(conn, k.task(), &LostFilter::default())?));
+            counts.push((
+                k,
+                outbound::lost_count(conn, k.task(), &LostFilter::default())?,
+            ));
         }
         let matching = outbound::lost_count(conn, kind.task(), &filter)?;
         let rows = if csv {
@@ -211,7 +214,14 @@ async fn list(
 fn csv_of(kind: LostKind, rows: Vec<TaskRow>) -> Result<HttpResponse, ConsoleError> {
     view::csv(
         &format!("lost-{}", kind.as_str()),
-        &["task", "kind", "subject", "attempts", "last_error", "updated_at"],
+        &[
+            "task",
+            "kind",
+            "subject",
+            "attempts",
+            "last_error",
+            "updated_at",
+        ],
         rows.into_iter().map(|t| {
             vec![
                 t.id.to_string(),
@@ -256,8 +266,12 @@ fn render_list(
         let sep = if without_page.contains('?') { '&' } else { '?' };
         format!("{without_page}{sep}format=csv")
     };
-    let chrome = Chrome::new(staff, "orders", format!("Lost: {}", q.kind.label().to_lowercase()))
-        .refreshing(state.settings.console.refresh_secs);
+    let chrome = Chrome::new(
+        staff,
+        "orders",
+        format!("Lost: {}", q.kind.label().to_lowercase()),
+    )
+    .refreshing(state.settings.console.refresh_secs);
     view::render(&ListPage {
         chrome,
         kind: q.kind.as_str(),
@@ -326,7 +340,12 @@ fn parse_form(body: &[u8]) -> Result<ActForm, ConsoleError> {
                     "export" => LostKind::Export,
                     "cancellation" => LostKind::Cancellation,
                     "product" => LostKind::Product,
-                    _ => return Err(ConsoleError::bad("kind", "use export, cancellation or product")),
+                    _ => {
+                        return Err(ConsoleError::bad(
+                            "kind",
+                            "use export, cancellation or product",
+                        ));
+                    }
                 })
             }
             "id" => ids.push(number("id", &v)?),
@@ -345,11 +364,17 @@ fn parse_form(body: &[u8]) -> Result<ActForm, ConsoleError> {
         (None, true) => Selection::All {
             filter: LostFilter { subject, error },
             expected: expected.ok_or_else(|| {
-                ConsoleError::bad("expected", "the number of matching records you saw is missing")
+                ConsoleError::bad(
+                    "expected",
+                    "the number of matching records you saw is missing",
+                )
             })?,
         },
         (None, false) if ids.is_empty() => {
-            return Err(ConsoleError::bad("id", "tick at least one row (or use \"all matching\")"));
+            return Err(ConsoleError::bad(
+                "id",
+                "tick at least one row (or use \"all matching\")",
+            ));
         }
         (None, false) => Selection::Selected(ids),
     };
@@ -392,7 +417,9 @@ async fn act(
         ));
     }
     let back = match &form.selection {
-        Selection::All { filter, .. } => format!("/admin/orders/lost?{}", filter_query(form.kind, filter)),
+        Selection::All { filter, .. } => {
+            format!("/admin/orders/lost?{}", filter_query(form.kind, filter))
+        }
         _ => format!("/admin/orders/lost?kind={}", form.kind.as_str()),
     };
     let bulk_max = state.settings.console.bulk_max;
@@ -503,7 +530,11 @@ fn apply(
             actor,
             via: Via::Console,
             action: form.kind.audit_action(action),
-            subject_kind: if form.kind.is_order() { "order" } else { "product" },
+            subject_kind: if form.kind.is_order() {
+                "order"
+            } else {
+                "product"
+            },
             subjects: &subjects,
             filter: filter.as_deref(),
             count: subjects.len() as i64,

@@ -83,7 +83,11 @@ fn export_steps(h: &History, steps: &mut Vec<Step>) {
         );
     }
     if let Some(at) = h.exported_at {
-        steps.push(Step::new(at, "exported", "Exported: the warehouse accepted it"));
+        steps.push(Step::new(
+            at,
+            "exported",
+            "Exported: the warehouse accepted it",
+        ));
     }
     for (action, t) in &h.tasks {
         let cancel = action == "order.cancel";
@@ -120,6 +124,11 @@ fn export_steps(h: &History, steps: &mut Vec<Step>) {
             _ => {}
         }
     }
+    action_steps(h, steps);
+}
+
+/// Support's resends and dismissals of the export or the cancellation.
+fn action_steps(h: &History, steps: &mut Vec<Step>) {
     for (task, a) in &h.actions {
         let of = match h.tasks.iter().find(|(_, t)| t.id == *task) {
             Some((action, _)) if action == "order.cancel" => "cancellation",
@@ -159,12 +168,10 @@ fn timeline(h: &History) -> Vec<Step> {
             .detail(format!("status {}, from {}", o.status, o.source)),
     ];
     if h.updated_at > h.received_at {
-        steps.push(
-            Step::new(h.updated_at, "updated", "Last changed").detail(
-                "the storefront's last update, a cancellation or a shipment (wharf keeps the \
+        steps.push(Step::new(h.updated_at, "updated", "Last changed").detail(
+            "the storefront's last update, a cancellation or a shipment (wharf keeps the \
                  current version only)",
-            ),
-        );
+        ));
     }
     export_steps(h, &mut steps);
     for s in &h.shipments {
@@ -178,7 +185,8 @@ fn timeline(h: &History) -> Vec<Step> {
         if let Some(d) = s.date_shipped {
             detail.push_str(&format!(", left {}", d.format("%Y-%m-%d %H:%M UTC")));
         }
-        let step = Step::new(s.created_at, "shipment", format!("Shipment #{}", s.id)).detail(detail);
+        let step =
+            Step::new(s.created_at, "shipment", format!("Shipment #{}", s.id)).detail(detail);
         steps.push(match s.request_id {
             Some(r) => step.link(format!("/admin/requests/{r}"), format!("request #{r}")),
             None => step,

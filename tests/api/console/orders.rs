@@ -7,7 +7,9 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use diesel::prelude::*;
 use wharf::channels::warehouse::Exporter;
-use wharf::db::schema::{audit_log, console_sessions, imports, outbound_tasks, request_errors, requests};
+use wharf::db::schema::{
+    audit_log, console_sessions, imports, outbound_tasks, request_errors, requests,
+};
 
 use super::harness::{Console, Page};
 use crate::both_backends;
@@ -41,7 +43,10 @@ fn task_of(page: &Page, subject: &str) -> String {
 }
 
 /// An app whose orders `L-01`…`L-22` were refused once and so are lost (max_attempts 1).
-async fn lost_orders(backend: Backend, bulk_max: i64) -> (TestApp, crate::warehouse_api::WarehouseSim) {
+async fn lost_orders(
+    backend: Backend,
+    bulk_max: i64,
+) -> (TestApp, crate::warehouse_api::WarehouseSim) {
     let (app, sim) = setup(backend, |s| {
         s.warehouse.orders.max_attempts = 1;
         s.warehouse.orders.batch_size = 50;
@@ -76,8 +81,15 @@ async fn lost_orders_are_resent_and_dismissed_one_selected_or_all_matching(backe
     let first = ann.page("/admin/orders/lost?size=20").await;
     assert_eq!(matching(&first), "22 matching.");
     assert_eq!(rows(&first).len(), 20);
-    assert!(first.text("td.error").contains("not found"), "{}", first.body);
-    assert_eq!(first.attrs("td.subject a", "href")[0], "/admin/orders/L%2D01");
+    assert!(
+        first.text("td.error").contains("not found"),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        first.attrs("td.subject a", "href")[0],
+        "/admin/orders/L%2D01"
+    );
     assert!(first.text("nav.tabs").contains("Order exports (22)"));
     let next = first.attrs("a[rel=next]", "href");
     assert_eq!(next.len(), 1);
@@ -87,7 +99,12 @@ async fn lost_orders_are_resent_and_dismissed_one_selected_or_all_matching(backe
     assert_eq!(second.count("a[rel=next]"), 0);
     let csv = ann.get("/admin/orders/lost?subject=L-2&format=csv").await;
     assert_eq!(csv.status, 200);
-    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let lines: Vec<&str> = csv.body.lines().collect();
     assert_eq!(lines[0], "task,kind,subject,attempts,last_error,updated_at");
     assert_eq!(lines.len(), 4, "L-20, L-21, L-22: {}", csv.body);
@@ -98,18 +115,32 @@ async fn lost_orders_are_resent_and_dismissed_one_selected_or_all_matching(backe
     let page = ann.page("/admin/orders/lost").await;
     let one = task_of(&page, "L-01");
     let done = ann
-        .post("/admin/orders/lost/resend", &[("kind", "export"), ("one", &one)])
+        .post(
+            "/admin/orders/lost/resend",
+            &[("kind", "export"), ("one", &one)],
+        )
         .await;
     assert_eq!(done.status, 200, "{}", done.body);
-    assert!(done.text(".flash-ok").starts_with("1 order exports sent again"));
+    assert!(
+        done.text(".flash-ok")
+            .starts_with("1 order exports sent again")
+    );
     let order = ann.page("/admin/orders/L-01").await;
     assert_eq!(order.text("dd.export-status .state"), "pending");
-    assert!(order.texts("li.step-action .what").contains(&"Support resent the export".into()));
+    assert!(
+        order
+            .texts("li.step-action .what")
+            .contains(&"Support resent the export".into())
+    );
 
     // Selected: a dismissal needs a note; with one, both go.
     let page = ann.page("/admin/orders/lost").await;
     let (two, three) = (task_of(&page, "L-02"), task_of(&page, "L-03"));
-    let fields = [("kind", "export"), ("id", two.as_str()), ("id", three.as_str())];
+    let fields = [
+        ("kind", "export"),
+        ("id", two.as_str()),
+        ("id", three.as_str()),
+    ];
     let refused = ann.post("/admin/orders/lost/dismiss", &fields).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
     let mut with_note = fields.to_vec();
@@ -117,12 +148,18 @@ async fn lost_orders_are_resent_and_dismissed_one_selected_or_all_matching(backe
     let done = ann.post("/admin/orders/lost/dismiss", &with_note).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(done.texts("ul.done-items li"), ["L-02", "L-03"]);
-    assert_eq!(matching(&ann.page("/admin/orders/lost").await), "19 matching.");
+    assert_eq!(
+        matching(&ann.page("/admin/orders/lost").await),
+        "19 matching."
+    );
 
     // All matching: the count the user saw must still hold, else nothing changes.
     let filtered = ann.page("/admin/orders/lost?subject=L-1").await;
     assert_eq!(matching(&filtered), "10 matching.");
-    assert_eq!(filtered.attrs("form.bulk-all input[name=expected]", "value"), ["10"]);
+    assert_eq!(
+        filtered.attrs("form.bulk-all input[name=expected]", "value"),
+        ["10"]
+    );
     let all = |expected: &'static str| {
         vec![
             ("kind", "export"),
@@ -133,12 +170,22 @@ async fn lost_orders_are_resent_and_dismissed_one_selected_or_all_matching(backe
     };
     let changed = ann.post("/admin/orders/lost/resend", &all("9")).await;
     assert_eq!(changed.status, 409, "{}", changed.body);
-    assert!(changed.body.contains("matched 9 when you looked and matches 10 now"));
-    assert_eq!(matching(&ann.page("/admin/orders/lost?subject=L-1").await), "10 matching.");
+    assert!(
+        changed
+            .body
+            .contains("matched 9 when you looked and matches 10 now")
+    );
+    assert_eq!(
+        matching(&ann.page("/admin/orders/lost?subject=L-1").await),
+        "10 matching."
+    );
     let done = ann.post("/admin/orders/lost/resend", &all("10")).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(done.texts("ul.done-items li").len(), 10);
-    assert_eq!(matching(&ann.page("/admin/orders/lost?subject=L-1").await), "0 matching.");
+    assert_eq!(
+        matching(&ann.page("/admin/orders/lost?subject=L-1").await),
+        "0 matching."
+    );
 
     // Above console.bulk_max (12): refused, nothing changed.
     let rest = ann.page("/admin/orders/lost").await;
@@ -171,8 +218,15 @@ async fn lost_orders_are_resent_and_dismissed_one_selected_or_all_matching(backe
         )
         .await;
     assert_eq!(refused.status, 409, "{}", refused.body);
-    assert!(refused.body.contains("console.bulk_max = 12"), "{}", refused.body);
-    assert_eq!(matching(&ann.page("/admin/orders/lost").await), "13 matching.");
+    assert!(
+        refused.body.contains("console.bulk_max = 12"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        matching(&ann.page("/admin/orders/lost").await),
+        "13 matching."
+    );
 
     // The CLI's resend is audited too.
     let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
@@ -181,11 +235,18 @@ async fn lost_orders_are_resent_and_dismissed_one_selected_or_all_matching(backe
         .env("WHARF_DB_POOL_SIZE", "2")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // One audit row per action: who, what, which filter, how many, the note.
     let resends = ann.page("/admin/audit?action=orders.resend").await;
-    assert_eq!(resends.texts("td.actor"), ["carol", "console:ann", "console:ann"]);
+    assert_eq!(
+        resends.texts("td.actor"),
+        ["carol", "console:ann", "console:ann"]
+    );
     assert_eq!(resends.texts("td.via"), ["cli", "console", "console"]);
     assert_eq!(resends.texts("td.count"), ["1", "10", "1"]);
     assert_eq!(
@@ -213,10 +274,16 @@ async fn a_viewer_sees_no_buttons_and_cannot_act(backend: Backend) {
     }
     let task = task_of(&page, "L-01");
     let refused = vic
-        .post("/admin/orders/lost/resend", &[("kind", "export"), ("one", &task)])
+        .post(
+            "/admin/orders/lost/resend",
+            &[("kind", "export"), ("one", &task)],
+        )
         .await;
     assert_eq!(refused.status, 403, "{}", refused.body);
-    assert_eq!(matching(&vic.page("/admin/orders/lost").await), "22 matching.");
+    assert_eq!(
+        matching(&vic.page("/admin/orders/lost").await),
+        "22 matching."
+    );
     assert_eq!(vic.page("/admin/audit").await.count("tr[data-audit]"), 0);
     // The dashboard's banner is the viewer's own: they may mark it seen.
     let dash = vic.page("/admin").await;
@@ -290,10 +357,17 @@ async fn the_dashboard_counts_and_each_user_has_their_own_unseen_banner(backend:
     let dash = ann.page("/admin").await;
     assert_eq!(dash.text(".last-day dd.received"), "2");
     assert_eq!(dash.text(".last-day dd.failed"), "1");
-    assert!(dash.text(".card.dead").contains("inventory.update: 1"), "{}", dash.body);
+    assert!(
+        dash.text(".card.dead").contains("inventory.update: 1"),
+        "{}",
+        dash.body
+    );
     assert!(dash.text(".card.dead").contains("boom"));
     assert_eq!(dash.texts(".lost-count"), ["1", "0", "1"]);
-    assert!(dash.text(".card.requests").contains("dead inventory.update 1"));
+    assert!(
+        dash.text(".card.requests")
+            .contains("dead inventory.update 1")
+    );
     assert_eq!(dash.text(".unseen-dead"), "1 dead request");
     assert_eq!(dash.text(".unseen-imports"), "1 failed import");
     assert!(dash.text(".unseen-lost").starts_with("2 lost"));
@@ -315,7 +389,11 @@ async fn the_dashboard_counts_and_each_user_has_their_own_unseen_banner(backend:
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     lose(&app, "order.cancel", "D-2").await;
     let dash = ann.page("/admin").await;
-    assert!(dash.text(".unseen-lost").starts_with("1 lost"), "{}", dash.body);
+    assert!(
+        dash.text(".unseen-lost").starts_with("1 lost"),
+        "{}",
+        dash.body
+    );
     assert_eq!(dash.count(".unseen-dead"), 0);
     assert_eq!(dash.count(".unseen-imports"), 0);
 }
@@ -352,7 +430,9 @@ async fn an_order_timeline_shows_each_step_in_order_with_links(backend: Backend)
             .position(|k| k == kind)
             .unwrap_or_else(|| panic!("no {kind} step in {kinds:?}"))
     };
-    let attempts: Vec<usize> = (0..kinds.len()).filter(|&i| kinds[i] == "attempt").collect();
+    let attempts: Vec<usize> = (0..kinds.len())
+        .filter(|&i| kinds[i] == "attempt")
+        .collect();
     assert_eq!(attempts.len(), 2, "{kinds:?}");
     assert!(kinds.contains(&"updated".to_string()), "{kinds:?}");
     assert!(at("received") < attempts[0], "{kinds:?}");
@@ -363,9 +443,17 @@ async fn an_order_timeline_shows_each_step_in_order_with_links(backend: Backend)
     assert!(details[0].starts_with("Failure"), "{details:?}");
     assert!(details[1].starts_with("Success"), "{details:?}");
     let attempt_links = page.attrs("li.step-attempt a", "href");
-    assert!(attempt_links.iter().all(|h| h.starts_with("/admin/exports/")), "{attempt_links:?}");
+    assert!(
+        attempt_links
+            .iter()
+            .all(|h| h.starts_with("/admin/exports/")),
+        "{attempt_links:?}"
+    );
     let shipment = page.text("li.step-shipment");
-    assert!(shipment.contains("messageSeqId 100") && shipment.contains("TRACK-1"), "{shipment}");
+    assert!(
+        shipment.contains("messageSeqId 100") && shipment.contains("TRACK-1"),
+        "{shipment}"
+    );
     let request = page.attrs("li.step-shipment a", "href");
     assert_eq!(request.len(), 1);
     assert!(request[0].starts_with("/admin/requests/"), "{request:?}");
@@ -379,14 +467,22 @@ async fn the_audit_log_filters_pages_and_downloads(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.with_conn(|c| {
         for i in 0..25 {
-            let actor = if i % 5 == 0 { "console:bob" } else { "console:ann" };
+            let actor = if i % 5 == 0 {
+                "console:bob"
+            } else {
+                "console:ann"
+            };
             let subjects = [format!("R-{i}")];
             wharf::audit::record(
                 c,
                 &wharf::audit::Entry {
                     actor,
                     via: wharf::audit::Via::Console,
-                    action: if i == 24 { "orders.dismiss" } else { "orders.resend" },
+                    action: if i == 24 {
+                        "orders.dismiss"
+                    } else {
+                        "orders.resend"
+                    },
                     subject_kind: "order",
                     subjects: &subjects,
                     filter: None,
@@ -419,13 +515,24 @@ async fn the_audit_log_filters_pages_and_downloads(backend: Backend) {
         0
     );
 
-    let csv = ann.get("/admin/audit?action=orders.dismiss&format=csv").await;
+    let csv = ann
+        .get("/admin/audit?action=orders.dismiss&format=csv")
+        .await;
     assert_eq!(csv.status, 200);
-    assert!(csv.headers["content-disposition"].to_str().unwrap().contains("audit.csv"));
+    assert!(
+        csv.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("audit.csv")
+    );
     let lines: Vec<&str> = csv.body.lines().collect();
     assert_eq!(lines.len(), 2, "{}", csv.body);
     assert!(lines[0].starts_with("id,at,actor,via,action"));
-    assert!(lines[1].contains("'=HYPERLINK"), "neutralised: {}", lines[1]);
+    assert!(
+        lines[1].contains("'=HYPERLINK"),
+        "neutralised: {}",
+        lines[1]
+    );
     assert_eq!(ann.get("/admin/audit?after=x").await.status, 400);
 }
 
