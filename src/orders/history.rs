@@ -66,7 +66,12 @@ pub struct History {
     pub actions: Vec<(i64, TaskAction)>,
     /// Its shipments, oldest first.
     pub shipments: Vec<ShipmentRecord>,
+    /// The newest audit rows (console and CLI actions) naming it.
+    pub audit: Vec<crate::audit::AuditRow>,
 }
+
+/// The most audit rows an order's story shows.
+const AUDIT_ROWS: i64 = 100;
 
 /// The story of order `increment_id`.
 pub fn history(conn: &mut DbConnection, increment_id: &str) -> Result<History, OrderError> {
@@ -107,6 +112,7 @@ pub fn history(conn: &mut DbConnection, increment_id: &str) -> Result<History, O
     let ids: Vec<i64> = tasks.iter().map(|(_, t)| t.id).collect();
     let actions = outbound::actions_on(conn, &ids)?;
     let shipments = shipments_of(conn, id)?;
+    let audit = crate::audit::naming(conn, "order", increment_id, AUDIT_ROWS)?;
     Ok(History {
         order,
         received_at,
@@ -116,6 +122,7 @@ pub fn history(conn: &mut DbConnection, increment_id: &str) -> Result<History, O
         tasks,
         actions,
         shipments,
+        audit,
     })
 }
 

@@ -127,8 +127,26 @@ fn export_steps(h: &History, steps: &mut Vec<Step>) {
     action_steps(h, steps);
 }
 
-/// Support's resends and dismissals of the export or the cancellation.
+/// Support's resends and dismissals of the export or the cancellation, and the audit rows (console
+/// or CLI) that name the order.
 fn action_steps(h: &History, steps: &mut Vec<Step>) {
+    for r in &h.audit {
+        let mut detail = format!("by {} ({}), {} record(s)", r.actor, r.via.as_str(), r.count);
+        if let Some(f) = &r.filter {
+            detail.push_str(&format!(", all matching {f}"));
+        }
+        if let Some(n) = &r.note {
+            detail.push_str(&format!(": {n}"));
+        }
+        steps.push(
+            Step::new(r.at, "audit", format!("Audited action {}", r.action))
+                .detail(detail)
+                .link(
+                    format!("/admin/audit?action={}", encode(&r.action)),
+                    "audit log",
+                ),
+        );
+    }
     for (task, a) in &h.actions {
         let of = match h.tasks.iter().find(|(_, t)| t.id == *task) {
             Some((action, _)) if action == "order.cancel" => "cancellation",

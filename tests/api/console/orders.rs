@@ -186,6 +186,19 @@ async fn lost_orders_are_resent_and_dismissed_one_selected_or_all_matching(backe
         matching(&ann.page("/admin/orders/lost?subject=L-1").await),
         "0 matching."
     );
+    // The orders' timelines name the action, each its own (L-12 sits inside the list of ten).
+    let order = ann.page("/admin/orders/L-12").await;
+    let audited = order.texts("li.step-audit .detail");
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert!(
+        audited[0].contains("10 record(s), all matching kind=export&subject=L-1"),
+        "{audited:?}"
+    );
+    let order = ann.page("/admin/orders/L-01").await;
+    assert_eq!(
+        order.texts("li.step-audit .what"),
+        ["Audited action orders.resend"]
+    );
 
     // Above console.bulk_max (12): refused, nothing changed.
     let rest = ann.page("/admin/orders/lost").await;
