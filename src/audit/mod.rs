@@ -4,7 +4,9 @@
 
 mod store;
 
-pub use store::{AuditRow, list, record};
+pub use store::{
+    AuditRow, count_recorded_before, delete_recorded, list, naming, record, recorded_before,
+};
 
 crate::text_enum! {
     /// Where an action came from.

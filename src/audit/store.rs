@@ -98,3 +98,96 @@ pub fn list(
         ))
         .load(conn)
 }
+
+/// Up to `limit` actions recorded before `cutoff` (retention; index `audit_log_at`).
+pub fn recorded_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    audit_log::table
+        .filter(audit_log::at.lt(cutoff))
+        .order(audit_log::at)
+        .limit(limit)
+        .select(audit_log::id)
+        .load(conn)
+}
+
+/// How many actions were recorded before `cutoff`.
+pub fn count_recorded_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
+    audit_log::table
+        .filter(audit_log::at.lt(cutoff))
+        .count()
+        .get_result(conn)
+}
+
+/// Deletes the actions `ids` still older than `cutoff`. Returns how many.
+pub fn delete_recorded(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(
+        audit_log::table
+            .filter(audit_log::id.eq_any(ids))
+            .filter(audit_log::at.lt(cutoff)),
+    )
+    .execute(conn)
+}
+
+/// The newest `limit` actions whose records include `subject` of `subject_kind` (an order's
+/// timeline). The subjects are stored as one text, so this reads the audit log of that kind
+/// without an index: support actions are few next to requests, and retention bounds them.
+pub fn naming(
+    conn: &mut DbConnection,
+    subject_kind: &str,
+    subject: &str,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    let literal = like_literal(subject);
+    audit_log::table
+        .filter(audit_log::subject_kind.eq(subject_kind))
+        .filter(
+            audit_log::subjects
+                .eq(subject)
+                .or(audit_log::subjects
+                    .like(format!("{literal}, %"))
+                    .escape('\\'))
+                .or(audit_log::subjects
+                    .like(format!("%, {literal}"))
+                    .escape('\\'))
+                .or(audit_log::subjects
+                    .like(format!("%, {literal}, %"))
+                    .escape('\\')),
+        )
+        .order(audit_log::id.desc())
+        .limit(limit)
+        .select((
+            audit_log::id,
+            audit_log::at,
+            audit_log::actor,
+            audit_log::via,
+            audit_log::action,
+            audit_log::subject_kind,
+            audit_log::subjects,
+            audit_log::filter,
+            audit_log::count,
+            audit_log::note,
+        ))
+        .load(conn)
+}
+
+/// `text` as a LIKE pattern matching it literally (`\` escapes).
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

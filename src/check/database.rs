@@ -60,11 +60,9 @@ pub fn checks(settings: &Settings) -> Vec<Finding> {
     findings.push(incidents(&mut conn).unwrap_or_else(|e| unread("incidents", &e)));
     findings.push(alert_mails(&mut conn, settings).unwrap_or_else(|e| unread("alert mails", &e)));
     findings.push(users(&mut conn, settings).unwrap_or_else(|e| unread("warehouse users", &e)));
-    // Operators sign in to the admin console, which does not exist yet: nothing to count.
-    findings.push(Finding::off(
-        "console operators",
-        "not applicable yet: wharf has no admin console (it arrives with issue 12)",
-    ));
+    findings.push(
+        console_users(&mut conn, settings).unwrap_or_else(|e| unread("console operators", &e)),
+    );
     findings
 }
 
@@ -210,6 +208,54 @@ fn users(conn: &mut DbConnection, settings: &Settings) -> Result<Finding, crate:
             "warehouse users",
             format!("{}: {}", names.len(), names.join(", ")),
         )
+    })
+}
+
+/// The console's users by role: a warning when nobody may act (no operator), off when the console
+/// is off.
+fn console_users(
+    conn: &mut DbConnection,
+    settings: &Settings,
+) -> Result<Finding, crate::auth::AuthError> {
+    const NAME: &str = "console operators";
+    if !settings.console.enabled {
+        return Ok(Finding::off(
+            NAME,
+            "the console is off (console.enabled = false)",
+        ));
+    }
+    let users = crate::auth::list_users(conn, crate::auth::Lifetimes::of(&settings.soap))?;
+    let of_role = |role: crate::console::Role| {
+        users
+            .iter()
+            .filter(|u| crate::console::Role::of(&u.role) == Some(role))
+            .map(|u| u.username.as_str())
+            .collect::<Vec<_>>()
+    };
+    let operators = of_role(crate::console::Role::Operator);
+    let viewers = of_role(crate::console::Role::Viewer);
+    let counts = format!(
+        "{} operator{} ({}), {} viewer{}",
+        operators.len(),
+        if operators.len() == 1 { "" } else { "s" },
+        if operators.is_empty() {
+            "-".to_string()
+        } else {
+            operators.join(", ")
+        },
+        viewers.len(),
+        if viewers.len() == 1 { "" } else { "s" },
+    );
+    Ok(if operators.is_empty() {
+        Finding::warn(
+            NAME,
+            format!(
+                "{counts}: nobody can resend, dismiss or requeue from the console; add one with \
+                 `wharf users add NAME --role operator --password-stdin`"
+            ),
+        )
+    } else {
+        Finding::ok(NAME, counts)
     })
 }
 

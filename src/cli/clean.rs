@@ -88,6 +88,8 @@ fn setting(part: Part) -> &'static str {
         Part::Incidents => "retention.incidents_days",
         Part::AlertMails => "a day (fixed: only the last hour counts)",
         Part::FeedEvents => "retention.feed_days",
+        Part::AuditLog => "retention.audit_days",
+        Part::ConsoleSessions => "a day without use (fixed)",
     }
 }
 

@@ -215,11 +215,11 @@ pub(super) fn orders(settings: &Settings, cmd: OrdersCommand) -> anyhow::Result<
                 bail!("name the orders to resend, or pass --all for every lost one");
             }
             let ids = (!all).then_some(ids.as_slice());
-            let done = export::act(&mut conn, ids, &actor(by), Action::Resend, None)?;
+            let done = act_audited(&mut conn, ids, &actor(by), Action::Resend, None)?;
             println!("{} back to pending: {}", done.len(), handled(&done));
         }
         OrdersCommand::Dismiss { ids, reason, by } => {
-            let done = export::act(
+            let done = act_audited(
                 &mut conn,
                 Some(&ids),
                 &actor(by),
@@ -230,6 +230,37 @@ pub(super) fn orders(settings: &Settings, cmd: OrdersCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// Resends or dismisses, with the audit row (`Via::Cli`) in the same transaction.
+fn act_audited(
+    conn: &mut crate::db::DbConnection,
+    ids: Option<&[String]>,
+    actor: &str,
+    action: Action,
+    reason: Option<&str>,
+) -> anyhow::Result<Vec<Handled>> {
+    crate::db::write_tx(conn, |conn| {
+        let done = export::act_in(conn, ids, actor, action, reason)?;
+        let subjects: Vec<String> = done.iter().map(|h| h.increment_id.clone()).collect();
+        crate::audit::record(
+            conn,
+            &crate::audit::Entry {
+                actor,
+                via: crate::audit::Via::Cli,
+                action: match action {
+                    Action::Resend => "orders.resend",
+                    Action::Dismiss => "orders.dismiss",
+                },
+                subject_kind: "order",
+                subjects: &subjects,
+                filter: ids.is_none().then_some("every lost order (--all)"),
+                count: subjects.len() as i64,
+                note: reason,
+            },
+        )?;
+        Ok(done)
+    })
 }
 
 fn handled(done: &[Handled]) -> String {

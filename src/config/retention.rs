@@ -28,6 +28,8 @@ pub struct RetentionSettings {
     pub feed_days: Option<i64>,
     /// Resolved incidents (open ones are never deleted).
     pub incidents_days: i64,
+    /// The audit log of support actions (console and CLI).
+    pub audit_days: i64,
     /// Rows deleted per transaction (each short, so the queue is never held up); 1 to 10 000.
     pub batch_size: i64,
     /// How often the in-process cleaner runs, in seconds.
@@ -44,6 +46,7 @@ impl Default for RetentionSettings {
             rejections_days: 14,
             outbound_tasks_days: 30,
             incidents_days: 90,
+            audit_days: 365,
             feed_days: Some(30),
             batch_size: 500,
             interval_secs: 3600,
@@ -69,6 +72,7 @@ impl RetentionSettings {
                 Some(self.outbound_tasks_days),
             ),
             ("retention.incidents_days", Some(self.incidents_days)),
+            ("retention.audit_days", Some(self.audit_days)),
             ("retention.feed_days", self.feed_days),
         ] {
             if days.is_some_and(|d| d < 0) {

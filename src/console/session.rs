@@ -210,3 +210,41 @@ pub fn mark_seen(conn: &mut DbConnection, user_id: i64, at: NaiveDateTime) -> Qu
         .execute(c))?;
     Ok(())
 }
+
+/// Up to `limit` sessions not used since before `cutoff` (retention: they have ended).
+pub fn unused_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    console_sessions::table
+        .filter(console_sessions::last_seen_at.lt(cutoff))
+        .limit(limit)
+        .select(console_sessions::id_hash)
+        .load(conn)
+}
+
+/// How many sessions were not used since before `cutoff`.
+pub fn count_unused_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
+    console_sessions::table
+        .filter(console_sessions::last_seen_at.lt(cutoff))
+        .count()
+        .get_result(conn)
+}
+
+/// Deletes the sessions `ids` still unused since before `cutoff`. Returns how many.
+pub fn delete_unused(
+    conn: &mut DbConnection,
+    ids: &[String],
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(
+        console_sessions::table
+            .filter(console_sessions::id_hash.eq_any(ids))
+            .filter(console_sessions::last_seen_at.lt(cutoff)),
+    )
+    .execute(conn)
+}

@@ -543,3 +543,40 @@ pub fn sku_history(
     .limit(limit)
     .load(conn)
 }
+
+/// Import reports with failed lines made after `since` (all of them without `since`): what a
+/// console user has not seen yet (the partial index `imports_failed_created`).
+pub fn failed_since(
+    conn: &mut DbConnection,
+    since: Option<chrono::NaiveDateTime>,
+) -> QueryResult<i64> {
+    // Literal SQL for the partial index's predicate (see `unseen_failures`).
+    let mut q = imports::table
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "imports.failures > 0",
+        ))
+        .into_boxed();
+    if let Some(since) = since {
+        q = q.filter(imports::created_at.gt(since));
+    }
+    q.count().get_result(conn)
+}
+
+/// Marks every import report with failed lines made up to `until` and not yet seen as seen at
+/// `now` (a console user's "mark as seen"; the alert monitor then resolves `imports.failed`).
+/// Returns how many.
+pub fn mark_failures_viewed(
+    conn: &mut DbConnection,
+    until: chrono::NaiveDateTime,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        imports::table
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "imports.failures > 0 AND imports.viewed_at IS NULL",
+            ))
+            .filter(imports::created_at.le(until)),
+    )
+    .set(imports::viewed_at.eq(Some(now)))
+    .execute(conn)
+}

@@ -3,6 +3,7 @@
 //! per-line shipped quantities.
 
 pub mod export;
+pub mod history;
 pub mod payloads;
 pub mod store;
 mod update;

@@ -30,7 +30,10 @@ pub use store::{
     enqueue, finished_before, first_in_state, last_action, not_answered, open_among, release,
     settle, settle_done, skip, start_over, task_of, tasks_in_state,
 };
-pub use store::{oldest_due, open_counts};
+pub use store::{
+    LostFilter, act_on_lost, actions_on, lost_count, lost_page, lost_since, lost_subjects_of,
+    oldest_due, open_counts, tasks_of_subject,
+};
 
 crate::text_enum! {
     /// Where a task stands. A task being sent keeps its state and holds a lease.

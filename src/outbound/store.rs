@@ -564,3 +564,179 @@ pub fn delete_finished(
     )
     .execute(conn)
 }
+
+type Db = <DbConnection as diesel::Connection>::Backend;
+
+diesel::define_sql_function! {
+    /// SQL `lower`, the same on both backends for the filters' text.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// What a list of lost tasks is narrowed to (the console's lost orders and products).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LostFilter {
+    /// The subject (order number, SKU) starts with this.
+    pub subject: Option<String>,
+    /// The last error contains this (any case).
+    pub error: Option<String>,
+}
+
+/// `text` as a LIKE pattern that matches it literally (`\` escapes).
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The lost tasks of `kind` that `f` keeps, as a boxed query (bounded by the `outbound_tasks_due`
+/// index: channel, action, state, id).
+fn lost_query<'a>(kind: TaskKind, f: &LostFilter) -> t::BoxedQuery<'a, Db> {
+    let mut q = t::table
+        .filter(t::channel.eq(kind.channel))
+        .filter(t::action.eq(kind.action))
+        .filter(t::state.eq(TaskState::Lost.as_str()))
+        .into_boxed();
+    if let Some(s) = &f.subject {
+        q = q.filter(
+            t::subject
+                .like(format!("{}%", like_literal(s)))
+                .escape('\\'),
+        );
+    }
+    if let Some(e) = &f.error {
+        let pattern = format!("%{}%", like_literal(&e.to_lowercase()));
+        q = q.filter(
+            lower(t::last_error.assume_not_null())
+                .like(pattern)
+                .escape('\\'),
+        );
+    }
+    q
+}
+
+/// A page of the lost tasks of `kind` that `f` keeps, oldest first, after task id `after`
+/// (keyset pagination).
+pub fn lost_page(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    f: &LostFilter,
+    after: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<TaskRow>> {
+    let mut q = lost_query(kind, f);
+    if let Some(after) = after {
+        q = q.filter(t::id.gt(after));
+    }
+    q.order(t::id)
+        .limit(limit)
+        .select(TaskRow::as_select())
+        .load(conn)
+}
+
+/// How many lost tasks of `kind` `f` keeps (the lost are few: the count walks the
+/// `outbound_tasks_due` index over them only).
+pub fn lost_count(conn: &mut DbConnection, kind: TaskKind, f: &LostFilter) -> QueryResult<i64> {
+    lost_query(kind, f).count().get_result(conn)
+}
+
+/// How many lost tasks of `kind` changed after `since` (what a user has not seen yet).
+pub fn lost_since(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    since: Option<NaiveDateTime>,
+) -> QueryResult<i64> {
+    let mut q = lost_query(kind, &LostFilter::default());
+    if let Some(since) = since {
+        q = q.filter(t::updated_at.gt(since));
+    }
+    q.count().get_result(conn)
+}
+
+/// Every task of `subject` on `channel`, with its action, oldest first (an order's exports and
+/// cancellations for its timeline).
+pub fn tasks_of_subject(
+    conn: &mut DbConnection,
+    channel: &str,
+    subject: &str,
+) -> QueryResult<Vec<(String, TaskRow)>> {
+    t::table
+        .filter(t::subject.eq(subject))
+        .filter(t::channel.eq(channel))
+        .order(t::id)
+        .select((t::action, TaskRow::as_select()))
+        .load(conn)
+}
+
+/// Every support action on the tasks `ids`, oldest first, with the task each was on.
+pub fn actions_on(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, TaskAction)>> {
+    let rows: Vec<(i64, String, String, Option<String>, NaiveDateTime)> = a::table
+        .filter(a::task_id.eq_any(ids))
+        .order(a::id)
+        .select((a::task_id, a::action, a::actor, a::reason, a::at))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(task, action, actor, reason, at)| {
+            Ok((
+                task,
+                TaskAction {
+                    action: text_enum::read(&action)?,
+                    actor,
+                    reason,
+                    at,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Resends or dismisses the lost tasks `ids` of `kind` (support, from the console): each a
+/// compare-and-set on `lost` and a free lease. All or nothing: returns the subjects acted on, or
+/// an error naming the first that changed meanwhile (the caller's transaction rolls back).
+pub fn act_on_lost(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    ids: &[i64],
+    action: SupportAction,
+    actor: &str,
+    reason: Option<&str>,
+    now: NaiveDateTime,
+) -> anyhow::Result<Vec<String>> {
+    let rows: Vec<(i64, String)> = t::table
+        .filter(t::id.eq_any(ids))
+        .filter(t::channel.eq(kind.channel))
+        .filter(t::action.eq(kind.action))
+        .order(t::id)
+        .select((t::id, t::subject))
+        .load(conn)?;
+    if rows.len() != ids.len() {
+        anyhow::bail!("some of the tasks asked for do not exist (any more); nothing changed");
+    }
+    let mut done = Vec::with_capacity(rows.len());
+    for (id, subject) in rows {
+        if !act(conn, id, TaskState::Lost, action, actor, reason, now)? {
+            anyhow::bail!(
+                "{subject} is no longer lost, or is being sent right now; nothing changed"
+            );
+        }
+        done.push(subject);
+    }
+    Ok(done)
+}
+
+/// The subjects of those of tasks `ids` of `kind` that are still lost, oldest task first.
+pub fn lost_subjects_of(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    ids: &[i64],
+) -> QueryResult<Vec<String>> {
+    lost_query(kind, &LostFilter::default())
+        .filter(t::id.eq_any(ids))
+        .order(t::id)
+        .select(t::subject)
+        .load(conn)
+}

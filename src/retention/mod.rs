@@ -25,7 +25,9 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::QueryResult;
 
 use crate::alerts::store as alerts;
+use crate::audit;
 use crate::config::RetentionSettings;
+use crate::console::session as sessions;
 use crate::db::{self, DbConnection};
 use crate::feed::store as feed;
 use crate::outbound::{self, exchange};
@@ -35,6 +37,10 @@ use crate::queue::store::clean as requests;
 /// record (the warehouse's: the order view reads an order's export and cancellation from it).
 /// Other channels' finished tasks (alert mails) go once old.
 const KEEP_LATEST: &[&str] = &[outbound::WAREHOUSE];
+
+/// A console session not used for this many days has ended (the console's idle limit,
+/// `console.session_idle_secs`, is hours; a longer one would see its idle sessions go after a day).
+pub const SESSION_DAYS: i64 = 1;
 
 crate::text_enum! {
     /// What the cleaner deletes, in the order it does it (requests before their bodies: a body
@@ -57,6 +63,10 @@ crate::text_enum! {
         AlertMails = "alert_mails",
         /// Feed events (`feed_days`); a reader whose cursor is older is told to reconcile.
         FeedEvents = "feed_events",
+        /// The audit log of support actions (`audit_days`).
+        AuditLog = "audit_log",
+        /// Console sessions that ended: not used for [`SESSION_DAYS`] (fixed).
+        ConsoleSessions = "console_sessions",
     }
 }
 
@@ -74,6 +84,8 @@ impl Part {
             Part::Incidents => "resolved incidents",
             Part::AlertMails => "records of alert mails sent (for the hourly limit)",
             Part::FeedEvents => "feed events",
+            Part::AuditLog => "audit log rows (support actions)",
+            Part::ConsoleSessions => "ended console sessions",
         }
     }
 
@@ -89,6 +101,8 @@ impl Part {
             // Only the last hour counts against `alerts.max_mails_per_hour`.
             Part::AlertMails => Some(1),
             Part::FeedEvents => settings.feed_days,
+            Part::AuditLog => Some(settings.audit_days),
+            Part::ConsoleSessions => Some(SESSION_DAYS),
         }
     }
 
@@ -147,6 +161,8 @@ pub fn count(
             Part::Incidents => alerts::count_resolved_before(conn, cutoff)?,
             Part::AlertMails => alerts::count_mail_slots_before(conn, cutoff)?,
             Part::FeedEvents => feed::count_events_before(conn, cutoff)?,
+            Part::AuditLog => audit::count_recorded_before(conn, cutoff)?,
+            Part::ConsoleSessions => sessions::count_unused_before(conn, cutoff)?,
         };
         counts.push(PartCount {
             part,
@@ -265,6 +281,14 @@ fn batch(
             let ids = feed::events_before(conn, cutoff, limit)?;
             (feed::delete_events(conn, &ids)?, 0)
         }
+        Part::AuditLog => {
+            let ids = audit::recorded_before(conn, cutoff, limit)?;
+            (audit::delete_recorded(conn, &ids, cutoff)?, 0)
+        }
+        Part::ConsoleSessions => {
+            let ids = sessions::unused_before(conn, cutoff, limit)?;
+            (sessions::delete_unused(conn, &ids, cutoff)?, 0)
+        }
     })
 }
 
@@ -279,6 +303,8 @@ fn counted(part: Part, rows: usize, import_lines: usize) {
         Part::Incidents => "incidents",
         Part::AlertMails => "alert_mails",
         Part::FeedEvents => "feed_events",
+        Part::AuditLog => "audit_log",
+        Part::ConsoleSessions => "console_sessions",
     };
     metrics::counter!(crate::metrics::RETENTION_DELETED_ROWS, "table" => table)
         .increment(rows as u64);

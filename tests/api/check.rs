@@ -97,7 +97,11 @@ async fn every_check_passes_on_a_configured_database(backend: Backend) {
     out.expect("ok", "clock", "");
     out.expect("ok", "queue", "0 queued, 0 processing, 0 processed, 0 dead");
     out.expect("ok", "warehouse users", &format!("1: {USER}"));
-    out.expect("off", "console operators", "not applicable");
+    out.expect(
+        "warn",
+        "console operators",
+        "0 operators (-), 0 viewers: nobody can",
+    );
     out.expect("off", "warehouse", "exports are off");
     out.expect("off", "smtp", "alert mails are off: set alerts.smtp_host");
     out.expect("ok", "incidents", "none open");

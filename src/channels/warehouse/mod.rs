@@ -44,7 +44,7 @@ pub use crate::outbound::exchange::{
 use crate::runs::{self, Job};
 use items::{Claim, Item, Kind};
 use settle::Settler;
-pub use support::{Action, Handled, LostOrder, Subject, act, dismiss, lost_orders, resend};
+pub use support::{Action, Handled, LostOrder, Subject, act, act_in, dismiss, lost_orders, resend};
 
 /// What one batch, or a whole run, did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

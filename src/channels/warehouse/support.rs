@@ -173,33 +173,43 @@ pub fn act(
     action: Action,
     reason: Option<&str>,
 ) -> anyhow::Result<Vec<Handled>> {
-    db::write_tx(conn, |conn| {
-        let targets = match ids {
-            Some(ids) => dedup(ids)
-                .into_iter()
-                .map(|id| named_target(conn, id))
-                .collect::<anyhow::Result<Vec<_>>>()?,
-            None => every_lost(conn)?,
-        };
-        let ids: Vec<i64> = targets.iter().map(|t| t.order_id).collect();
-        tasks::lock_orders(conn, &ids)?;
-        let now = db::now();
-        let mut events = Vec::new();
-        for t in &targets {
-            apply(conn, t, action, actor, reason, now)?;
-            if t.subject == Subject::Export {
-                events.push(export_event(t, action, actor));
-            }
-        }
-        feed::append(conn, &events)?;
-        Ok(targets
+    db::write_tx(conn, |conn| act_in(conn, ids, actor, action, reason))
+}
+
+/// [`act`] inside the caller's write transaction, so the caller's audit row commits with it (or
+/// rolls back with it).
+pub fn act_in(
+    conn: &mut DbConnection,
+    ids: Option<&[String]>,
+    actor: &str,
+    action: Action,
+    reason: Option<&str>,
+) -> anyhow::Result<Vec<Handled>> {
+    let targets = match ids {
+        Some(ids) => dedup(ids)
             .into_iter()
-            .map(|t| Handled {
-                increment_id: t.increment_id,
-                subject: t.subject,
-            })
-            .collect())
-    })
+            .map(|id| named_target(conn, id))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => every_lost(conn)?,
+    };
+    let ids: Vec<i64> = targets.iter().map(|t| t.order_id).collect();
+    tasks::lock_orders(conn, &ids)?;
+    let now = db::now();
+    let mut events = Vec::new();
+    for t in &targets {
+        apply(conn, t, action, actor, reason, now)?;
+        if t.subject == Subject::Export {
+            events.push(export_event(t, action, actor));
+        }
+    }
+    feed::append(conn, &events)?;
+    Ok(targets
+        .into_iter()
+        .map(|t| Handled {
+            increment_id: t.increment_id,
+            subject: t.subject,
+        })
+        .collect())
 }
 
 /// Resends or dismisses one target: compare-and-set on the task's state (and its lease being

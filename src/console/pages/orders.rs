@@ -1,6 +1,252 @@
-//! The console's orders page (being built).
+//! `/admin/orders/{increment_id}`: an order's story on one page — received, last changed, each
+//! export attempt and the warehouse's answer, exported, each shipment with its tracking and the
+//! request that brought it, completed, the cancellation sent, every support action on its export
+//! or cancellation (console or CLI) — with links to the records, its lines and where it stands.
 
-use actix_web::web;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use chrono::NaiveDateTime;
 
-/// Registers the page's routes.
-pub fn routes(_cfg: &mut web::ServiceConfig) {}
+use crate::console::error::ConsoleError;
+use crate::console::session::Staff;
+use crate::console::view::{self, Chrome};
+use crate::db;
+use crate::http::AppState;
+use crate::orders::history::{self, History};
+use crate::orders::{self, OrderError, OrderLineView};
+use crate::outbound::{SupportAction, TaskState};
+
+/// Registers the page's routes (after `/orders/lost`, which `lost` registers first).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/orders/{increment_id}", web::get().to(page));
+}
+
+/// One step of the timeline.
+struct Step {
+    at: NaiveDateTime,
+    /// A word for styling and tests (`received`, `export`, `exported`, `shipment`, …).
+    kind: &'static str,
+    what: String,
+    detail: String,
+    link: Option<(String, String)>,
+}
+
+impl Step {
+    fn new(at: NaiveDateTime, kind: &'static str, what: impl Into<String>) -> Step {
+        Step {
+            at,
+            kind,
+            what: what.into(),
+            detail: String::new(),
+            link: None,
+        }
+    }
+
+    fn detail(mut self, detail: impl Into<String>) -> Step {
+        self.detail = detail.into();
+        self
+    }
+
+    fn link(mut self, href: String, label: impl Into<String>) -> Step {
+        self.link = Some((href, label.into()));
+        self
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/orders/order.html")]
+struct OrderPage {
+    chrome: Chrome,
+    status: String,
+    export_status: String,
+    export_error: Option<String>,
+    cancellation: Option<String>,
+    lines: Vec<OrderLineView>,
+    steps: Vec<Step>,
+}
+
+/// The steps of the export and the cancellation: each attempt the warehouse answered, the tasks'
+/// ends, and support's actions.
+fn export_steps(h: &History, steps: &mut Vec<Step>) {
+    for a in &h.attempts {
+        let what = match a.operation.as_str() {
+            "cancel" => "Cancellation sent",
+            _ => "Export attempt",
+        };
+        steps.push(
+            Step::new(a.started_at, "attempt", what)
+                .detail(format!("{} ({}): {}", a.result, a.outcome, a.message))
+                .link(
+                    format!("/admin/exports/{}", a.export_id),
+                    format!("exchange #{}", a.export_id),
+                ),
+        );
+    }
+    if let Some(at) = h.exported_at {
+        steps.push(Step::new(
+            at,
+            "exported",
+            "Exported: the warehouse accepted it",
+        ));
+    }
+    for (action, t) in &h.tasks {
+        let cancel = action == "order.cancel";
+        match (t.state, t.done_at) {
+            (TaskState::Done, Some(at)) if cancel => steps.push(Step::new(
+                at,
+                "cancelled",
+                "Cancellation confirmed by the warehouse",
+            )),
+            (TaskState::Lost, _) => steps.push(
+                Step::new(
+                    t.updated_at,
+                    "lost",
+                    format!(
+                        "{} lost after {} attempts",
+                        if cancel { "Cancellation" } else { "Export" },
+                        t.attempts
+                    ),
+                )
+                .detail(t.last_error.clone().unwrap_or_default())
+                .link(
+                    format!(
+                        "/admin/orders/lost?kind={}&subject={}",
+                        if cancel { "cancellation" } else { "export" },
+                        encode(&h.order.increment_id)
+                    ),
+                    "lost list",
+                ),
+            ),
+            (TaskState::Skipped, _) => steps.push(
+                Step::new(t.updated_at, "skipped", "Export skipped")
+                    .detail(t.note.clone().unwrap_or_default()),
+            ),
+            _ => {}
+        }
+    }
+    action_steps(h, steps);
+}
+
+/// Support's resends and dismissals of the export or the cancellation, and the audit rows (console
+/// or CLI) that name the order.
+fn action_steps(h: &History, steps: &mut Vec<Step>) {
+    for r in &h.audit {
+        let mut detail = format!("by {} ({}), {} record(s)", r.actor, r.via.as_str(), r.count);
+        if let Some(f) = &r.filter {
+            detail.push_str(&format!(", all matching {f}"));
+        }
+        if let Some(n) = &r.note {
+            detail.push_str(&format!(": {n}"));
+        }
+        steps.push(
+            Step::new(r.at, "audit", format!("Audited action {}", r.action))
+                .detail(detail)
+                .link(
+                    format!("/admin/audit?action={}", encode(&r.action)),
+                    "audit log",
+                ),
+        );
+    }
+    for (task, a) in &h.actions {
+        let of = match h.tasks.iter().find(|(_, t)| t.id == *task) {
+            Some((action, _)) if action == "order.cancel" => "cancellation",
+            _ => "export",
+        };
+        let what = match a.action {
+            SupportAction::Resend => format!("Support resent the {of}"),
+            SupportAction::Dismiss => format!("Support dismissed the {of}"),
+        };
+        steps.push(
+            Step::new(a.at, "action", what)
+                .detail(format!(
+                    "by {}{}",
+                    a.actor,
+                    a.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ))
+                .link(
+                    format!("/admin/audit?actor={}", encode(&a.actor)),
+                    "audit log",
+                ),
+        );
+    }
+}
+
+fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Every step, oldest first (steps at the same moment keep the order they were added in).
+fn timeline(h: &History) -> Vec<Step> {
+    let o = &h.order;
+    let mut steps = vec![
+        Step::new(h.received_at, "received", "Received from the storefront")
+            .detail(format!("status {}, from {}", o.status, o.source)),
+    ];
+    if h.updated_at > h.received_at {
+        steps.push(Step::new(h.updated_at, "updated", "Last changed").detail(
+            "the storefront's last update, a cancellation or a shipment (wharf keeps the \
+                 current version only)",
+        ));
+    }
+    export_steps(h, &mut steps);
+    for s in &h.shipments {
+        let mut detail = format!("messageSeqId {}", s.message_seq_id);
+        if let Some(c) = &s.courier_name {
+            detail.push_str(&format!(", {c}"));
+        }
+        if !s.tracking.is_empty() {
+            detail.push_str(&format!(", tracking {}", s.tracking.join(", ")));
+        }
+        if let Some(d) = s.date_shipped {
+            detail.push_str(&format!(", left {}", d.format("%Y-%m-%d %H:%M UTC")));
+        }
+        let step =
+            Step::new(s.created_at, "shipment", format!("Shipment #{}", s.id)).detail(detail);
+        steps.push(match s.request_id {
+            Some(r) => step.link(format!("/admin/requests/{r}"), format!("request #{r}")),
+            None => step,
+        });
+    }
+    if o.status == orders::COMPLETE {
+        let at = h.shipments.last().map_or(h.updated_at, |s| s.created_at);
+        steps.push(Step::new(at, "completed", "Completed: everything shipped"));
+    }
+    steps.sort_by_key(|s| s.at);
+    steps
+}
+
+async fn page(
+    staff: Staff,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ConsoleError> {
+    let increment_id = path.into_inner();
+    let id = increment_id.clone();
+    let found = db::blocking(&state.pool, "the console", move |conn| {
+        Ok(history::history(conn, &id))
+    })
+    .await?;
+    let h = match found {
+        Ok(h) => h,
+        Err(OrderError::NotFound(_)) => {
+            return Err(ConsoleError::NotFound(format!("Order {increment_id}")));
+        }
+        Err(e) => return Err(ConsoleError::internal(e)),
+    };
+    let steps = timeline(&h);
+    let o = h.order;
+    let mut chrome = Chrome::new(staff, "orders", format!("Order {}", o.increment_id));
+    chrome.search = o.increment_id.clone();
+    view::render(&OrderPage {
+        chrome,
+        status: o.status,
+        export_status: o.export.status.as_str().to_string(),
+        export_error: o.export.last_error,
+        cancellation: o.cancellation.map(|c| c.state.as_str().to_string()),
+        lines: o.lines,
+        steps,
+    })
+}

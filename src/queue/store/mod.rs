@@ -3,6 +3,7 @@
 //! reads ([`inspect`]). Per-backend arms live here, where the SQL must differ.
 
 pub mod clean;
+pub mod dashboard;
 pub mod inspect;
 
 use chrono::NaiveDateTime;
