@@ -376,7 +376,7 @@ async fn one_and_selected_actions_confirm_and_the_cli_audits_too(backend: Backen
     assert_eq!(ask.status, 200);
     assert_eq!(
         ask.attrs("form.confirm input[name=id]", "value"),
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
     assert_eq!(state_of(&app, a).await, "dead");
     let done = console
