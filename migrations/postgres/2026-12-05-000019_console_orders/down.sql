@@ -1,6 +1,4 @@
 DROP INDEX imports_failed_created;
 DROP INDEX request_errors_at;
-DROP INDEX dashboard_requests_received;
-DROP INDEX export_lines_reference;
 DROP INDEX audit_log_action;
 DROP INDEX audit_log_actor;

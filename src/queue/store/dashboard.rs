@@ -7,7 +7,7 @@ use crate::db::DbConnection;
 use crate::db::schema::{request_errors, requests};
 use crate::queue::RequestState;
 
-/// Requests received after `since` (index `dashboard_requests_received`).
+/// Requests received after `since` (index `requests_received`).
 pub fn received_since(conn: &mut DbConnection, since: NaiveDateTime) -> QueryResult<i64> {
     requests::table
         .filter(requests::received_at.gt(since))

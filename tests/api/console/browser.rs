@@ -17,7 +17,11 @@ use super::harness::{CONSOLE_PASSWORD, add_console_user};
 use crate::both_backends;
 use crate::helpers::*;
 
-both_backends!(logging_in_comes_back_to_the_page_in_a_browser);
+both_backends!(
+    logging_in_comes_back_to_the_page_in_a_browser,
+    support_finds_a_sku_reads_its_request_and_requeues_a_dead_one_in_a_browser,
+    a_lost_order_is_resent_and_its_timeline_tells_the_story_in_a_browser,
+);
 
 /// A chromedriver process and the browser session it opened.
 struct Browser {
@@ -175,6 +179,81 @@ impl Tab {
             .unwrap();
         self.find(css).await.click().await.unwrap();
         self.wait_loaded().await;
+    }
+
+    /// Clicks a submit button whose form asks first (`data-confirm`), answers the browser's
+    /// dialog (`accept`: OK, else Cancel) and returns its text; after OK, waits for the new page.
+    async fn click_confirming(&self, css: &str, accept: bool) -> String {
+        self.client
+            .execute("window.wharfOldPage = true", vec![])
+            .await
+            .unwrap();
+        self.find(css).await.click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let question = loop {
+            match self.client.get_alert_text().await {
+                Ok(text) => break text,
+                Err(e) if Instant::now() > deadline => panic!("no confirmation dialog: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        if accept {
+            self.client.accept_alert().await.unwrap();
+            self.wait_loaded().await;
+        } else {
+            self.client.dismiss_alert().await.unwrap();
+        }
+        question
+    }
+
+    /// Types `text` into the header's search box and goes where it leads.
+    async fn search(&self, text: &str) {
+        self.fill("q", text).await;
+        self.click("form.search button[type=submit]").await;
+    }
+
+    /// Texts of every element matching `css` (none is fine).
+    async fn texts(&self, css: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in self.client.find_all(Locator::Css(css)).await.unwrap() {
+            out.push(e.text().await.unwrap());
+        }
+        out
+    }
+
+    /// Attribute `attr` of every element matching `css`.
+    async fn attrs(&self, css: &str, attr: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in self.client.find_all(Locator::Css(css)).await.unwrap() {
+            if let Some(v) = e.attr(attr).await.unwrap() {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// Logs in at the login page the browser is at (after a redirect to it).
+    async fn log_in(&self, user: &str) {
+        self.fill("username", user).await;
+        self.fill("password", CONSOLE_PASSWORD).await;
+        self.click("form button[type=submit]").await;
+    }
+
+    /// Asserts that every `<time>` of the page was rewritten into the viewer's time zone by the
+    /// page's script (and that the page has some).
+    async fn assert_local_times(&self, page: &str) {
+        let all = self
+            .client
+            .find_all(Locator::Css("time[datetime]"))
+            .await
+            .unwrap();
+        let local = self
+            .client
+            .find_all(Locator::Css("time.local"))
+            .await
+            .unwrap();
+        assert!(!all.is_empty(), "{page}: no times");
+        assert_eq!(local.len(), all.len(), "{page}: times left in UTC");
     }
 
     /// Waits until a new page has loaded (its deferred scripts have run): one without the mark
@@ -346,4 +425,227 @@ async fn logging_in_comes_back_to_the_page_in_a_browser(backend: Backend) {
         assert_eq!(names, [wharf::console::session::COOKIE]);
     })
     .await;
+}
+
+/// Runs a worker until nothing is due, from inside a journey.
+async fn drain(pool: wharf::db::Pool, settings: std::sync::Arc<wharf::config::Settings>) {
+    let worker = wharf::worker::Worker::new(pool, settings);
+    tokio::task::spawn_blocking(move || worker.drain())
+        .await
+        .unwrap()
+        .expect("worker drain");
+}
+
+async fn support_finds_a_sku_reads_its_request_and_requeues_a_dead_one_in_a_browser(
+    backend: Backend,
+) {
+    use diesel::prelude::*;
+    use wharf::db::schema::requests;
+    let app = TestApp::spawn(backend).await;
+    add_console_user(&app, "ann", "operator").await;
+    let product = json!({"name": "Blue mug", "barcode": "5012345678900", "price": "7.50",
+                         "weight": "0.35", "weight_unit": "kg"});
+    let (status, body) = app
+        .api(reqwest::Method::PUT, "/products/MUG-1", Some(product))
+        .await;
+    assert!(status < 300, "{body}");
+    let s = app.login().await;
+    assert_eq!(
+        app.send_inventory(&s, 7001, &[("MUG-1", 5, 1)]).await.0,
+        200
+    );
+    app.drain().await;
+    assert_eq!(
+        app.send_inventory(&s, 7002, &[("MUG-1", 4, 2)]).await.0,
+        200
+    );
+    // The second message died after its attempts (say the database refused it for a while).
+    let dead: i64 = app
+        .with_conn(|c| {
+            let id = requests::table
+                .filter(requests::message_seq_id.eq(7002))
+                .select(requests::id)
+                .first(c)
+                .unwrap();
+            diesel::update(requests::table.find(id))
+                .set((
+                    requests::state.eq("dead"),
+                    requests::attempts.eq(5),
+                    requests::last_error.eq("database is locked"),
+                ))
+                .execute(c)
+                .unwrap();
+            id
+        })
+        .await;
+    let (pool, settings) = (app.pool.clone(), std::sync::Arc::clone(&app.settings));
+    let name = shot_name(backend, "support_finds_a_sku_reads_its_request");
+    journey(&name, &app, move |tab| async move {
+        tab.open("/admin").await;
+        tab.wait_loaded().await;
+        tab.log_in("ann").await;
+        assert_eq!(tab.at().await, "/admin");
+        assert_eq!(tab.text(".unseen-dead").await, "1 dead request");
+
+        // "Why does MUG-1 show 5?": the search box, the SKU's page, its history, the request.
+        tab.search("MUG-1").await;
+        assert_eq!(tab.at().await, "/admin/stock/MUG-1");
+        assert_eq!(tab.text("table.levels td.qty").await, "5");
+        assert_eq!(
+            tab.attrs("table.history tbody tr", "data-request")
+                .await
+                .len(),
+            1
+        );
+        tab.assert_local_times("the stock page").await;
+        tab.click("table.history tbody tr td a").await;
+        assert!(
+            tab.at().await.starts_with("/admin/requests/"),
+            "{}",
+            tab.at().await
+        );
+        let xml = tab.text("pre.xml.body").await;
+        assert!(
+            xml.contains("<sku>MUG-1</sku>") || xml.contains("MUG-1"),
+            "{xml}"
+        );
+        assert!(
+            xml.lines().count() > 5 && xml.contains("\n  "),
+            "not pretty-printed: {xml}"
+        );
+        tab.assert_no_errors("the request page").await;
+
+        // The dead one: from the dashboard's banner to the request, requeued after confirming.
+        tab.open("/admin").await;
+        tab.click(".unseen-dead").await;
+        assert_eq!(tab.at().await, "/admin/requests?state=dead");
+        assert_eq!(
+            tab.attrs("tr[data-id]", "data-id").await,
+            [dead.to_string()]
+        );
+        tab.click("tr[data-id] td.num a").await;
+        assert_eq!(tab.at().await, format!("/admin/requests/{dead}"));
+        assert_eq!(tab.text("dd.error").await, "database is locked");
+        tab.click("form.actions button[formaction='/admin/requests/requeue']")
+            .await;
+        assert_eq!(
+            tab.at().await,
+            "/admin/requests/requeue",
+            "the confirmation page"
+        );
+        assert_eq!(
+            tab.attrs("form.confirm input[name=id]", "value").await,
+            [dead.to_string()]
+        );
+        tab.click("form.confirm button[type=submit]").await;
+        let flash = tab.text("p.flash").await;
+        assert!(flash.contains('1'), "{flash}");
+        tab.open("/admin/audit").await;
+        let row = tab.texts("tr[data-audit]").await;
+        assert_eq!(row.len(), 1, "{row:?}");
+        assert_eq!(tab.text("tr[data-audit] td.actor").await, "console:ann");
+        assert_eq!(tab.text("tr[data-audit] td.via").await, "console");
+        assert!(
+            tab.text("tr[data-audit] td.action")
+                .await
+                .contains("requeue")
+        );
+
+        // The worker applies it: the request and the SKU say so.
+        drain(pool, settings).await;
+        tab.open(&format!("/admin/requests/{dead}")).await;
+        assert_eq!(tab.text("h1 small.state").await, "processed");
+        assert_eq!(
+            tab.text("p.report-counts").await.split(' ').next(),
+            Some("1")
+        );
+        tab.search("MUG-1").await;
+        assert_eq!(tab.text("table.levels td.qty").await, "4");
+        assert_eq!(
+            tab.attrs("table.history tbody tr", "data-request")
+                .await
+                .len(),
+            2
+        );
+
+        // Logging out ends the session: the next page asks to log in again.
+        tab.click("form[action='/admin/logout'] button").await;
+        assert_eq!(tab.at().await, "/admin/login");
+        tab.open("/admin/stock/MUG-1").await;
+        tab.wait_loaded().await;
+        assert!(
+            tab.at().await.starts_with("/admin/login?next="),
+            "{}",
+            tab.at().await
+        );
+        tab.assert_no_errors("the journey").await;
+    })
+    .await;
+}
+
+async fn a_lost_order_is_resent_and_its_timeline_tells_the_story_in_a_browser(backend: Backend) {
+    use wharf::channels::warehouse::Exporter;
+    let (app, sim) = crate::export_failures::setup(backend, |s| {
+        s.warehouse.orders.max_attempts = 1;
+    })
+    .await;
+    add_console_user(&app, "ann", "operator").await;
+    for (id, qty) in [("L-01", 1), ("L-02", 2)] {
+        let (status, body) = app.put_order(id, &[("A", qty)]).await;
+        assert!(status < 300, "{body}");
+    }
+    sim.set_behaviour(crate::warehouse_api::Behaviour {
+        fail: ["L-01".to_string(), "L-02".to_string()].into(),
+        ..Default::default()
+    });
+    let exporter = Exporter::new(app.pool.clone(), std::sync::Arc::clone(&app.settings)).unwrap();
+    assert_eq!(exporter.export_orders().await.unwrap().lost, 2);
+    sim.set_behaviour(crate::warehouse_api::Behaviour::default());
+    let name = shot_name(backend, "a_lost_order_is_resent");
+    journey(&name, &app, move |tab| async move {
+        tab.open("/admin/orders/lost").await;
+        tab.wait_loaded().await;
+        tab.log_in("ann").await;
+        assert_eq!(tab.at().await, "/admin/orders/lost");
+        let subjects = tab.texts("tr[data-task] td.subject").await;
+        let tasks = tab.attrs("tr[data-task]", "data-task").await;
+        let mut sorted = subjects.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["L-01", "L-02"]);
+        let task = &tasks[subjects.iter().position(|s| s == "L-01").unwrap()];
+        let button = format!("button.resend-one[value='{task}']");
+        // Cancel in the browser's dialog: nothing happens.
+        let question = tab.click_confirming(&button, false).await;
+        assert!(question.starts_with("Change the"), "{question}");
+        assert_eq!(tab.at().await, "/admin/orders/lost");
+        assert_eq!(tab.texts("tr[data-task]").await.len(), 2);
+        // OK: it is sent again.
+        tab.click_confirming(&button, true).await;
+        let flash = tab.text("p.flash").await;
+        assert!(flash.contains("sent again"), "{flash}");
+        tab.open("/admin/orders/lost").await;
+        assert_eq!(tab.texts("tr[data-task] td.subject").await, ["L-02"]);
+
+        // The exporter sends it; the order's page tells its whole story.
+        assert_eq!(exporter.export_orders().await.unwrap().exported, 1);
+        tab.search("L-01").await;
+        assert_eq!(tab.at().await, "/admin/orders/L-01");
+        assert_eq!(tab.text("dd.export-status .state").await, "exported");
+        let kinds = tab.attrs("li.step", "data-kind").await;
+        let at = |kind: &str| {
+            kinds
+                .iter()
+                .position(|k| k == kind)
+                .unwrap_or_else(|| panic!("no {kind} step in {kinds:?}"))
+        };
+        assert!(at("received") < at("attempt"), "{kinds:?}");
+        assert!(at("attempt") < at("action"), "{kinds:?}");
+        assert!(at("action") < at("exported"), "{kinds:?}");
+        let action = tab.text("li.step-action").await;
+        assert!(action.contains("ann"), "{action}");
+        tab.assert_local_times("the order page").await;
+        tab.assert_no_errors("the journey").await;
+    })
+    .await;
+    sim.stop().await;
 }
