@@ -46,6 +46,10 @@ struct Args {
     /// Keep the database afterwards (its name is printed).
     #[arg(long)]
     keep: bool,
+    /// Time the pages on a database an earlier `--keep` run filled (its name), without filling
+    /// (and without dropping it).
+    #[arg(long)]
+    reuse: Option<String>,
 }
 
 const OPERATOR: &str = "bench-operator";
@@ -80,23 +84,26 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     if args.requests < 1000 || args.lines < args.requests {
         bail!("--requests must be at least 1000 and --lines at least --requests");
     }
-    let name = format!(
-        "wharf_bench_console_{}",
-        &wharf::auth::random_secret()[..10]
-    );
+    let name = match &args.reuse {
+        Some(name) => name.clone(),
+        None => format!(
+            "wharf_bench_console_{}",
+            &wharf::auth::random_secret()[..10]
+        ),
+    };
     let Some((scheme, rest)) = args.postgres_url.split_once("://") else {
         bail!("{:?} is not a postgres:// URL", args.postgres_url);
     };
     let host = rest.split_once('/').map_or(rest, |(h, _)| h);
     let url = format!("{scheme}://{host}/{name}");
     let admin = args.postgres_url.clone();
-    {
+    if args.reuse.is_none() {
         let (admin, name) = (admin.clone(), name.clone());
         tokio::task::spawn_blocking(move || admin_sql(&admin, &format!("CREATE DATABASE {name}")))
             .await??;
     }
     let result = bench(&url, args).await;
-    if args.keep {
+    if args.keep || args.reuse.is_some() {
         eprintln!("kept database {name}");
     } else {
         let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
@@ -110,6 +117,14 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 
 async fn bench(url: &str, args: &Args) -> anyhow::Result<()> {
     let (base, pool) = start_wharf(url).await?;
+    if args.reuse.is_none() {
+        fill(&pool, args).await?;
+    }
+    time_pages(&base, args).await
+}
+
+/// Fills the database (see [`fill_statements`]).
+async fn fill(pool: &Pool, args: &Args) -> anyhow::Result<()> {
     eprintln!(
         "== filling {} requests and {} import lines",
         args.requests, args.lines
@@ -128,12 +143,17 @@ async fn bench(url: &str, args: &Args) -> anyhow::Result<()> {
         eprintln!("   {what}: {:.1}s", step.elapsed().as_secs_f64());
     }
     eprintln!("filled in {:.1}s", started.elapsed().as_secs_f64());
-    let client = login(&base).await?;
+    Ok(())
+}
+
+/// Fetches every page `--runs` times and prints the medians and the slowest.
+async fn time_pages(base: &str, args: &Args) -> anyhow::Result<()> {
+    let client = login(base).await?;
     let mut slowest: Option<(Duration, String)> = None;
     let mut missing = Vec::new();
     println!("{:<60} {:>10} {:>6}", "page", "median", "rows");
     for path in pages(args.requests) {
-        match time_page(&client, &base, &path, args.runs).await? {
+        match time_page(&client, base, &path, args.runs).await? {
             Timing::Missing => {
                 println!("{path:<60} {:>10}", "missing");
                 missing.push(path);
@@ -185,7 +205,10 @@ async fn start_wharf(url: &str) -> anyhow::Result<(String, Pool)> {
     let p = pool.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut conn = p.get()?;
-        wharf::auth::add_user(&mut conn, OPERATOR, PASSWORD, "operator")?;
+        // A reused database has the operator from the run that filled it.
+        if wharf::auth::add_user(&mut conn, OPERATOR, PASSWORD, "operator").is_err() {
+            wharf::auth::set_password(&mut conn, OPERATOR, PASSWORD)?;
+        }
         Ok(())
     })
     .await??;
@@ -267,7 +290,8 @@ fn pages(requests: i64) -> Vec<String> {
         "/admin/requests?sku=SKU-4242",
         "/admin/requests?order=100000777",
         "/admin/requests?caller=warehouse-2",
-        "/admin/requests?conflict=1",
+        "/admin/requests?conflict=yes",
+        "/admin/requests?state=dead&conflict=no",
         "/admin/imports",
         "/admin/imports?size=200",
         "/admin/imports?kind=shipment",
@@ -303,7 +327,7 @@ fn pages(requests: i64) -> Vec<String> {
     .collect();
     pages.extend([
         format!("/admin/requests?from={from}&to={to}"),
-        format!("/admin/requests?message_seq_id={mid}"),
+        format!("/admin/requests?seq={mid}"),
         format!("/admin/requests?after={mid}"),
         format!("/admin/requests/{mid}"),
         format!("/admin/imports?from={from}&to={to}"),
