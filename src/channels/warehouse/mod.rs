@@ -358,17 +358,25 @@ impl Exporter {
         }
     }
 
-    /// When the next of a part's waiting tasks falls due (a retry, or a lease that runs out), for
-    /// a continuous runner to wake then; `None` when none waits.
-    async fn next_due(&self, kind: Kind) -> anyhow::Result<Option<NaiveDateTime>> {
-        self.blocking(move |conn| {
-            Ok(crate::outbound::next_due(
-                conn,
-                kind.scheduled(),
-                db::now(),
-            )?)
-        })
-        .await
+    /// One run of a continuous part. Returns when the next look is due without a wake-up: the
+    /// next retry or lease expiry of its waiting tasks, or when the breaker that paused it closes.
+    async fn run_continuous(&self, kind: Kind) -> anyhow::Result<Option<NaiveDateTime>> {
+        let run = self.run_part(kind).await?;
+        let closes = run
+            .parts()
+            .into_iter()
+            .filter_map(|(_, o)| o.breaker.and_then(|b| b.paused_until))
+            .min();
+        let due = self
+            .blocking(move |conn| {
+                Ok(crate::outbound::next_due(
+                    conn,
+                    kind.scheduled(),
+                    db::now(),
+                )?)
+            })
+            .await?;
+        Ok(due.into_iter().chain(closes).min())
     }
 
     /// Products: what follows the products' schedule (recorded as `export.products`).
@@ -483,10 +491,7 @@ fn spawn_runner(
             };
             tokio::spawn(runner::continuous(what, wakes, stop.clone(), move || {
                 let e = e.clone();
-                async move {
-                    e.run_part(kind).await?;
-                    e.next_due(kind).await
-                }
+                async move { e.run_continuous(kind).await }
             }))
         }
     })
