@@ -36,8 +36,9 @@ pub struct Background {
 impl Background {
     /// Starts the worker (when `mode` says so), the outbound runners (for each enabled export), the
     /// alert monitor, mail delivery (when `alerts.smtp_host` is set) and, on
-    /// PostgreSQL, the listener that wakes this process's worker and feed long polls when another
-    /// process stores a request or commits feed events; all stop when `shutdown` triggers.
+    /// PostgreSQL, the listener that wakes this process's worker, feed long polls and continuous
+    /// exporters when another process stores a request, commits feed events or makes an export due;
+    /// all stop when `shutdown` triggers.
     pub fn start(
         pool: &Pool,
         settings: &Arc<Settings>,

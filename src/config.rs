@@ -130,8 +130,17 @@ impl std::fmt::Debug for WarehouseSettings {
 pub struct ExportSettings {
     /// Export at all.
     pub enabled: bool,
-    /// When to look for work: a cron expression (croner syntax; 5 or 6 fields, seconds optional).
+    /// When to look for work: a cron expression (croner syntax; 5 or 6 fields, seconds optional), or
+    /// `continuous`: whatever becomes due (an order stored or changed so that it is exportable, an
+    /// exported order cancelled, a product changed, an export resent) is sent within
+    /// `batch_window_ms`, woken at once — across processes too on PostgreSQL (LISTEN/NOTIFY) —
+    /// instead of at the next occurrence; a retry is sent when it falls due, and every 30 seconds
+    /// the exporter looks anyway, in case a wake-up was lost.
     pub schedule: String,
+    /// With `schedule = "continuous"`: how long the exporter waits after a wake-up before it sends,
+    /// in milliseconds (1 to 60000), so that what becomes due together goes in one document. Also
+    /// the shortest time between two runs.
+    pub batch_window_ms: u64,
     /// Most items per document.
     pub batch_size: i64,
     /// Order statuses that are ready to ship (invoiced). Unused for products.
@@ -174,6 +183,7 @@ impl Default for ExportSettings {
         ExportSettings {
             enabled: false,
             schedule: "* * * * *".into(),
+            batch_window_ms: 1000,
             batch_size: 100,
             exportable_statuses: vec!["processing".into()],
             min_order_date: None,

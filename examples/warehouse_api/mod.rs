@@ -108,6 +108,8 @@ pub struct Recorded {
     pub body: String,
     /// The HTTP status answered.
     pub status: u16,
+    /// When its body had been read (for latency measurements).
+    pub received_at: std::time::Instant,
 }
 
 /// An item the warehouse accepted.
@@ -345,6 +347,7 @@ async fn handle(
     body: web::Bytes,
     state: web::Data<Mutex<State>>,
 ) -> HttpResponse {
+    let received_at = std::time::Instant::now();
     let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or_default();
@@ -372,6 +375,7 @@ async fn handle(
             content_type,
             body: String::from_utf8_lossy(&body).into_owned(),
             status: reply.status,
+            received_at,
         });
         (reply, st.behaviour.hang, st.behaviour.huge_answer)
     };

@@ -6,6 +6,7 @@ use std::fmt;
 use super::Settings;
 use super::env::env_var;
 use crate::db::DbTarget;
+use crate::outbound::runner::{CONTINUOUS, Schedule};
 
 /// One setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +41,8 @@ impl fmt::Display for InvalidSettings {
 
 impl Settings {
     /// Checks what start-up needs (`serve`, `worker`, `config`): a database URL wharf can open,
-    /// cron expressions that parse, and, when an export is enabled, the endpoint and credentials
-    /// it needs.
+    /// export schedules that parse (and their batching windows), and, when an export is enabled,
+    /// the endpoint and credentials it needs.
     pub fn validate(&self) -> Result<(), InvalidSettings> {
         let mut problems = Vec::new();
         let mut refuse = |key: &str, message: String| {
@@ -75,19 +76,33 @@ impl Settings {
         {
             refuse("public_url", why);
         }
-        for (key, schedule) in [
-            ("warehouse.orders.schedule", &self.warehouse.orders.schedule),
-            (
-                "warehouse.products.schedule",
-                &self.warehouse.products.schedule,
-            ),
-        ] {
-            if let Err(e) = parse_cron(schedule) {
+        self.validate_schedules(refuse);
+    }
+
+    /// The export schedules are `continuous` or cron expressions that parse, and their batching
+    /// windows are usable.
+    fn validate_schedules(&self, refuse: &mut impl FnMut(&str, String)) {
+        let w = &self.warehouse;
+        for (part, e) in [("orders", &w.orders), ("products", &w.products)] {
+            let schedule = &e.schedule;
+            if let Err(why) = Schedule::parse(schedule) {
                 refuse(
-                    key,
+                    &format!("warehouse.{part}.schedule"),
                     format!(
-                        "{schedule:?} is not a cron expression ({e}); write 5 fields \
-                         (minute hour day month weekday, e.g. \"*/5 * * * *\") or 6 with seconds first"
+                        "{schedule:?} is not a cron expression ({why}); write 5 fields \
+                         (minute hour day month weekday, e.g. \"*/5 * * * *\") or 6 with seconds \
+                         first, or \"{CONTINUOUS}\" to export as soon as something is due"
+                    ),
+                );
+            }
+            if !(1..=MAX_BATCH_WINDOW_MS).contains(&e.batch_window_ms) {
+                refuse(
+                    &format!("warehouse.{part}.batch_window_ms"),
+                    format!(
+                        "{} ms is not a batching window: give 1 to {MAX_BATCH_WINDOW_MS} \
+                         milliseconds (how long a continuous export waits after a wake-up for \
+                         what comes with it)",
+                        e.batch_window_ms
                     ),
                 );
             }
@@ -193,13 +208,9 @@ impl Settings {
     }
 }
 
-/// The cron dialect the exporter runs on: croner, seconds optional.
-pub(crate) fn parse_cron(schedule: &str) -> Result<croner::Cron, croner::errors::CronError> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Optional)
-        .build()
-        .parse(schedule)
-}
+/// The longest batching window of a continuous export, in milliseconds (a minute: longer is what a
+/// cron schedule is for).
+pub const MAX_BATCH_WINDOW_MS: u64 = 60_000;
 
 /// An absolute `http://` or `https://` URL.
 fn http_url(url: &str) -> Result<(), String> {
@@ -239,6 +250,33 @@ mod tests {
                 "warehouse.max_answer",
                 "http.max_connections"
             ]
+        );
+    }
+
+    #[test]
+    fn schedules_are_cron_or_continuous_with_a_usable_window() {
+        let mut s = Settings::default();
+        s.warehouse.orders.schedule = "continuous".into();
+        s.warehouse.products.schedule = "*/5 * * * *".into();
+        assert!(refused(&s).is_empty());
+        s.warehouse.orders.schedule = "continuously".into();
+        s.warehouse.orders.batch_window_ms = 0;
+        s.warehouse.products.batch_window_ms = 60_001;
+        assert_eq!(
+            refused(&s),
+            [
+                "warehouse.orders.schedule",
+                "warehouse.orders.batch_window_ms",
+                "warehouse.products.batch_window_ms"
+            ]
+        );
+        let message = s.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("\"continuously\" is not a cron expression")
+                && message.contains("or \"continuous\"")
+                && message.contains("WHARF_WAREHOUSE__ORDERS__BATCH_WINDOW_MS")
+                && message.contains("0 ms is not a batching window: give 1 to 60000"),
+            "{message}"
         );
     }
 }

@@ -1,5 +1,6 @@
-//! Wake-ups: a stored request wakes the worker and a committed feed event wakes feed long polls at
-//! once, instead of after a poll interval (which stays, only as the fallback when a wake-up is lost).
+//! Wake-ups: a stored request wakes the worker, a committed feed event wakes feed long polls and an
+//! export that may be due wakes a continuous exporter at once, instead of after a poll interval or a
+//! cron minute (which stay, only as the fallback when a wake-up is lost).
 //!
 //! - In one process: a process-wide tokio [`Notify`] per [`Topic`], signalled after the commit
 //!   ([`signal`]). Waiters create their `notified()` future *before* looking for work, so a signal
@@ -32,17 +33,21 @@ pub enum Topic {
     Requests,
     /// Feed events were committed: long polls should read.
     Feed,
+    /// An export may be due (an order stored or changed while pending, an exported order
+    /// cancelled, a product changed, an export resent): a continuous exporter should look.
+    Exports,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 2] = [Topic::Requests, Topic::Feed];
+    pub const ALL: [Topic; 3] = [Topic::Requests, Topic::Feed, Topic::Exports];
 
     /// The PostgreSQL channel it is sent on.
     pub fn channel(self) -> &'static str {
         match self {
             Topic::Requests => "wharf_requests",
             Topic::Feed => "wharf_feed",
+            Topic::Exports => "wharf_exports",
         }
     }
 
@@ -53,7 +58,8 @@ impl Topic {
     /// The process-wide notifier of this topic: wait on `notifier().notified()`, created before
     /// looking for work.
     pub fn notifier(self) -> &'static Notify {
-        static NOTIFIERS: [OnceLock<Notify>; 2] = [OnceLock::new(), OnceLock::new()];
+        static NOTIFIERS: [OnceLock<Notify>; Topic::ALL.len()] =
+            [const { OnceLock::new() }; Topic::ALL.len()];
         NOTIFIERS[self as usize].get_or_init(Notify::new)
     }
 }
@@ -221,7 +227,7 @@ fn connect(manager: &Manager) -> Result<PgConnection, String> {
 fn receive(conn: &mut PgConnection, stop: &Stop) -> Result<(), String> {
     let mut checked = Instant::now();
     while !stop.now() {
-        let mut woken = [false; 2];
+        let mut woken = [false; Topic::ALL.len()];
         for n in conn.notifications_iter() {
             let n = n.map_err(|e| e.to_string())?;
             if let Some(topic) = Topic::of_channel(&n.channel)

@@ -32,13 +32,23 @@ pub const SHIPPED_BEFORE_EXPORT: &str = "shipped before export";
 
 /// A stored order's export task. Every order gets one when it is stored (its export status starts
 /// `pending`); whether it is exportable yet (status, virtual, date) is decided when it is claimed,
-/// with the settings of that moment, so storing an order needs no export settings.
+/// with the settings of that moment, so storing an order needs no export settings. Continuous
+/// exporters are told ([`outbound::announce`]): the order may be exportable already.
 pub fn order_stored(
     conn: &mut DbConnection,
     increment_id: &str,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     outbound::enqueue(conn, ORDER_INSERT, &[increment_id], now)?;
+    outbound::announce(conn)
+}
+
+/// A stored order changed (its status, what it holds): one still pending export may have become
+/// exportable (invoiced, no longer virtual, its date in range), so continuous exporters are told.
+pub fn order_changed(conn: &mut DbConnection, export_status: ExportStatus) -> QueryResult<()> {
+    if export_status == ExportStatus::Pending {
+        outbound::announce(conn)?;
+    }
     Ok(())
 }
 
@@ -53,6 +63,7 @@ pub fn order_cancelled(
 ) -> QueryResult<()> {
     if export_status == ExportStatus::Exported {
         outbound::enqueue(conn, ORDER_CANCEL, &[increment_id], now)?;
+        outbound::announce(conn)?;
     }
     Ok(())
 }

@@ -94,8 +94,20 @@ fn is_canceled(status: &str) -> bool {
     super::export::CANCELLED_STATUSES.contains(&status)
 }
 
+/// What a PUT did to the stored order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Put {
+    /// Stored it, new.
+    Created,
+    /// Wrote a change.
+    Updated,
+    /// Same as stored: nothing written.
+    Unchanged,
+}
+
 /// Creates or updates an order under the rules above. Returns whether it was created. Lines that
-/// change keep what has shipped per SKU; asking for fewer than have shipped is a conflict.
+/// change keep what has shipped per SKU; asking for fewer than have shipped is a conflict. A write
+/// that may make an export due wakes continuous exporters ([`outbound::announce`]).
 pub fn upsert(
     conn: &mut DbConnection,
     increment_id: &str,
@@ -103,7 +115,7 @@ pub fn upsert(
 ) -> Result<bool, OrderError> {
     check_key("increment_id", increment_id)?;
     input.validate()?;
-    db::write_tx(conn, |conn| {
+    let put = db::write_tx(conn, |conn| {
         let now = db::now();
         let stored = match lock(conn, increment_id)? {
             Some(stored) => stored,
@@ -113,38 +125,55 @@ pub fn upsert(
                     tasks::order_stored(conn, increment_id, now)?;
                     // Shipments that arrived first and wait for this order need not wait longer.
                     crate::queue::wake_shipments_for(conn, increment_id)?;
-                    return Ok(true);
+                    return Ok(Put::Created);
                 }
                 // A concurrent PUT created it first (the insert waited for its commit): update it.
                 None => lock(conn, increment_id)?
                     .ok_or_else(|| OrderError::NotFound(increment_id.to_string()))?,
             },
         };
-        let mut incoming = input.clone();
-        if incoming.created_at.is_none() {
-            incoming.created_at = stored.document.created_at;
-        }
-        match decide(increment_id, &stored, &incoming)? {
-            Decision::Unchanged => {}
-            Decision::Write {
-                status,
-                lines_changed,
-            } => {
-                write(conn, &stored, &incoming, &status, now)?;
-                if lines_changed {
-                    replace_lines(conn, stored.id, increment_id, &incoming)?;
-                }
-                if is_canceled(&status) && !is_canceled(&stored.status) {
-                    tasks::order_cancelled(conn, increment_id, stored.export_status, now)?;
-                }
-            }
-        }
-        Ok(false)
-    })
+        update(conn, increment_id, &stored, input, now)
+    })?;
+    if put != Put::Unchanged {
+        outbound::wake_exporters();
+    }
+    Ok(put == Put::Created)
+}
+
+/// A PUT of a stored order: the rules decide, then the change (if any) is written.
+fn update(
+    conn: &mut DbConnection,
+    increment_id: &str,
+    stored: &Stored,
+    input: &OrderInput,
+    now: NaiveDateTime,
+) -> Result<Put, OrderError> {
+    let mut incoming = input.clone();
+    if incoming.created_at.is_none() {
+        incoming.created_at = stored.document.created_at;
+    }
+    let (status, lines_changed) = match decide(increment_id, stored, &incoming)? {
+        Decision::Unchanged => return Ok(Put::Unchanged),
+        Decision::Write {
+            status,
+            lines_changed,
+        } => (status, lines_changed),
+    };
+    write(conn, stored, &incoming, &status, now)?;
+    if lines_changed {
+        replace_lines(conn, stored.id, increment_id, &incoming)?;
+    }
+    if is_canceled(&status) && !is_canceled(&stored.status) {
+        tasks::order_cancelled(conn, increment_id, stored.export_status, now)?;
+    } else {
+        tasks::order_changed(conn, stored.export_status)?;
+    }
+    Ok(Put::Updated)
 }
 
 /// Cancels an order. A fully shipped order cannot be cancelled; cancelling a cancelled one changes
-/// nothing. The exporter sends the cancellation of an order the warehouse has.
+/// nothing. The exporter sends the cancellation of an order the warehouse has (woken at once when
+/// it is continuous).
 pub fn cancel(conn: &mut DbConnection, increment_id: &str) -> Result<(), OrderError> {
     db::write_tx(conn, |conn| {
         let stored = lock(conn, increment_id)?
@@ -162,6 +191,7 @@ pub fn cancel(conn: &mut DbConnection, increment_id: &str) -> Result<(), OrderEr
         tasks::order_cancelled(conn, increment_id, stored.export_status, now)?;
         Ok(())
     })
+    .inspect(|()| outbound::wake_exporters())
 }
 
 /// Reads the order and locks its row until the transaction ends, so a shipment, an exporter's claim

@@ -17,8 +17,11 @@
 //! This module knows no domain: channels (`crate::channels`) give it their kinds and subjects.
 
 use chrono::NaiveDateTime;
+use diesel::result::QueryResult;
 
 use crate::db::lease::Backoff;
+use crate::db::wake::Topic;
+use crate::db::{self, DbConnection};
 
 pub mod breaker;
 pub mod exchange;
@@ -32,7 +35,7 @@ pub use store::{
 };
 pub use store::{
     LostFilter, act_on_lost, actions_on, lost_count, lost_page, lost_since, lost_subjects_of,
-    oldest_due, open_counts, tasks_of_subject,
+    next_due, oldest_due, open_counts, tasks_of_subject,
 };
 
 crate::text_enum! {
@@ -74,6 +77,25 @@ crate::text_enum! {
         /// Handled by hand: never sent.
         Dismiss = "dismiss",
     }
+}
+
+/// What a continuous exporter waits on: woken by [`wake_exporters`] in this process and, on
+/// PostgreSQL, by what [`announce`] sent from other processes (see [`db::wake`]).
+pub fn announced() -> &'static tokio::sync::Notify {
+    Topic::Exports.notifier()
+}
+
+/// Tells exporters in other processes, when the current transaction commits, that an export may be
+/// due (PostgreSQL `NOTIFY wharf_exports`; nothing on SQLite). Call inside the transaction that
+/// makes it due, and [`wake_exporters`] after it commits.
+pub fn announce(conn: &mut DbConnection) -> QueryResult<()> {
+    db::wake::in_tx(conn, Topic::Exports)
+}
+
+/// Wakes this process's continuous exporters; call after committing a transaction that may have
+/// made an export due.
+pub fn wake_exporters() {
+    db::wake::signal(Topic::Exports);
 }
 
 /// The warehouse channel (orders, products, cancellations), the first channel on the queue.

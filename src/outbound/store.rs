@@ -491,6 +491,35 @@ pub fn oldest_due(
     Ok(oldest.into_iter().map(|((c, a), t)| (c, a, t)).collect())
 }
 
+/// When the next task of `kinds` that is waiting falls due after `now`: the earliest retry time
+/// of a pending or failed task, or lease expiry of one a sender holds (a sender that died leaves
+/// it then). `None` when none waits. Tasks due already are not counted: a run takes them.
+pub fn next_due(
+    conn: &mut DbConnection,
+    kinds: &[TaskKind],
+    now: NaiveDateTime,
+) -> QueryResult<Option<NaiveDateTime>> {
+    use diesel::dsl::min;
+    let mut next: Option<NaiveDateTime> = None;
+    for kind in kinds {
+        let waiting = t::table
+            .filter(t::channel.eq(kind.channel))
+            .filter(t::action.eq(kind.action))
+            .filter(t::state.eq_any(TaskState::words(TaskState::DUE)));
+        let retry: Option<NaiveDateTime> = waiting
+            .clone()
+            .filter(t::run_after.gt(now))
+            .select(min(t::run_after))
+            .first(conn)?;
+        let lease: Option<NaiveDateTime> = waiting
+            .filter(t::lease_expires_at.gt(now))
+            .select(min(t::lease_expires_at))
+            .first(conn)?;
+        next = [next, retry, lease].into_iter().flatten().min();
+    }
+    Ok(next)
+}
+
 /// The states retention may delete a task in: finished, nothing left to send or decide.
 pub const FINISHED: [TaskState; 3] = [TaskState::Done, TaskState::Dismissed, TaskState::Skipped];
 

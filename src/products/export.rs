@@ -15,11 +15,12 @@ pub const PRODUCT_MERGE: TaskKind = TaskKind {
 
 /// A product stored or changed: it is sent (again). A change while it is being sent is caught
 /// when that send settles (the product's `updated_at` is compared); one the warehouse kept refusing
-/// starts over, so fixing the product is what sends it again.
+/// starts over, so fixing the product is what sends it again. Continuous exporters are told
+/// ([`outbound::announce`]).
 pub fn product_changed(conn: &mut DbConnection, sku: &str, now: NaiveDateTime) -> QueryResult<()> {
     outbound::start_over(conn, PRODUCT_MERGE, sku, now)?;
     outbound::enqueue(conn, PRODUCT_MERGE, &[sku], now)?;
-    Ok(())
+    outbound::announce(conn)
 }
 
 /// Whether product `sku` is still the version `version` that was sent, taking its row lock (a

@@ -95,7 +95,8 @@ pub struct ProductView {
     pub exported_at: Option<DateTime<Utc>>,
 }
 
-/// Creates or replaces a product and marks it pending export. Returns whether it was created.
+/// Creates or replaces a product and marks it pending export (waking continuous exporters). Returns
+/// whether it was created.
 pub fn upsert(
     conn: &mut DbConnection,
     sku: &str,
@@ -127,6 +128,7 @@ pub fn upsert(
         tasks::product_changed(conn, sku, now)?;
         Ok(updated == 0)
     })
+    .inspect(|_| crate::outbound::wake_exporters())
 }
 
 /// A product row as stored.

@@ -20,6 +20,7 @@ mod check;
 mod cli;
 mod clients;
 mod console;
+mod continuous;
 mod crash;
 mod creds;
 mod export;

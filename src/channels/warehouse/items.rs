@@ -50,6 +50,22 @@ impl Kind {
         }
     }
 
+    /// The runner's name in the log.
+    pub fn runner(self) -> &'static str {
+        match self {
+            Kind::Orders => "warehouse orders",
+            Kind::Products => "warehouse products",
+        }
+    }
+
+    /// The task kinds its schedule sends: orders with their cancellations, or products.
+    pub fn scheduled(self) -> &'static [outbound::TaskKind] {
+        match self {
+            Kind::Orders => &[ORDER_INSERT, tasks::ORDER_CANCEL],
+            Kind::Products => &[PRODUCT_MERGE],
+        }
+    }
+
     pub fn settings(self, w: &WarehouseSettings) -> &ExportSettings {
         match self {
             Kind::Orders => &w.orders,

@@ -24,6 +24,7 @@ mod settle;
 pub mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use tokio::sync::watch;
@@ -41,6 +42,7 @@ use crate::outbound::exchange::ExchangeLog;
 pub use crate::outbound::exchange::{
     self, BatchError, Exchange, ExportDetail, ExportSummary, export_detail, recent_exports,
 };
+use crate::outbound::runner::{self, Schedule, Wakes};
 use crate::runs::{self, Job};
 use items::{Claim, Item, Kind};
 use settle::Settler;
@@ -348,6 +350,35 @@ impl Exporter {
         Ok(run)
     }
 
+    /// What follows one part's schedule: orders (with cancellations) or products.
+    async fn run_part(&self, kind: Kind) -> anyhow::Result<RunOutcome> {
+        match kind {
+            Kind::Orders => self.run_orders().await,
+            Kind::Products => self.run_products().await,
+        }
+    }
+
+    /// One run of a continuous part. Returns when the next look is due without a wake-up: the
+    /// next retry or lease expiry of its waiting tasks, or when the breaker that paused it closes.
+    async fn run_continuous(&self, kind: Kind) -> anyhow::Result<Option<NaiveDateTime>> {
+        let run = self.run_part(kind).await?;
+        let closes = run
+            .parts()
+            .into_iter()
+            .filter_map(|(_, o)| o.breaker.and_then(|b| b.paused_until))
+            .min();
+        let due = self
+            .blocking(move |conn| {
+                Ok(crate::outbound::next_due(
+                    conn,
+                    kind.scheduled(),
+                    db::now(),
+                )?)
+            })
+            .await?;
+        Ok(due.into_iter().chain(closes).min())
+    }
+
     /// Products: what follows the products' schedule (recorded as `export.products`).
     pub async fn run_products(&self) -> anyhow::Result<RunOutcome> {
         let products = self.export_products().await;
@@ -405,7 +436,8 @@ impl Exporter {
 
 /// Starts the warehouse's runners, each on its own schedule: orders and their cancellations on
 /// `warehouse.orders.schedule` when order export is enabled, products on
-/// `warehouse.products.schedule` when product export is.
+/// `warehouse.products.schedule` when product export is. A schedule is a cron expression or
+/// `continuous` (woken when something may be due, sent after `batch_window_ms`).
 pub fn spawn_runners(
     pool: &Pool,
     settings: &Arc<Settings>,
@@ -422,32 +454,47 @@ pub fn spawn_runners(
             return Vec::new();
         }
     };
-    let mut runners = Vec::new();
-    if w.orders.enabled {
-        let e = exporter.clone();
-        runners.push(tokio::spawn(crate::outbound::runner::on_schedule(
-            "warehouse orders",
-            w.orders.schedule.clone(),
-            stop.clone(),
-            move || {
+    [(Kind::Orders, &w.orders), (Kind::Products, &w.products)]
+        .into_iter()
+        .filter(|(_, cfg)| cfg.enabled)
+        .filter_map(|(kind, cfg)| spawn_runner(&exporter, kind, cfg, stop))
+        .collect()
+}
+
+/// The runner of one part on its schedule. `None` (logged) when the schedule does not parse:
+/// settings are checked at start-up, so that is a last resort.
+fn spawn_runner(
+    exporter: &Arc<Exporter>,
+    kind: Kind,
+    cfg: &ExportSettings,
+    stop: &watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    let what = kind.runner();
+    let schedule = Schedule::parse(&cfg.schedule)
+        .map_err(|e| {
+            tracing::error!(runner = what, schedule = %cfg.schedule, error = %e,
+                "the {what} schedule is neither continuous nor a valid cron expression; it does not run");
+        })
+        .ok()?;
+    let e = exporter.clone();
+    Some(match schedule {
+        Schedule::Cron(cron) => {
+            tokio::spawn(runner::on_schedule(what, cron, stop.clone(), move || {
                 let e = e.clone();
-                async move { e.run_orders().await.map(drop) }
-            },
-        )));
-    }
-    if w.products.enabled {
-        let e = exporter;
-        runners.push(tokio::spawn(crate::outbound::runner::on_schedule(
-            "warehouse products",
-            w.products.schedule.clone(),
-            stop.clone(),
-            move || {
+                async move { e.run_part(kind).await.map(drop) }
+            }))
+        }
+        Schedule::Continuous => {
+            let wakes = Wakes {
+                notify: crate::outbound::announced(),
+                window: Duration::from_millis(cfg.batch_window_ms),
+            };
+            tokio::spawn(runner::continuous(what, wakes, stop.clone(), move || {
                 let e = e.clone();
-                async move { e.run_products().await.map(drop) }
-            },
-        )));
-    }
-    runners
+                async move { e.run_continuous(kind).await }
+            }))
+        }
+    })
 }
 
 /// What one export run did, per part (`None`: not run).

@@ -173,11 +173,16 @@ pub fn act(
     action: Action,
     reason: Option<&str>,
 ) -> anyhow::Result<Vec<Handled>> {
-    db::write_tx(conn, |conn| act_in(conn, ids, actor, action, reason))
+    let done = db::write_tx(conn, |conn| act_in(conn, ids, actor, action, reason))?;
+    if action == Action::Resend {
+        outbound::wake_exporters();
+    }
+    Ok(done)
 }
 
 /// [`act`] inside the caller's write transaction, so the caller's audit row commits with it (or
-/// rolls back with it).
+/// rolls back with it). A resend tells continuous exporters in other processes when that commits;
+/// the caller wakes this process's ([`outbound::wake_exporters`]) after it.
 pub fn act_in(
     conn: &mut DbConnection,
     ids: Option<&[String]>,
@@ -203,6 +208,9 @@ pub fn act_in(
         }
     }
     feed::append(conn, &events)?;
+    if action == Action::Resend && !targets.is_empty() {
+        outbound::announce(conn)?;
+    }
     Ok(targets
         .into_iter()
         .map(|t| Handled {

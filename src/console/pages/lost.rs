@@ -431,6 +431,9 @@ async fn act(
         }))
     })
     .await??;
+    if action == SupportAction::Resend {
+        outbound::wake_exporters();
+    }
     let verb = match action {
         SupportAction::Resend => "sent again (back to pending, attempts reset)",
         SupportAction::Dismiss => "dismissed (handled by hand, never sent)",
@@ -517,8 +520,13 @@ fn apply(
             .map(|h| h.increment_id)
             .collect()
     } else {
-        outbound::act_on_lost(conn, form.kind.task(), &ids, action, actor, note, db::now())
-            .map_err(refusal)?
+        let done =
+            outbound::act_on_lost(conn, form.kind.task(), &ids, action, actor, note, db::now())
+                .map_err(refusal)?;
+        if action == SupportAction::Resend && !done.is_empty() {
+            outbound::announce(conn)?;
+        }
+        done
     };
     let filter = match &form.selection {
         Selection::All { filter, .. } => Some(filter_query(form.kind, filter)),
