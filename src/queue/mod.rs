@@ -139,18 +139,26 @@ impl Incoming {
     /// a repeat, or the request, its lines and (a shipment) its header and tracking numbers.
     fn store(&self, conn: &mut DbConnection) -> QueryResult<Receipt> {
         let text = String::from_utf8_lossy(&self.body);
+        let receipt = store::store_request(conn, &self.request(&text, self.lines()))?;
+        self.store_parts(conn, receipt)?;
+        Ok(receipt)
+    }
+
+    /// Its lines as stored.
+    fn lines(&self) -> Vec<store::NewLine<'_>> {
         match &self.message {
-            IncomingMessage::Inventory(msg) => {
-                store::store_request(conn, &self.request(&text, inventory_lines(msg)))
+            IncomingMessage::Inventory(msg) => inventory_lines(msg),
+            IncomingMessage::Shipment(msg) => shipment_lines(msg),
+        }
+    }
+
+    /// What a new shipment request stores beside its lines: its header and tracking numbers.
+    fn store_parts(&self, conn: &mut DbConnection, receipt: Receipt) -> QueryResult<()> {
+        match (&self.message, receipt) {
+            (IncomingMessage::Shipment(msg), Receipt::Queued(id) | Receipt::Conflict(id)) => {
+                store::store_shipment(conn, id, &shipment_header(msg), &msg.tracking_numbers)
             }
-            IncomingMessage::Shipment(msg) => {
-                let req = self.request(&text, shipment_lines(msg));
-                let receipt = store::store_request(conn, &req)?;
-                if let Receipt::Queued(id) | Receipt::Conflict(id) = receipt {
-                    store::store_shipment(conn, id, &shipment_header(msg), &msg.tracking_numbers)?;
-                }
-                Ok(receipt)
-            }
+            _ => Ok(()),
         }
     }
 
@@ -248,10 +256,7 @@ pub fn receive_group(conn: &mut DbConnection, group: Vec<Incoming>) -> Vec<Query
     }
     let together = db::write_tx(conn, |conn| {
         take_turns(conn, group.iter().map(Incoming::turn))?;
-        group
-            .iter()
-            .map(|m| m.store(conn))
-            .collect::<QueryResult<Vec<_>>>()
+        store_together(conn, &group)
     });
     match together {
         Ok(receipts) => {
@@ -266,6 +271,25 @@ pub fn receive_group(conn: &mut DbConnection, group: Vec<Incoming>) -> Vec<Query
             group.iter().map(|m| store_one(conn, m)).collect()
         }
     }
+}
+
+/// Stores a group's messages, after their turns: the requests and their lines together
+/// ([`store::store_requests`]), then each new shipment's header and tracking numbers.
+fn store_together(conn: &mut DbConnection, group: &[Incoming]) -> QueryResult<Vec<Receipt>> {
+    let texts: Vec<_> = group
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body))
+        .collect();
+    let reqs: Vec<_> = group
+        .iter()
+        .zip(&texts)
+        .map(|(m, text)| m.request(text, m.lines()))
+        .collect();
+    let receipts = store::store_requests(conn, &reqs)?;
+    for (m, receipt) in group.iter().zip(&receipts) {
+        m.store_parts(conn, *receipt)?;
+    }
+    Ok(receipts)
 }
 
 /// Stores one message in a transaction of its own.
