@@ -10,16 +10,19 @@
 //! pool connection that its own followers hold.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::Thread;
 
 use diesel::result::QueryResult;
 
 /// A group commit of jobs `J` answered with `R` (see the module documentation), written with a
 /// connection `C` (a [`super::DbConnection`]).
+///
+/// Waiting writers park their threads; a leader that is done wakes exactly the writers of its group
+/// and the next leader, not every waiting thread (with 32 senders, waking all of them for every
+/// group cost more than the group saved).
 pub struct GroupCommit<J, R> {
     queue: Mutex<Queue<J, R>>,
-    /// Signalled when a group's answers are posted and its leader stepped down.
-    done: Condvar,
     /// The most jobs one group takes, and the most weight (see [`GroupCommit::submit`]).
     max_jobs: usize,
     max_weight: usize,
@@ -27,12 +30,20 @@ pub struct GroupCommit<J, R> {
 
 struct Queue<J, R> {
     next_ticket: u64,
-    /// Waiting jobs, oldest first, with their ticket and weight.
-    pending: VecDeque<(u64, usize, J)>,
+    /// Waiting jobs, oldest first.
+    pending: VecDeque<Waiting<J>>,
     /// Answers not yet taken by their writer.
     answers: HashMap<u64, QueryResult<R>>,
     /// A leader is storing a group.
     leading: bool,
+}
+
+/// A job waiting for a group, with its ticket, its weight and its writer's thread (to wake it).
+struct Waiting<J> {
+    ticket: u64,
+    weight: usize,
+    job: J,
+    writer: Thread,
 }
 
 impl<J, R> GroupCommit<J, R> {
@@ -46,7 +57,6 @@ impl<J, R> GroupCommit<J, R> {
                 answers: HashMap::new(),
                 leading: false,
             }),
-            done: Condvar::new(),
             max_jobs: max_jobs.max(1),
             max_weight,
         }
@@ -65,58 +75,62 @@ impl<J, R> GroupCommit<J, R> {
         let mut queue = self.lock();
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
-        queue.pending.push_back((ticket, weight, job));
+        queue.pending.push_back(Waiting {
+            ticket,
+            weight,
+            job,
+            writer: std::thread::current(),
+        });
         loop {
             if let Some(answer) = queue.answers.remove(&ticket) {
                 return answer;
             }
             // No group is being written, so this job has not been taken: lead the next group.
             if !queue.leading {
-                queue = self.lead(queue, conn, &store);
-                continue;
+                self.lead(queue, conn, &store);
+            } else {
+                drop(queue);
+                // Woken when this job's answer is posted or when it may lead (or spuriously).
+                std::thread::park();
             }
-            queue = self
-                .done
-                .wait(queue)
-                .unwrap_or_else(PoisonError::into_inner);
+            queue = self.lock();
         }
     }
 
-    /// Takes the waiting jobs, stores them unlocked, posts their answers and steps down.
-    fn lead<'q, C>(
-        &'q self,
-        mut queue: MutexGuard<'q, Queue<J, R>>,
+    /// Takes the waiting jobs, stores them unlocked, posts their answers, steps down and wakes the
+    /// group's writers and the next leader.
+    fn lead<C>(
+        &self,
+        mut queue: MutexGuard<'_, Queue<J, R>>,
         conn: &mut C,
         store: &impl Fn(&mut C, Vec<J>) -> Vec<QueryResult<R>>,
-    ) -> MutexGuard<'q, Queue<J, R>> {
+    ) {
         queue.leading = true;
-        let (tickets, jobs) = self.take_group(&mut queue);
+        let (writers, jobs) = self.take_group(&mut queue);
         drop(queue);
         let mut leader = Leader {
             group: self,
-            tickets,
+            writers,
             answered: false,
         };
         let answers = store(conn, jobs);
-        let mut queue = self.lock();
-        leader.post(&mut queue, answers);
-        queue
+        leader.post(answers);
     }
 
-    /// The oldest waiting jobs, within the group's limits.
-    fn take_group(&self, queue: &mut Queue<J, R>) -> (Vec<u64>, Vec<J>) {
-        let (mut tickets, mut jobs, mut weight) = (Vec::new(), Vec::new(), 0);
-        while let Some((ticket, w, job)) = queue.pending.pop_front() {
-            let full = jobs.len() >= self.max_jobs || weight + w > self.max_weight;
+    /// The oldest waiting jobs, within the group's limits, and their writers.
+    fn take_group(&self, queue: &mut Queue<J, R>) -> (Vec<(u64, Thread)>, Vec<J>) {
+        let (mut writers, mut jobs, mut weight) = (Vec::new(), Vec::new(), 0);
+        while let Some(w) = queue.pending.pop_front() {
+            let full = jobs.len() >= self.max_jobs || weight + w.weight > self.max_weight;
             if !jobs.is_empty() && full {
-                queue.pending.push_front((ticket, w, job));
+                queue.pending.push_front(w);
                 break;
             }
-            weight += w;
-            tickets.push(ticket);
-            jobs.push(job);
+            weight += w.weight;
+            writers.push((w.ticket, w.writer));
+            jobs.push(w.job);
         }
-        (tickets, jobs)
+        (writers, jobs)
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue<J, R>> {
@@ -124,38 +138,45 @@ impl<J, R> GroupCommit<J, R> {
     }
 }
 
-/// A leader's duty to answer its group and step down, even if storing it panicked: otherwise every
-/// follower would wait for ever.
+/// A leader's duty to answer its group, step down and wake who must act, even if storing the
+/// group panicked: otherwise its writers and every later one would wait for ever.
 struct Leader<'g, J, R> {
     group: &'g GroupCommit<J, R>,
-    tickets: Vec<u64>,
+    writers: Vec<(u64, Thread)>,
     answered: bool,
 }
 
 impl<J, R> Leader<'_, J, R> {
-    fn post(&mut self, queue: &mut Queue<J, R>, answers: Vec<QueryResult<R>>) {
+    fn post(&mut self, answers: Vec<QueryResult<R>>) {
         let mut answers = answers.into_iter();
-        for ticket in self.tickets.drain(..) {
-            let answer = answers
+        self.finish(|| {
+            answers
                 .next()
-                .unwrap_or_else(|| Err(lost("gave no answer")));
-            queue.answers.insert(ticket, answer);
+                .unwrap_or_else(|| Err(lost("gave no answer")))
+        });
+    }
+
+    fn finish(&mut self, mut answer: impl FnMut() -> QueryResult<R>) {
+        let mut queue = self.group.lock();
+        let mut wake: Vec<Thread> = Vec::with_capacity(self.writers.len() + 1);
+        for (ticket, writer) in self.writers.drain(..) {
+            queue.answers.insert(ticket, answer());
+            wake.push(writer);
         }
         queue.leading = false;
+        wake.extend(queue.pending.front().map(|next| next.writer.clone()));
         self.answered = true;
-        self.group.done.notify_all();
+        drop(queue);
+        for writer in wake {
+            writer.unpark();
+        }
     }
 }
 
 impl<J, R> Drop for Leader<'_, J, R> {
     fn drop(&mut self) {
         if !self.answered {
-            let mut queue = self.group.lock();
-            for ticket in self.tickets.drain(..) {
-                queue.answers.insert(ticket, Err(lost("panicked")));
-            }
-            queue.leading = false;
-            self.group.done.notify_all();
+            self.finish(|| Err(lost("panicked")));
         }
     }
 }
@@ -176,8 +197,13 @@ mod tests {
     fn a_group_stops_at_its_limits_but_always_takes_one() {
         let group: GroupCommit<u32, ()> = GroupCommit::new(3, 10);
         let mut queue = group.lock();
-        for (t, w) in [(0, 20), (1, 4), (2, 4), (3, 4), (4, 1)] {
-            queue.pending.push_back((t, w, t as u32));
+        for (ticket, weight) in [(0, 20), (1, 4), (2, 4), (3, 4), (4, 1)] {
+            queue.pending.push_back(Waiting {
+                ticket,
+                weight,
+                job: ticket as u32,
+                writer: std::thread::current(),
+            });
         }
         assert_eq!(group.take_group(&mut queue).1, vec![0]);
         assert_eq!(group.take_group(&mut queue).1, vec![1, 2]);
