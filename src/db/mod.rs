@@ -3,6 +3,7 @@
 
 pub mod copy;
 pub mod file;
+pub mod group;
 pub mod lease;
 pub mod schema;
 pub mod sql;

@@ -35,6 +35,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// How many refusals of unauthenticated callers are stored.
     pub refusals: Arc<crate::queue::refusals::RefusalLimiter>,
+    /// Stores received messages in groups ([`crate::queue::receive`]).
+    pub receipts: Arc<crate::queue::Receipts>,
 }
 
 /// A built server, bound to its port, not yet running.
@@ -77,6 +79,7 @@ impl Application {
             passwords: crate::auth::PasswordChecker::new(&settings.auth),
             shutdown: shutdown.clone(),
             refusals,
+            receipts: Arc::new(crate::queue::receipts()),
         });
         let max_body = settings.soap.max_body;
         let gate = body::gate(&settings.http);

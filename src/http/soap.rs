@@ -14,7 +14,7 @@ use super::AppState;
 use super::body::{self, Body, BodyError, BodyGate, BodyRefusal};
 use crate::auth::{self, AuthError};
 use crate::metrics::Received;
-use crate::queue::{self, Receipt};
+use crate::queue::{self, IncomingMessage, Receipt};
 use crate::soap::messages::{self, Call, OperationKind};
 use crate::soap::{self, Fault, Limits, SoapVersion, envelope};
 use crate::telemetry::Escaped;
@@ -541,16 +541,12 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
         Call::EndSession { session_id } => call_in.end_session(&session_id),
         Call::AdminToken { username, .. } => call_in.admin_token(&username),
         Call::InventoryUpdate(msg) => {
-            let caller = caller.as_deref().unwrap_or_default();
-            let masked = call_in.masked();
-            let stored = queue::receive_inventory(call_in.conn, caller, &masked, &msg);
-            call_in.acknowledge(stored, msg.message_seq_id, msg.lines.len(), caller)
+            let (seq, lines) = (msg.message_seq_id, msg.lines.len());
+            call_in.store(caller, seq, lines, IncomingMessage::Inventory(msg))
         }
         Call::ShipmentCreate(msg) => {
-            let caller = caller.as_deref().unwrap_or_default();
-            let masked = call_in.masked();
-            let stored = queue::receive_shipment(call_in.conn, caller, &masked, &msg);
-            call_in.acknowledge(stored, msg.message_seq_id, msg.lines.len(), caller)
+            let (seq, lines) = (msg.message_seq_id, msg.lines.len());
+            call_in.store(caller, seq, lines, IncomingMessage::Shipment(msg))
         }
     }
 }
@@ -601,6 +597,21 @@ impl<'a> Handling<'a> {
     /// excerpt themselves, since theirs need not be well-formed).
     fn masked(&self) -> std::borrow::Cow<'a, [u8]> {
         soap::mask::apply(self.body, &self.env.credentials)
+    }
+
+    /// Stores a valid message (with whatever arrives meanwhile: [`queue::receive`]) and answers
+    /// once it committed.
+    fn store(
+        &mut self,
+        caller: Option<String>,
+        seq: i64,
+        lines: usize,
+        message: IncomingMessage,
+    ) -> Reply {
+        let caller = caller.unwrap_or_default();
+        let incoming = queue::Incoming::new(&caller, self.masked().into_owned(), message);
+        let stored = queue::receive(self.conn, &self.state.receipts, incoming);
+        self.acknowledge(stored, seq, lines, &caller)
     }
 
     /// The answer carrying `value` as the response part `part` of XSD type `xsd_type`.

@@ -88,17 +88,101 @@ pub(crate) fn announce(conn: &mut DbConnection) -> QueryResult<()> {
     db::wake::in_tx(conn, Topic::Requests)
 }
 
-/// Stores an inventory message whole — the request row and one line per SKU — in one transaction.
-/// Only when this returns `Ok` may the caller be told the message was received. `body` must already
-/// have its credentials masked ([`crate::soap::mask`]): it is hashed and stored as given.
-pub fn receive_inventory(
-    conn: &mut DbConnection,
-    caller: &str,
-    body: &[u8],
-    msg: &InventoryMessage,
-) -> QueryResult<Receipt> {
-    let lines = msg
-        .lines
+/// A received message ready to be stored: who sent it, its body with credentials masked
+/// ([`crate::soap::mask`]; it is hashed and stored as given), and what it says.
+#[derive(Debug)]
+pub struct Incoming {
+    caller: String,
+    body: Vec<u8>,
+    hash: String,
+    message: IncomingMessage,
+}
+
+/// What a received message asks for.
+#[derive(Debug)]
+pub enum IncomingMessage {
+    /// An inventory multi-update.
+    Inventory(InventoryMessage),
+    /// A shipment.
+    Shipment(ShipmentMessage),
+}
+
+impl Incoming {
+    /// A message from `caller` whose masked body is `body`. The body is hashed here, by the
+    /// sender's thread rather than by whoever stores the group.
+    pub fn new(caller: &str, body: Vec<u8>, message: IncomingMessage) -> Incoming {
+        Incoming {
+            caller: caller.to_owned(),
+            hash: body_hash(&body),
+            body,
+            message,
+        }
+    }
+
+    /// The receipt's turn: its operation and messageSeqId.
+    fn turn(&self) -> (Operation, i64) {
+        match &self.message {
+            IncomingMessage::Inventory(m) => (Operation::InventoryUpdate, m.message_seq_id),
+            IncomingMessage::Shipment(m) => (Operation::ShipmentCreate, m.message_seq_id),
+        }
+    }
+
+    /// Its size for a group's limit: its lines.
+    fn weight(&self) -> usize {
+        match &self.message {
+            IncomingMessage::Inventory(m) => m.lines.len(),
+            IncomingMessage::Shipment(m) => m.lines.len() + m.tracking_numbers.len(),
+        }
+    }
+
+    /// Stores it inside a write transaction that has taken its turn ([`take_turns`]): counted as
+    /// a repeat, or the request, its lines and (a shipment) its header and tracking numbers.
+    fn store(&self, conn: &mut DbConnection) -> QueryResult<Receipt> {
+        let text = String::from_utf8_lossy(&self.body);
+        let receipt = store::store_request(conn, &self.request(&text, self.lines()))?;
+        self.store_parts(conn, receipt)?;
+        Ok(receipt)
+    }
+
+    /// Its lines as stored.
+    fn lines(&self) -> Vec<store::NewLine<'_>> {
+        match &self.message {
+            IncomingMessage::Inventory(msg) => inventory_lines(msg),
+            IncomingMessage::Shipment(msg) => shipment_lines(msg),
+        }
+    }
+
+    /// What a new shipment request stores beside its lines: its header and tracking numbers.
+    fn store_parts(&self, conn: &mut DbConnection, receipt: Receipt) -> QueryResult<()> {
+        match (&self.message, receipt) {
+            (IncomingMessage::Shipment(msg), Receipt::Queued(id) | Receipt::Conflict(id)) => {
+                store::store_shipment(conn, id, &shipment_header(msg), &msg.tracking_numbers)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The request row to store, with `text` its body as text.
+    fn request<'a>(
+        &'a self,
+        text: &'a str,
+        lines: Vec<store::NewLine<'a>>,
+    ) -> store::NewRequest<'a> {
+        let (operation, message_seq_id) = self.turn();
+        store::NewRequest {
+            operation,
+            message_seq_id,
+            caller: &self.caller,
+            body: text,
+            body_hash: &self.hash,
+            now: db::now(),
+            lines,
+        }
+    }
+}
+
+fn inventory_lines(msg: &InventoryMessage) -> Vec<store::NewLine<'_>> {
+    msg.lines
         .iter()
         .map(|l| store::NewLine {
             sku: &l.sku,
@@ -107,31 +191,11 @@ pub fn receive_inventory(
             seq: Some(l.seq),
             last_order_exported: l.last_order_exported,
         })
-        .collect();
-    let (hash, text) = (body_hash(body), String::from_utf8_lossy(body));
-    let req = store::NewRequest {
-        operation: Operation::InventoryUpdate,
-        message_seq_id: msg.message_seq_id,
-        caller,
-        body: &text,
-        body_hash: &hash,
-        now: db::now(),
-        lines,
-    };
-    receive(conn, &req, |_, _| Ok(()))
+        .collect()
 }
 
-/// Stores a shipment message whole — the request row, its header, lines and tracking numbers — in one
-/// transaction. Only when this returns `Ok` may the caller be told the message was received. `body`
-/// must already have its credentials masked, as for [`receive_inventory`].
-pub fn receive_shipment(
-    conn: &mut DbConnection,
-    caller: &str,
-    body: &[u8],
-    msg: &ShipmentMessage,
-) -> QueryResult<Receipt> {
-    let lines = msg
-        .lines
+fn shipment_lines(msg: &ShipmentMessage) -> Vec<store::NewLine<'_>> {
+    msg.lines
         .iter()
         .map(|l| store::NewLine {
             sku: &l.sku,
@@ -140,18 +204,11 @@ pub fn receive_shipment(
             seq: None,
             last_order_exported: None,
         })
-        .collect();
-    let (hash, text) = (body_hash(body), String::from_utf8_lossy(body));
-    let req = store::NewRequest {
-        operation: Operation::ShipmentCreate,
-        message_seq_id: msg.message_seq_id,
-        caller,
-        body: &text,
-        body_hash: &hash,
-        now: db::now(),
-        lines,
-    };
-    let header = store::NewShipment {
+        .collect()
+}
+
+fn shipment_header(msg: &ShipmentMessage) -> store::NewShipment<'_> {
+    store::NewShipment {
         order_increment_id: &msg.order_increment_id,
         comment: msg.comment.as_deref(),
         notify_customer: msg.notify_customer,
@@ -159,51 +216,137 @@ pub fn receive_shipment(
         courier_name: msg.courier_name.as_deref(),
         service_name: msg.service_name.as_deref(),
         date_shipped: msg.date_shipped,
-    };
-    receive(conn, &req, |conn, id| {
-        store::store_shipment(conn, id, &header, &msg.tracking_numbers)
-    })
+    }
 }
 
-/// The receipt protocol of every operation, in one write transaction: take this (operation,
-/// messageSeqId)'s turn; a re-send of a stored message (the same masked body, hence the same hash)
-/// is counted and not queued again; a new body under a used messageSeqId is queued and flagged as a
-/// conflict; otherwise the request and its lines are inserted and `store_parts` writes the rest of
-/// the operation's parts. Workers are woken once it committed.
-fn receive(
+/// The receipts of one process (one database): messages that arrive together are stored by one
+/// transaction ([`db::group`]).
+pub type Receipts = db::group::GroupCommit<Incoming, Receipt>;
+
+/// A group takes at most this many messages…
+const GROUP_MESSAGES: usize = 256;
+/// …and, beyond its first, at most this many lines, so that its transaction stays short.
+const GROUP_LINES: usize = 20_000;
+
+/// The receipts of a new process.
+pub fn receipts() -> Receipts {
+    Receipts::new(GROUP_MESSAGES, GROUP_LINES)
+}
+
+/// Stores a received message whole, together with whatever other messages arrive meanwhile: one
+/// write transaction for the group, and this returns only after it committed. Only when this
+/// returns `Ok` may the sender be told the message was received.
+pub fn receive(
     conn: &mut DbConnection,
-    req: &store::NewRequest<'_>,
-    store_parts: impl FnOnce(&mut DbConnection, i64) -> QueryResult<()>,
+    receipts: &Receipts,
+    incoming: Incoming,
 ) -> QueryResult<Receipt> {
-    wake_workers(db::write_tx(conn, |conn| {
-        take_turn(conn, req.operation, req.message_seq_id)?;
-        let receipt = store::store_request(conn, req)?;
-        if let Receipt::Queued(id) | Receipt::Conflict(id) = receipt {
-            store_parts(conn, id)?;
+    let weight = incoming.weight();
+    receipts.submit(conn, incoming, weight, receive_group)
+}
+
+/// Stores a group of messages in one transaction, as a group commit's leader does ([`receive`]):
+/// every message's turn first, then each message in the order given (a second copy of a message in
+/// the group is a repeat of the first). If that transaction fails, the messages are stored one by
+/// one, so a bad one fails only itself. Returns one receipt per message, in order; workers are
+/// woken once it committed.
+pub fn receive_group(conn: &mut DbConnection, group: Vec<Incoming>) -> Vec<QueryResult<Receipt>> {
+    if group.len() == 1 {
+        return vec![store_one(conn, &group[0])];
+    }
+    let together = db::write_tx(conn, |conn| {
+        take_turns(conn, group.iter().map(Incoming::turn))?;
+        store_together(conn, &group)
+    });
+    match together {
+        Ok(receipts) => {
+            if receipts.iter().any(|r| !matches!(r, Receipt::Repeat(_))) {
+                db::wake::signal(Topic::Requests);
+            }
+            receipts.into_iter().map(Ok).collect()
         }
-        Ok(receipt)
+        Err(e) => {
+            tracing::warn!(messages = group.len(), error = %e,
+                "a group of receipts failed together; storing its messages one by one");
+            group.iter().map(|m| store_one(conn, m)).collect()
+        }
+    }
+}
+
+/// Stores a group's messages, after their turns: the requests and their lines together
+/// ([`store::store_requests`]), then each new shipment's header and tracking numbers.
+fn store_together(conn: &mut DbConnection, group: &[Incoming]) -> QueryResult<Vec<Receipt>> {
+    let texts: Vec<_> = group
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body))
+        .collect();
+    let reqs: Vec<_> = group
+        .iter()
+        .zip(&texts)
+        .map(|(m, text)| m.request(text, m.lines()))
+        .collect();
+    let receipts = store::store_requests(conn, &reqs)?;
+    for (m, receipt) in group.iter().zip(&receipts) {
+        m.store_parts(conn, *receipt)?;
+    }
+    Ok(receipts)
+}
+
+/// Stores one message in a transaction of its own.
+fn store_one(conn: &mut DbConnection, incoming: &Incoming) -> QueryResult<Receipt> {
+    wake_workers(db::write_tx(conn, |conn| {
+        take_turns(conn, [incoming.turn()])?;
+        incoming.store(conn)
     }))
+}
+
+/// Stores an inventory message whole — the request row and one line per SKU — in a transaction of
+/// its own, without a group (the SOAP receipt uses [`receive`]). Only when this returns `Ok` may the
+/// caller be told the message was received. `body` must already have its credentials masked.
+pub fn receive_inventory(
+    conn: &mut DbConnection,
+    caller: &str,
+    body: &[u8],
+    msg: &InventoryMessage,
+) -> QueryResult<Receipt> {
+    let incoming = Incoming::new(
+        caller,
+        body.to_vec(),
+        IncomingMessage::Inventory(msg.clone()),
+    );
+    store_one(conn, &incoming)
 }
 
 /// Two copies of one message arriving together must not both miss each other: on PostgreSQL receipts
 /// of the same (operation, messageSeqId) take turns on an advisory lock held until commit (SQLite's
-/// BEGIN IMMEDIATE already makes every writer take turns). The look-up for earlier copies must be a
-/// separate, later statement: under READ COMMITTED a statement reads the snapshot taken when it
-/// started, so a look-up in the statement that waited for the lock would miss the row the previous
-/// holder just committed.
-fn take_turn(
+/// BEGIN IMMEDIATE already makes every writer take turns). A group takes the turns of all its
+/// messages at once, in key order, so two groups (in two processes) never wait for each other in
+/// a circle. The look-up for earlier copies must be a separate, later statement: under READ
+/// COMMITTED a statement reads the snapshot taken when it started, so a look-up in the statement
+/// that waited for the lock would miss the row the previous holder just committed.
+fn take_turns(
     conn: &mut DbConnection,
-    operation: Operation,
-    message_seq_id: i64,
+    turns: impl IntoIterator<Item = (Operation, i64)>,
 ) -> QueryResult<()> {
-    if let DbConnection::Postgresql(c) = conn {
-        db::sql::AdvisoryXactLock(
-            operation_lock_key(operation.as_str()),
-            message_seq_id as i32 ^ (message_seq_id >> 32) as i32,
-        )
-        .execute(c)?;
+    let DbConnection::Postgresql(c) = conn else {
+        return Ok(());
+    };
+    let mut keys: Vec<(i32, i32)> = turns
+        .into_iter()
+        .map(|(operation, seq)| {
+            (
+                operation_lock_key(operation.as_str()),
+                seq as i32 ^ (seq >> 32) as i32,
+            )
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    match keys[..] {
+        [] => Ok(()),
+        [(a, b)] => db::sql::AdvisoryXactLock(a, b).execute(c).map(drop),
+        _ => db::sql::AdvisoryXactLocks::new(&keys).execute(c).map(drop),
     }
-    Ok(())
 }
 
 /// A stable 32-bit key per operation for the receipt advisory lock.

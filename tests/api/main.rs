@@ -33,6 +33,7 @@ mod metrics;
 mod order_rules;
 mod orders;
 mod outbound_migration;
+mod receipts;
 mod refusals;
 mod retention;
 mod schema;

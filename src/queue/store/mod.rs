@@ -4,6 +4,7 @@
 
 pub mod clean;
 pub mod dashboard;
+mod group;
 pub mod inspect;
 
 use chrono::NaiveDateTime;
@@ -304,6 +305,26 @@ pub fn store_request(conn: &mut DbConnection, req: &NewRequest<'_>) -> QueryResu
         }
         DbConnection::Sqlite(_) => store_request_stepwise(conn, req),
     }
+}
+
+/// Stores a group's messages, after the group took their turns, with the same decisions as
+/// [`store_request`] one after the other (a second copy in the group is a repeat of the first).
+/// On PostgreSQL a few statements whatever the group's size ([`group`]); on SQLite statement by
+/// statement, in process.
+pub fn store_requests(
+    conn: &mut DbConnection,
+    reqs: &[NewRequest<'_>],
+) -> QueryResult<Vec<Receipt>> {
+    if let DbConnection::Postgresql(c) = conn {
+        let receipts = group::store(c, reqs)?;
+        if receipts.iter().any(|r| !matches!(r, Receipt::Repeat(_))) {
+            super::announce(conn)?;
+        }
+        return Ok(receipts);
+    }
+    reqs.iter()
+        .map(|r| store_request_stepwise(conn, r))
+        .collect()
 }
 
 /// [`store_request`] on SQLite, statement by statement: in process, a statement costs no round trip.
