@@ -247,6 +247,7 @@ setup_database() {
 # sets SERVER_PID and SERVER_BASE (http://127.0.0.1:PORT, the port chosen by the system).
 start_serve() {
   local url=$1 worker=$2 log=$TMP/$3.log addr=""
+  : >"$log" # before the background shell opens it, for the loop below to read
   (cd "$TMP" && DATABASE_URL=$url WHARF_LISTEN=127.0.0.1:0 WHARF_WORKER__IN_SERVE=$worker \
     RUST_LOG=warn,wharf=info NO_COLOR=1 exec "$WHARF" serve) >"$log" 2>&1 &
   SERVER_PID=$!
@@ -346,14 +347,17 @@ holds() { awk -v a="$1" -v b="$3" "BEGIN { exit !(a $2 b) }"; }
 # "ok" or "MISSED" for a target.
 verdict() { if holds "$@"; then printf ok; else printf MISSED; fi; }
 
+# "1 sender", "8 senders".
+plural() { if (($1 == 1)); then printf '1 %s' "$2"; else printf '%s %ss' "$1" "$2"; fi; }
+
 # One line of the report: what, value, and the target with its verdict (or empty).
 report() {
-  RESULTS+=("$(printf '%-44s %-46s %s' "$1" "$2" "${3:-}")")
+  RESULTS+=("$(printf '%-40s %-58s %s' "$1" "$2" "${3:-}")")
   log "  $1: $2 ${3:-}"
 }
 
 print_summary() {
-  printf '%-44s %-46s %s\n' "measurement" "value" "target"
+  printf '%-40s %-58s %s\n' "measurement" "value" "target"
   printf '%s\n' "${RESULTS[@]}"
 }
 
@@ -400,9 +404,9 @@ stage_postgres() {
       32) target="p99 <= 20 ms: $(verdict "$p99" '<=' 20)" ;;
       *) target="" ;;
     esac
-    report "postgres receipt, $c sender(s)" "$(receipt_value "$RESULT")" "$target"
+    report "postgres receipt, $(plural "$c" sender)" "$(receipt_value "$RESULT")" "$target"
     run_pgbench "$PG_URL" "$c" "$SECS"
-    report "postgres pgbench INSERT, $c client(s)" "$(printf '%.0f tps  mean %s ms' "$TPS" "$LATENCY")"
+    report "postgres pgbench INSERT, $(plural "$c" client)" "$(printf '%.0f tps  mean %s ms' "$TPS" "$LATENCY")"
     target=""
     [[ $c == 32 ]] && target=">= 0.5: $(verdict "$(ratio "$rate" "$TPS")" '>=' 0.5)"
     report "postgres receipt / pgbench, $c" "$(ratio "$rate" "$TPS")x" "$target"
@@ -527,8 +531,12 @@ stage_sustained() {
     "< 2 s: $(verdict "${oldest:-0}" '<' 2)"
   report "sustained acknowledged / stored" "$acked acked, $rows stored, $missing acked not stored" \
     "nothing lost: $(verdict "$missing" '==' 0)"
-  report "sustained worker after the run" \
-    "queue empty ${drained:+after $drained s}${drained:-NOT within 60 s}, $dead dead"
+  if [[ -n $drained ]]; then
+    drained="queue empty $drained s after the run"
+  else
+    drained="queue NOT empty 60 s after the run"
+  fi
+  report "sustained worker" "$drained, $dead dead"
   report "sustained server peak RSS (VmHWM)" "$(printf '%.1f MB' "$(calc "$hwm_kb * 1024 / 1000000")")" \
     "< 150 MB: $(verdict "$(calc "$hwm_kb * 1024")" '<' 150000000)"
 }
