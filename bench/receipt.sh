@@ -103,6 +103,9 @@ parse_args() {
       *) die "--skip: unknown stage $s (postgres, sqlite, freshness, sustained)" ;;
     esac
   done
+  if wanted sustained && ! wanted postgres && [[ -z $SUSTAINED_RATE ]]; then
+    die "the sustained run's rate is half the postgres stage's maximum: keep that stage or pass --sustained-rate"
+  fi
 }
 
 wanted() { [[ $SKIP != *",$1,"* ]]; }
