@@ -10,7 +10,7 @@
 # It installs nothing. It needs wrk (Debian: wrk), pgbench and psql (Debian: postgresql-contrib,
 # whose postgresql-15 ships pgbench, and postgresql-client), curl, and cargo unless --no-build.
 #
-#   bench/receipt.sh                      # build, then everything (about 10 minutes)
+#   bench/receipt.sh                      # build, then everything (about 4½ minutes)
 #   bench/receipt.sh --secs 5 --skip sustained,freshness
 #   bench/receipt.sh --wharf /tmp/wharf-before   # another build of wharf, same benchmark
 set -euo pipefail
