@@ -12,6 +12,8 @@
 //! in-process (`Application::build` on 127.0.0.1:0, worker off), and the senders post over real
 //! loopback HTTP from the same process, so on a small machine they take CPU from the server.
 
+#[path = "common/baseline.rs"]
+mod baseline;
 #[path = "common/mod.rs"]
 mod common;
 #[path = "warehouse_api/mod.rs"]
@@ -32,7 +34,7 @@ use rand::{Rng, SeedableRng};
 
 use common::{Line, Outgoing};
 use wharf::Settings;
-use wharf::db::{Backend, Pool};
+use wharf::db::Pool;
 use wharf::messages::{DEFAULT_SOURCE, InventoryLine, InventoryMessage};
 
 /// Benchmarks wharf's receipt, a bare-commit baseline and the worker, on SQLite and PostgreSQL.
@@ -418,7 +420,9 @@ impl Bench<'_> {
         last_receipt: Option<(usize, f64)>,
     ) -> anyhow::Result<()> {
         let (u, n) = (url.to_string(), args.baseline_rows);
-        let baseline = tokio::task::spawn_blocking(move || bare_commit_loop(&u, n)).await??;
+        let baseline = tokio::task::spawn_blocking(move || baseline::bare_commit_loop(&u, n, None))
+            .await??
+            .per_sec();
         self.report(
             "bare INSERT+COMMIT loop".into(),
             format!("{baseline:.0} rows/s"),
@@ -582,31 +586,6 @@ fn receipt_batch(
             })
             .collect(),
     )
-}
-
-/// `rows` single-row transactions on one connection opened like wharf opens its own (same pragmas
-/// on SQLite). Returns rows per second.
-fn bare_commit_loop(url: &str, rows: usize) -> anyhow::Result<f64> {
-    let pool = wharf::db::connect(url, 1)?;
-    let mut conn = pool.get()?;
-    let id = match Backend::of_url(url) {
-        Backend::Postgres => "BIGSERIAL",
-        Backend::Sqlite => "INTEGER",
-    };
-    conn.batch_execute(&format!(
-        "CREATE TABLE bench_baseline (id {id} PRIMARY KEY, v TEXT NOT NULL)"
-    ))?;
-    let started = Instant::now();
-    for i in 0..rows {
-        conn.batch_execute("BEGIN")?;
-        conn.batch_execute(&format!(
-            "INSERT INTO bench_baseline (v) VALUES ('row {i}')"
-        ))?;
-        conn.batch_execute("COMMIT")?;
-    }
-    let elapsed = started.elapsed();
-    conn.batch_execute("DROP TABLE bench_baseline")?;
-    Ok(rows as f64 / elapsed.as_secs_f64())
 }
 
 /// Stores `n` messages of `lines` lines straight into the queue (no HTTP), as receipt would.
