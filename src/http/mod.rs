@@ -39,6 +39,42 @@ pub struct AppState {
     pub receipts: Arc<crate::queue::Receipts>,
 }
 
+impl AppState {
+    /// What the handlers share, for a server bound to `addr`. Starts the refusals' flusher.
+    fn new(
+        pool: &Pool,
+        settings: &Arc<Settings>,
+        addr: SocketAddr,
+        shutdown: &Shutdown,
+    ) -> AppState {
+        let refusals = Arc::new(crate::queue::refusals::RefusalLimiter::new(
+            settings.soap.anonymous_rejections_per_minute,
+        ));
+        crate::queue::refusals::spawn_flusher(refusals.clone(), pool.clone());
+        AppState {
+            pool: pool.clone(),
+            settings: settings.clone(),
+            public_url: settings.public_base_url(Some(addr)),
+            credentials: crate::auth::CredentialCache::default(),
+            passwords: crate::auth::PasswordChecker::new(&settings.auth),
+            shutdown: shutdown.clone(),
+            refusals,
+            receipts: Arc::new(crate::queue::receipts()),
+        }
+    }
+}
+
+/// Connects to the database and applies migrations (and the credential scrub) off the runtime.
+async fn connect(settings: &Arc<Settings>) -> anyhow::Result<Pool> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Pool> {
+        let pool = db::connect(&settings.database_url, settings.db_pool_size)?;
+        crate::queue::scrub::migrate(&pool)?;
+        Ok(pool)
+    })
+    .await?
+}
+
 /// A built server, bound to its port, not yet running.
 pub struct Application {
     addr: SocketAddr,
@@ -54,33 +90,12 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         crate::metrics::install();
-        let pool = {
-            let settings = settings.clone();
-            tokio::task::spawn_blocking(move || -> anyhow::Result<Pool> {
-                let pool = db::connect(&settings.database_url, settings.db_pool_size)?;
-                crate::queue::scrub::migrate(&pool)?;
-                Ok(pool)
-            })
-            .await??
-        };
+        let pool = connect(&settings).await?;
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let shutdown = Shutdown::new();
-        let refusals = Arc::new(crate::queue::refusals::RefusalLimiter::new(
-            settings.soap.anonymous_rejections_per_minute,
-        ));
-        crate::queue::refusals::spawn_flusher(refusals.clone(), pool.clone());
-        let state = web::Data::new(AppState {
-            pool: pool.clone(),
-            settings: settings.clone(),
-            public_url: settings.public_base_url(Some(addr)),
-            credentials: crate::auth::CredentialCache::default(),
-            passwords: crate::auth::PasswordChecker::new(&settings.auth),
-            shutdown: shutdown.clone(),
-            refusals,
-            receipts: Arc::new(crate::queue::receipts()),
-        });
+        let state = web::Data::new(AppState::new(&pool, &settings, addr, &shutdown));
         let max_body = settings.soap.max_body;
         let gate = body::gate(&settings.http);
         // Every client connection is an open file: raise the limit, and cap connections below it
