@@ -15,6 +15,8 @@
 //! batching window); with `--gap-ms` orders are created that far apart without waiting, so they
 //! share windows and documents.
 
+#[path = "common/bench_db.rs"]
+mod bench_db;
 #[path = "common/mod.rs"]
 mod common;
 #[path = "warehouse_api/mod.rs"]
@@ -25,10 +27,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bench_db::BenchDb;
 use clap::Parser;
-use diesel::Connection;
-use diesel::connection::SimpleConnection;
-use diesel::pg::PgConnection;
 
 use warehouse_api::{ORDER_IMPORT, WarehouseSim};
 use wharf::Settings;
@@ -72,7 +72,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     wharf::tls::install_crypto_provider();
-    let db = BenchDb::new(args.postgres_url.as_deref())?;
+    let db = BenchDb::new(args.postgres_url.as_deref(), "wharf_cont")?;
     let sim = WarehouseSim::start(WMS_USER, WMS_PASSWORD).await;
     let shop = Shop::start(&db.url, &sim, args.window_ms).await?;
     let mut created = HashMap::new();
@@ -249,46 +249,4 @@ fn order_json() -> serde_json::Value {
         "totals": {"subtotal": "40.00", "shipping": "5.00", "tax": "7.50", "grand_total": "45.00"},
         "lines": [line("SKU-000001"), line("SKU-000002")],
     })
-}
-
-/// The benchmark's database, dropped at the end (PostgreSQL) or with its directory (SQLite).
-struct BenchDb {
-    url: String,
-    pg: Option<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-impl BenchDb {
-    fn new(postgres_admin: Option<&str>) -> anyhow::Result<BenchDb> {
-        let dir = tempfile::tempdir()?;
-        let Some(admin) = postgres_admin else {
-            return Ok(BenchDb {
-                url: format!("sqlite://{}", dir.path().join("wharf.db").display()),
-                pg: None,
-                _dir: dir,
-            });
-        };
-        let name = format!("wharf_cont_{}", &wharf::auth::random_secret()[..12]);
-        let mut conn =
-            PgConnection::establish(admin).with_context(|| format!("connecting to {admin}"))?;
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))?;
-        let (base, _) = admin
-            .rsplit_once('/')
-            .context("the admin URL has no path")?;
-        Ok(BenchDb {
-            url: format!("{base}/{name}"),
-            pg: Some((admin.to_string(), name)),
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for BenchDb {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = &self.pg
-            && let Ok(mut conn) = PgConnection::establish(admin)
-        {
-            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-    }
 }

@@ -17,6 +17,8 @@
 //! For each message: read the feed head, open a long poll after it, post the update, and time from
 //! the acknowledgement to the poll's answer carrying the update's `stock.changed`.
 
+#[path = "common/bench_db.rs"]
+mod bench_db;
 #[path = "common/mod.rs"]
 mod common;
 
@@ -28,10 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use diesel::Connection;
-use diesel::connection::SimpleConnection;
-use diesel::pg::PgConnection;
 
+use bench_db::BenchDb;
 use common::Line;
 
 /// Measures acknowledgement → `stock.changed` in a feed long poll on a running wharf binary.
@@ -82,7 +82,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.split && args.postgres_url.is_none() {
         bail!("--split needs --postgres-url: SQLite runs in one process");
     }
-    let db = BenchDb::new(args.postgres_url.as_deref())?;
+    let db = BenchDb::new(args.postgres_url.as_deref(), "wharf_fresh")?;
     let wharf = Wharf {
         bin: args.wharf.clone(),
         url: db.url.clone(),
@@ -219,48 +219,6 @@ async fn wait_for_stock(
             return Ok(answered);
         }
         after = page["last_id"].as_i64().context("no last_id")?;
-    }
-}
-
-/// The benchmark's database, dropped at the end (PostgreSQL) or with its directory (SQLite).
-struct BenchDb {
-    url: String,
-    pg: Option<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-impl BenchDb {
-    fn new(postgres_admin: Option<&str>) -> anyhow::Result<BenchDb> {
-        let dir = tempfile::tempdir()?;
-        let Some(admin) = postgres_admin else {
-            return Ok(BenchDb {
-                url: format!("sqlite://{}", dir.path().join("wharf.db").display()),
-                pg: None,
-                _dir: dir,
-            });
-        };
-        let name = format!("wharf_fresh_{}", &wharf::auth::random_secret()[..12]);
-        let mut conn =
-            PgConnection::establish(admin).with_context(|| format!("connecting to {admin}"))?;
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))?;
-        let (base, _) = admin
-            .rsplit_once('/')
-            .context("the admin URL has no path")?;
-        Ok(BenchDb {
-            url: format!("{base}/{name}"),
-            pg: Some((admin.to_string(), name)),
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for BenchDb {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = &self.pg
-            && let Ok(mut conn) = PgConnection::establish(admin)
-        {
-            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
     }
 }
 
