@@ -538,7 +538,7 @@ async fn bench_export(
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut conn = p.get()?;
         for i in 0..n {
-            wharf::orders::upsert(&mut conn, &format!("{created}{i}"), &order)?;
+            wharf::orders::upsert(&mut conn, &format!("{created}{i}"), &order, &[])?;
         }
         Ok(())
     })

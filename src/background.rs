@@ -56,6 +56,11 @@ impl Background {
             settings,
             &shutdown.subscribe(),
         ));
+        runners.extend(crate::channels::sync::spawn_runners(
+            pool,
+            settings,
+            &shutdown.subscribe(),
+        ));
         runners.extend(crate::channels::smtp::deliver::spawn(
             pool,
             settings,

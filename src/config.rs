@@ -10,6 +10,7 @@
 //! readable at run time.
 
 mod alerts;
+mod channels;
 mod console;
 mod document;
 mod env;
@@ -25,6 +26,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertSettings, SmtpTls};
+pub use channels::{ChannelAction, ChannelKind, ChannelSettings};
 pub use console::ConsoleSettings;
 pub use document::{defaults_toml, effective_toml};
 pub use env::env_var;
@@ -70,6 +72,9 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// The support console at `/admin`.
     pub console: ConsoleSettings,
+    /// Marketplaces and affiliate systems told about their orders' shipments and status changes,
+    /// one `[[channels]]` table each (see the README's channels section).
+    pub channels: Vec<ChannelSettings>,
     /// On SIGTERM or SIGINT, the longest wharf takes to stop, in seconds: open feed long polls are
     /// answered at once, no new work is claimed, and requests in flight, the worker's batch and the
     /// exporter's run get this long to finish. What is still unfinished then is left to its lease,
@@ -406,6 +411,7 @@ impl Default for Settings {
             retention: RetentionSettings::default(),
             metrics: MetricsSettings::default(),
             console: ConsoleSettings::default(),
+            channels: Vec::new(),
             shutdown_deadline_secs: 25,
         }
     }
@@ -524,6 +530,11 @@ impl Settings {
         if !endpoint.is_empty() && !endpoint.ends_with('/') {
             endpoint.push('/');
         }
+        for c in &mut self.channels {
+            c.secrets_from_env();
+            let trimmed = c.base_url.trim_end_matches('/').len();
+            c.base_url.truncate(trimmed);
+        }
     }
 
     /// The base URL written into served WSDLs, without a trailing slash.
@@ -573,6 +584,7 @@ impl fmt::Debug for Settings {
             .field("retention", &self.retention)
             .field("metrics", &self.metrics)
             .field("console", &self.console)
+            .field("channels", &self.channels)
             .field("shutdown_deadline_secs", &self.shutdown_deadline_secs)
             .finish()
     }

@@ -375,7 +375,13 @@ impl Worker {
                 Operation::InventoryUpdate => inventory::apply(conn, ids, &self.settings.inventory)
                     .context("applying inventory lines"),
                 Operation::ShipmentCreate => {
-                    match shipments::apply(conn, req.id, req.message_seq_id, wait_for_order) {
+                    match shipments::apply(
+                        conn,
+                        req.id,
+                        req.message_seq_id,
+                        wait_for_order,
+                        &self.settings.channels,
+                    ) {
                         Ok(applied) => {
                             failure = applied.failure;
                             Ok(vec![applied.report])

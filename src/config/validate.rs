@@ -58,6 +58,7 @@ impl Settings {
             refuse(&format!("alerts.{key}"), message);
         }
         self.retention.validate(&mut refuse);
+        super::channels::validate(&self.channels, &mut refuse);
         self.console.validate(&mut refuse);
         if problems.is_empty() {
             Ok(())

@@ -199,6 +199,10 @@ diesel::table! {
         updated_at -> Timestamp,
         exported_at -> Nullable<Timestamp>,
         export_status -> Text,
+        /// The order this one was split from.
+        parent_id -> Nullable<BigInt>,
+        /// The last push number a channel task of this order took.
+        push_sequence -> BigInt,
     }
 }
 
@@ -423,6 +427,14 @@ diesel::table! {
         note -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        /// The batch id a ticketing channel answered a push with.
+        batch_id -> Nullable<Text>,
+        /// The ticket id of that batch, once read.
+        ticket_id -> Nullable<Text>,
+        /// The order's push number this task carries (kept across retries).
+        sequence -> Nullable<BigInt>,
+        /// When the push was accepted for processing (the ticket's deadline runs from it).
+        sent_at -> Nullable<Timestamp>,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod export;
 pub mod history;
 pub mod payloads;
 pub mod store;
+pub mod sync;
 mod update;
 
 use std::collections::HashMap;

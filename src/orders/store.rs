@@ -44,3 +44,15 @@ pub fn record_shipped(
     }
     Ok(())
 }
+
+/// The next push number of order `increment_id` (1, 2, …): channels send it so that their receiver
+/// can drop an update older than one it already has. `None` when the order does not exist.
+pub fn next_push_sequence(conn: &mut DbConnection, increment_id: &str) -> QueryResult<Option<i64>> {
+    crate::with_backend!(&mut *conn, |c| diesel::update(
+        orders::table.filter(orders::increment_id.eq(increment_id))
+    )
+    .set(orders::push_sequence.eq(orders::push_sequence + 1))
+    .returning(orders::push_sequence)
+    .get_result(c)
+    .optional())
+}

@@ -19,9 +19,11 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::export::{self as tasks, ORDER_INSERT};
+use super::sync::{self, Change};
 use super::{
     Address, CANCELED, COMPLETE, ExportStatus, OrderError, OrderInput, OrderLineInput, Totals,
 };
+use crate::config::ChannelSettings;
 use crate::db::schema::{order_lines, orders};
 use crate::db::{self, DbConnection};
 use crate::outbound;
@@ -108,10 +110,13 @@ enum Put {
 /// Creates or updates an order under the rules above. Returns whether it was created. Lines that
 /// change keep what has shipped per SKU; asking for fewer than have shipped is a conflict. A write
 /// that may make an export due wakes continuous exporters ([`outbound::announce`]).
+/// The channel that claims the order's source (of `channels`) hears of a changed status, a cancel
+/// and an edit ([`super::sync`]).
 pub fn upsert(
     conn: &mut DbConnection,
     increment_id: &str,
     input: &OrderInput,
+    channels: &[ChannelSettings],
 ) -> Result<bool, OrderError> {
     check_key("increment_id", increment_id)?;
     input.validate()?;
@@ -132,7 +137,7 @@ pub fn upsert(
                     .ok_or_else(|| OrderError::NotFound(increment_id.to_string()))?,
             },
         };
-        update(conn, increment_id, &stored, input, now)
+        update(conn, increment_id, &stored, input, now, channels)
     })?;
     if put != Put::Unchanged {
         outbound::wake_exporters();
@@ -147,6 +152,7 @@ fn update(
     stored: &Stored,
     input: &OrderInput,
     now: NaiveDateTime,
+    channels: &[ChannelSettings],
 ) -> Result<Put, OrderError> {
     let mut incoming = input.clone();
     if incoming.created_at.is_none() {
@@ -168,13 +174,54 @@ fn update(
     } else {
         tasks::order_changed(conn, stored.export_status)?;
     }
+    tell_channel(
+        conn,
+        channels,
+        increment_id,
+        stored,
+        &incoming,
+        &status,
+        now,
+    )?;
     Ok(Put::Updated)
+}
+
+/// Tells the order's channel what the PUT changed: its status (a cancel, a refund, another
+/// status), and what it holds (an edit).
+fn tell_channel(
+    conn: &mut DbConnection,
+    channels: &[ChannelSettings],
+    increment_id: &str,
+    stored: &Stored,
+    incoming: &OrderInput,
+    status: &str,
+    now: NaiveDateTime,
+) -> Result<(), OrderError> {
+    let source = &incoming.source;
+    if status != stored.status {
+        sync::changed(
+            conn,
+            channels,
+            increment_id,
+            source,
+            Change::of_status(status),
+            now,
+        )?;
+    }
+    if !content_diff(&stored.document, incoming).is_empty() {
+        sync::changed(conn, channels, increment_id, source, Change::Edited, now)?;
+    }
+    Ok(())
 }
 
 /// Cancels an order. A fully shipped order cannot be cancelled; cancelling a cancelled one changes
 /// nothing. The exporter sends the cancellation of an order the warehouse has (woken at once when
 /// it is continuous).
-pub fn cancel(conn: &mut DbConnection, increment_id: &str) -> Result<(), OrderError> {
+pub fn cancel(
+    conn: &mut DbConnection,
+    increment_id: &str,
+    channels: &[ChannelSettings],
+) -> Result<(), OrderError> {
     db::write_tx(conn, |conn| {
         let stored = lock(conn, increment_id)?
             .ok_or_else(|| OrderError::NotFound(increment_id.to_string()))?;
@@ -189,6 +236,8 @@ pub fn cancel(conn: &mut DbConnection, increment_id: &str) -> Result<(), OrderEr
             .set((orders::status.eq(CANCELED), orders::updated_at.eq(now)))
             .execute(conn)?;
         tasks::order_cancelled(conn, increment_id, stored.export_status, now)?;
+        let source = &stored.document.source;
+        sync::changed(conn, channels, increment_id, source, Change::Cancelled, now)?;
         Ok(())
     })
     .inspect(|()| outbound::wake_exporters())

@@ -69,12 +69,13 @@ impl CancelState {
     /// How a cancellation task's state reads in the order view.
     pub fn of(state: TaskState) -> CancelState {
         match state {
-            // A skipped cancellation does not occur (only exports are skipped); shown as pending
-            // rather than failing the view.
-            TaskState::Pending | TaskState::Skipped => CancelState::Pending,
+            // A skipped or awaiting cancellation does not occur on the warehouse channel (only
+            // exports are skipped; the warehouse answers at once); shown as pending rather than
+            // failing the view.
+            TaskState::Pending | TaskState::Skipped | TaskState::Awaiting => CancelState::Pending,
             TaskState::Done => CancelState::Sent,
             TaskState::Failed => CancelState::Failed,
-            TaskState::Lost => CancelState::Lost,
+            TaskState::Lost | TaskState::Dead => CancelState::Lost,
             TaskState::Dismissed => CancelState::Dismissed,
         }
     }

@@ -11,7 +11,6 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
-use crate::config::ExportSettings;
 use crate::db::DbConnection;
 use crate::db::schema::export_breakers;
 use crate::telemetry::Escaped;
@@ -56,11 +55,13 @@ fn state(conn: &mut DbConnection, kind: &str) -> QueryResult<Option<BreakerState
     }))
 }
 
-/// Counts one more failed batch and opens the breaker at the threshold. Returns the new state.
+/// Counts one more failed batch and opens the breaker for `pause_secs` at `threshold`. Returns
+/// the new state.
 pub fn record_failure(
     conn: &mut DbConnection,
     kind: &str,
-    cfg: &ExportSettings,
+    threshold: i32,
+    pause_secs: i64,
     now: NaiveDateTime,
 ) -> QueryResult<BreakerState> {
     let failures: i32 =
@@ -77,9 +78,9 @@ pub fn record_failure(
             .returning(export_breakers::consecutive_failures)
             .get_result(c))?;
     let mut paused_until = None;
-    if failures >= cfg.breaker_threshold {
+    if failures >= threshold {
         // Still under the row lock the upsert took: no other settle can count in between.
-        let until = now + TimeDelta::seconds(cfg.breaker_pause_secs);
+        let until = now + TimeDelta::seconds(pause_secs);
         diesel::update(export_breakers::table.find(kind))
             .set(export_breakers::paused_until.eq(Some(until)))
             .execute(conn)?;

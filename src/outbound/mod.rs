@@ -37,6 +37,7 @@ pub use store::{
     LostFilter, act_on_lost, actions_on, lost_count, lost_page, lost_since, lost_subjects_of,
     next_due, oldest_due, open_counts, tasks_of_subject,
 };
+pub use store::{Ticket, await_ticket, enqueue_at, postpone, set_sequence, settle_dead};
 
 crate::text_enum! {
     /// Where a task stands. A task being sent keeps its state and holds a lease.
@@ -53,6 +54,12 @@ crate::text_enum! {
         Dismissed = "dismissed",
         /// Not needed any more (an order shipped before it was exported); not sent.
         Skipped = "skipped",
+        /// Sent and taken on by the other side, which answered with a ticket: polled until the
+        /// ticket settles (done, or failed and sent again).
+        Awaiting = "awaiting",
+        /// Refused for good by the other side (it said the push can never succeed); waits for
+        /// support like a lost task.
+        Dead = "dead",
     }
 }
 
@@ -61,7 +68,14 @@ impl TaskState {
     pub const DUE: [TaskState; 2] = [TaskState::Pending, TaskState::Failed];
     /// Open: still to be sent, or waiting for support (at most one per channel, action, subject;
     /// the partial unique index `outbound_tasks_open` lists the same words).
-    pub const OPEN: [TaskState; 3] = [TaskState::Pending, TaskState::Failed, TaskState::Lost];
+    pub const OPEN: [TaskState; 4] = [
+        TaskState::Pending,
+        TaskState::Failed,
+        TaskState::Lost,
+        TaskState::Dead,
+    ];
+    /// Waiting for support: resend or dismiss.
+    pub const STUCK: [TaskState; 2] = [TaskState::Lost, TaskState::Dead];
 
     /// The words of `states`, for SQL filters.
     pub fn words<const N: usize>(states: [TaskState; N]) -> [&'static str; N] {
@@ -96,6 +110,26 @@ pub fn announce(conn: &mut DbConnection) -> QueryResult<()> {
 /// made an export due.
 pub fn wake_exporters() {
     db::wake::signal(Topic::Exports);
+}
+
+/// The `&'static str` of a configured channel's name, for its [`TaskKind`]s: each distinct name
+/// is kept once for the life of the process (a handful of names, read from the settings).
+pub fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match names.get(name) {
+        Some(n) => n,
+        None => {
+            let n: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            names.insert(n);
+            n
+        }
+    }
 }
 
 /// The warehouse channel (orders, products, cancellations), the first channel on the queue.

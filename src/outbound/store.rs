@@ -22,6 +22,21 @@ pub struct Task {
     pub state: TaskState,
     /// Attempts counted so far.
     pub attempts: i32,
+    /// What a ticketing channel answered, and the push number it carries.
+    pub ticket: Ticket,
+}
+
+/// What a push that the other side answered with a ticket keeps on its task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ticket {
+    /// The batch id of the push.
+    pub batch_id: Option<String>,
+    /// The ticket id, once read.
+    pub ticket_id: Option<String>,
+    /// The order's push number this task carries (kept across retries).
+    pub sequence: Option<i64>,
+    /// When the push was taken on (the ticket's deadline runs from it).
+    pub sent_at: Option<NaiveDateTime>,
 }
 
 /// Adds a pending task of `kind` for each subject that has no open task of that kind (the
@@ -52,6 +67,114 @@ pub fn enqueue(
         .values(&rows)
         .on_conflict_do_nothing()
         .execute(c))
+}
+
+/// Adds a pending task of `kind` for `subject`, due at `run_after`, unless it has an open one.
+/// Returns whether it was added.
+pub fn enqueue_at(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    subject: &str,
+    run_after: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = crate::with_backend!(&mut *conn, |c| diesel::insert_into(t::table)
+        .values((
+            t::channel.eq(kind.channel),
+            t::action.eq(kind.action),
+            t::subject.eq(subject),
+            t::state.eq(TaskState::Pending.as_str()),
+            t::run_after.eq(Some(run_after)),
+            t::created_at.eq(now),
+            t::updated_at.eq(now),
+        ))
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    Ok(n == 1)
+}
+
+/// Moves the pending task of `kind` for `subject` (one no sender holds) to `run_after`: a debounce,
+/// the wait starting again. Returns whether there was one.
+pub fn postpone(
+    conn: &mut DbConnection,
+    kind: TaskKind,
+    subject: &str,
+    run_after: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        t::table
+            .filter(t::channel.eq(kind.channel))
+            .filter(t::action.eq(kind.action))
+            .filter(t::subject.eq(subject))
+            .filter(t::state.eq(TaskState::Pending.as_str()))
+            .filter(
+                t::lease_expires_at
+                    .is_null()
+                    .or(t::lease_expires_at.lt(now)),
+            ),
+    )
+    .set((t::run_after.eq(Some(run_after)), t::updated_at.eq(now)))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Records the push number task `id` carries.
+pub fn set_sequence(conn: &mut DbConnection, id: i64, sequence: i64) -> QueryResult<()> {
+    diesel::update(t::table.find(id))
+        .set(t::sequence.eq(Some(sequence)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A push task `owner` holds was taken on and answered with `batch_id` (and maybe a ticket id):
+/// `awaiting`, its ticket read from `poll_at`. `sent_at` is kept from the first such answer when
+/// the task already had one (a poll that found the ticket still running).
+#[allow(clippy::too_many_arguments)]
+pub fn await_ticket(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    batch_id: &str,
+    ticket_id: Option<&str>,
+    sent_at: NaiveDateTime,
+    poll_at: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(t::table.find(id).filter(t::lease_owner.eq(owner)))
+        .set((
+            t::state.eq(TaskState::Awaiting.as_str()),
+            t::batch_id.eq(Some(batch_id)),
+            t::ticket_id.eq(ticket_id),
+            t::sent_at.eq(Some(sent_at)),
+            t::run_after.eq(Some(poll_at)),
+            t::lease_owner.eq(None::<String>),
+            t::lease_expires_at.eq(None::<NaiveDateTime>),
+            t::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Task `id`, held by `owner`, was refused for good: `dead` with `error`, waiting for support.
+pub fn settle_dead(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    error: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(t::table.find(id).filter(t::lease_owner.eq(owner)))
+        .set((
+            t::state.eq(TaskState::Dead.as_str()),
+            t::run_after.eq(None::<NaiveDateTime>),
+            t::last_error.eq(Some(error)),
+            t::lease_owner.eq(None::<String>),
+            t::lease_expires_at.eq(None::<NaiveDateTime>),
+            t::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
 }
 
 /// Starts the open task of `kind` for `subject` over when it is waiting after refusals (`failed`
@@ -101,18 +224,36 @@ pub fn claim(
                 t::lease_expires_at.eq(lease.until),
             ))
             .execute(conn)?;
-        let rows: Vec<(i64, String, String, i32)> = t::table
+        type Row = (
+            (i64, String, String, i32),
+            (
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+                Option<NaiveDateTime>,
+            ),
+        );
+        let rows: Vec<Row> = t::table
             .filter(t::id.eq_any(ids))
             .order(t::id)
-            .select((t::id, t::subject, t::state, t::attempts))
+            .select((
+                (t::id, t::subject, t::state, t::attempts),
+                (t::batch_id, t::ticket_id, t::sequence, t::sent_at),
+            ))
             .load(conn)?;
         rows.into_iter()
-            .map(|(id, subject, state, attempts)| {
+            .map(|((id, subject, state, attempts), (b, tk, seq, sent))| {
                 Ok(Task {
                     id,
                     subject,
                     state: text_enum::read(&state)?,
                     attempts,
+                    ticket: Ticket {
+                        batch_id: b,
+                        ticket_id: tk,
+                        sequence: seq,
+                        sent_at: sent,
+                    },
                 })
             })
             .collect()

@@ -7,6 +7,7 @@ mod store;
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
+use crate::config::ChannelSettings;
 use crate::db::{self, DbConnection};
 use crate::feed::{self, NewEvent};
 use crate::imports::{ImportLine, LineOutcome, Report};
@@ -98,6 +99,7 @@ struct Target {
     status: String,
     is_virtual: bool,
     export_status: String,
+    source: String,
 }
 
 /// One line of the order with what has shipped of it.
@@ -121,11 +123,14 @@ struct OrderLine {
 ///   and numbers, and the feed carries `shipment.failed`.
 /// - When every line has fully shipped the order becomes `complete`; if wharf had not exported it
 ///   yet, its export status becomes `skipped` ("shipped before export") and it is never exported.
+/// - The channel that claims the order's source (of `channels`) is told: a `ship` after its delay
+///   (and, for a channel that does not take ships, the completion as a status change).
 pub fn apply(
     conn: &mut DbConnection,
     request_id: i64,
     message_seq_id: i64,
     wait_for_order: TimeDelta,
+    channels: &[ChannelSettings],
 ) -> Result<Applied, ApplyError> {
     let req = store::load_request(conn, request_id, message_seq_id)?;
     let Some(order) = store::lock_order(conn, &req.header.order_no)? else {
@@ -138,7 +143,7 @@ pub fn apply(
     if let Err(v) = check(&req, &order, &lines) {
         return Ok(failed(&req, v.sku, v.reason));
     }
-    let report = record(conn, &req, &order, &mut lines)?;
+    let report = record(conn, &req, &order, &mut lines, channels)?;
     Ok(Applied {
         report,
         failure: None,
@@ -377,11 +382,21 @@ fn record(
     req: &Request,
     order: &Target,
     lines: &mut [OrderLine],
+    channels: &[ChannelSettings],
 ) -> QueryResult<Report> {
     store::insert_shipment(conn, req, order.id)?;
     let shipped = fill(&req.lines, lines);
     let complete = lines.iter().all(|l| l.qty_shipped >= l.qty);
-    crate::orders::store::record_shipped(conn, order.id, &shipped, complete, db::now())?;
+    let now = db::now();
+    crate::orders::store::record_shipped(conn, order.id, &shipped, complete, now)?;
+    tell_channel(
+        conn,
+        channels,
+        &req.header.order_no,
+        &order.source,
+        complete,
+        now,
+    )?;
     let mut report = Report::default();
     for l in &req.lines {
         let message = format!(
@@ -395,6 +410,24 @@ fn record(
         complete_order(conn, req, order, &mut report.events)?;
     }
     Ok(report)
+}
+
+/// Tells the order's channel: a `ship` (which carries the order's status, `complete` or not); a
+/// channel that takes no ships hears of the completion as a status change.
+fn tell_channel(
+    conn: &mut DbConnection,
+    channels: &[ChannelSettings],
+    order_no: &str,
+    source: &str,
+    complete: bool,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    use crate::orders::sync::{self, Change};
+    let shipped = sync::changed(conn, channels, order_no, source, Change::Shipped, now)?;
+    if complete && !shipped {
+        sync::changed(conn, channels, order_no, source, Change::Completed, now)?;
+    }
+    Ok(())
 }
 
 /// Adds the shipped units to the order's lines, each shipment line filling the order's lines for
@@ -511,6 +544,7 @@ mod tests {
             status: status.into(),
             is_virtual,
             export_status: "pending".into(),
+            source: "web".into(),
         }
     }
 

@@ -69,6 +69,7 @@ pub fn lock_order(conn: &mut DbConnection, order_no: &str) -> QueryResult<Option
             orders::status,
             orders::is_virtual,
             orders::export_status,
+            orders::source,
         ));
     match conn {
         DbConnection::Postgresql(c) => query.for_update().first(c).optional(),

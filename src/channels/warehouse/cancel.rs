@@ -273,7 +273,13 @@ fn not_answered(
 ) -> anyhow::Result<BatchOutcome> {
     let now = db::now();
     let noun = items::Kind::Orders.noun();
-    let b = breaker::record_failure(conn, noun, cfg, now)?;
+    let b = breaker::record_failure(
+        conn,
+        noun,
+        cfg.breaker_threshold,
+        cfg.breaker_pause_secs,
+        now,
+    )?;
     let retry_at = retry_after_failure(cfg, &b, now);
     // Not counted against the cancellation: its state and attempts stay as they were.
     outbound::not_answered(conn, &[c.task.id], owner, retry_at, &e.message, now)?;

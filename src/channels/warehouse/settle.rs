@@ -238,7 +238,13 @@ pub(super) fn not_answered(
 ) -> anyhow::Result<BatchOutcome> {
     let now = db::now();
     let noun = s.kind.noun();
-    let b = breaker::record_failure(conn, noun, s.cfg, now)?;
+    let b = breaker::record_failure(
+        conn,
+        noun,
+        s.cfg.breaker_threshold,
+        s.cfg.breaker_pause_secs,
+        now,
+    )?;
     let retry_at = retry_after_failure(s.cfg, &b, now);
     let ids: Vec<i64> = batch.iter().map(|i| i.task.id).collect();
     outbound::not_answered(conn, &ids, s.owner, retry_at, &e.message, now)?;

@@ -31,8 +31,9 @@ pub(super) async fn put_order(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_key("increment_id", path)?;
     let input: OrderInput = parse_json(&body)?;
+    let settings = state.settings.clone();
     let (created, view) = on_pool(&state, move |conn| {
-        let created = orders::upsert(conn, &id, &input)?;
+        let created = orders::upsert(conn, &id, &input, &settings.channels)?;
         Ok((created, orders::get(conn, &id)?))
     })
     .await?;
@@ -70,8 +71,9 @@ pub(super) async fn cancel_order(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_key("increment_id", path)?;
+    let settings = state.settings.clone();
     let view = on_pool(&state, move |conn| {
-        orders::cancel(conn, &id)?;
+        orders::cancel(conn, &id, &settings.channels)?;
         Ok(orders::get(conn, &id)?)
     })
     .await?;
