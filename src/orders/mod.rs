@@ -430,8 +430,45 @@ pub struct OrderView {
     pub shipments: Vec<ShipmentView>,
     /// Every tracking number of every shipment.
     pub tracking_numbers: Vec<String>,
+    /// The order this one was split from (`POST /api/v1/orders/{increment_id}/split`).
+    pub parent: Option<String>,
+    /// The orders split from this one, in the order they were made.
+    pub children: Vec<String>,
+    /// What the channel the order came from (a marketplace, an affiliate system) was told, oldest
+    /// first; empty for an order of a source no channel claims.
+    pub pushes: Vec<PushView>,
     /// The rest of what the storefront sent (addresses, totals, methods, coupon, note).
     pub details: OrderInput,
+}
+
+/// One push to the order's channel: a task of the outbound queue.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PushView {
+    /// The channel (`[[channels]]` name).
+    pub channel: String,
+    /// `ship`, `cancel`, `refund`, `status`, `edit` or `split`.
+    pub action: String,
+    /// `pending`, `awaiting` (the channel's ticket is being read), `failed` (retried), `lost` or
+    /// `dead` (waiting for support), `done`, `dismissed` or `skipped`.
+    pub state: String,
+    /// Refusals counted.
+    pub attempts: i32,
+    /// Why the last try did not go through.
+    pub last_error: Option<String>,
+    /// When it is due (a delayed ship, a retry, the next ticket read).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The batch id the channel answered with.
+    pub batch_id: Option<String>,
+    /// The ticket id of that batch.
+    pub ticket_id: Option<String>,
+    /// The order's push number it carries (increasing per order).
+    pub sequence: Option<i64>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When the channel took it.
+    pub done_at: Option<DateTime<Utc>>,
+    /// Support's reason, or why it was skipped.
+    pub note: Option<String>,
 }
 
 /// An order row as stored.
@@ -447,6 +484,7 @@ struct OrderRow {
     updated_at: NaiveDateTime,
     export_status: String,
     exported_at: Option<NaiveDateTime>,
+    parent_id: Option<i64>,
 }
 
 /// Reads an order with its lines, shipments and tracking.
@@ -464,6 +502,7 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
             orders::updated_at,
             orders::export_status,
             orders::exported_at,
+            orders::parent_id,
         ))
         .first(conn)
         .optional()?
@@ -475,6 +514,8 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
     let export = view::export_state(conn, &row.increment_id, export_status, row.exported_at)?;
     let lines = lines_of(conn, row.id, &details)?;
     let shipments = shipments_of(conn, row.id)?;
+    let (parent, children) = family_of(conn, row.id, row.parent_id)?;
+    let pushes = pushes_of(conn, &row.increment_id)?;
     let tracking_numbers = shipments
         .iter()
         .flat_map(|s| s.tracking_numbers.clone())
@@ -492,8 +533,56 @@ pub fn get(conn: &mut DbConnection, increment_id: &str) -> Result<OrderView, Ord
         lines,
         shipments,
         tracking_numbers,
+        parent,
+        children,
+        pushes,
         details,
     })
+}
+
+/// The order number of the order's parent, and those of its children (split orders).
+fn family_of(
+    conn: &mut DbConnection,
+    id: i64,
+    parent_id: Option<i64>,
+) -> QueryResult<(Option<String>, Vec<String>)> {
+    let parent = match parent_id {
+        Some(p) => orders::table
+            .find(p)
+            .select(orders::increment_id)
+            .first(conn)
+            .optional()?,
+        None => None,
+    };
+    let children = orders::table
+        .filter(orders::parent_id.eq(id))
+        .order(orders::id)
+        .select(orders::increment_id)
+        .load(conn)?;
+    Ok((parent, children))
+}
+
+/// The order's pushes to its channel: its tasks on every channel but the warehouse and the mailer.
+fn pushes_of(conn: &mut DbConnection, increment_id: &str) -> QueryResult<Vec<PushView>> {
+    let own = [crate::outbound::WAREHOUSE, crate::alerts::SMTP];
+    let rows = crate::outbound::subject_tasks_except(conn, increment_id, &own)?;
+    Ok(rows
+        .into_iter()
+        .map(|t| PushView {
+            channel: t.channel,
+            action: t.action,
+            state: t.state.as_str().to_string(),
+            attempts: t.attempts,
+            last_error: t.last_error,
+            next_attempt_at: t.run_after.map(|at| at.and_utc()),
+            batch_id: t.batch_id,
+            ticket_id: t.ticket_id,
+            sequence: t.sequence,
+            created_at: t.created_at.and_utc(),
+            done_at: t.done_at.map(|at| at.and_utc()),
+            note: t.note,
+        })
+        .collect())
 }
 
 /// The order's lines with what has shipped of each.

@@ -37,7 +37,9 @@ pub use store::{
     LostFilter, act_on_lost, actions_on, lost_count, lost_page, lost_since, lost_subjects_of,
     next_due, oldest_due, open_counts, tasks_of_subject,
 };
-pub use store::{Ticket, await_ticket, enqueue_at, postpone, set_sequence, settle_dead};
+pub use store::{
+    Ticket, await_ticket, enqueue_at, postpone, set_sequence, settle_dead, subject_tasks_except,
+};
 
 crate::text_enum! {
     /// Where a task stands. A task being sent keeps its state and holds a lease.

@@ -428,6 +428,18 @@ pub struct TaskRow {
     pub note: Option<String>,
     /// When it last changed.
     pub updated_at: NaiveDateTime,
+    /// The channel and action.
+    pub channel: String,
+    /// The action on the channel.
+    pub action: String,
+    /// The batch id a ticketing channel answered with.
+    pub batch_id: Option<String>,
+    /// Its ticket id, once read.
+    pub ticket_id: Option<String>,
+    /// The push number it carries.
+    pub sequence: Option<i64>,
+    /// When it was made.
+    pub created_at: NaiveDateTime,
 }
 
 impl TaskRow {
@@ -839,6 +851,21 @@ pub fn tasks_of_subject(
         .filter(t::channel.eq(channel))
         .order(t::id)
         .select((t::action, TaskRow::as_select()))
+        .load(conn)
+}
+
+/// Every task of `subject` on any channel but `except` (the warehouse's, the mailer's), oldest first:
+/// an order's pushes to the channel it came from.
+pub fn subject_tasks_except(
+    conn: &mut DbConnection,
+    subject: &str,
+    except: &[&str],
+) -> QueryResult<Vec<TaskRow>> {
+    t::table
+        .filter(t::subject.eq(subject))
+        .filter(t::channel.ne_all(except))
+        .order(t::id)
+        .select(TaskRow::as_select())
         .load(conn)
 }
 
