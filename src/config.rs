@@ -501,7 +501,11 @@ impl Settings {
         }
         figment = figment
             .merge(env::LenientBools::new(
-                Env::prefixed("WHARF_").split("__"),
+                // `WHARF_CHANNEL_<NAME>_TOKEN|SECRET` are a channel's secrets, read by name into
+                // its `[[channels]]` table (see `ChannelSettings`), not settings keys.
+                Env::prefixed("WHARF_")
+                    .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("channel_"))
+                    .split("__"),
                 default_values.clone(),
                 "WHARF_",
             ))

@@ -245,6 +245,15 @@ impl Worker {
         if events > 0 {
             feed::wake_readers();
         }
+        // A shipment may have enqueued a push to its order's channel (in this transaction): the
+        // channel runners here hear of it now (other processes by the NOTIFY it sent).
+        if !self.settings.channels.is_empty()
+            && reqs
+                .iter()
+                .any(|r| r.operation == Operation::ShipmentCreate)
+        {
+            crate::outbound::wake_exporters();
+        }
         // Counted once committed: a group that rolls back is applied again one by one.
         if let Some(first) = reqs.first() {
             let now = db::now();

@@ -344,3 +344,80 @@ fn validate_one(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn affiliate() -> ChannelSettings {
+        ChannelSettings {
+            name: "partners".into(),
+            kind: ChannelKind::Http,
+            sources: vec!["affiliate".into()],
+            base_url: "https://affiliate.example.com/api".into(),
+            secret: "whsec_c2VjcmV0LWtleS1ieXRlcw==".into(),
+            ..ChannelSettings::default()
+        }
+    }
+
+    fn problems(channels: &[ChannelSettings]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        validate(channels, &mut |k: &str, m: String| {
+            out.push((k.to_string(), m))
+        });
+        out
+    }
+
+    #[test]
+    fn a_complete_channel_passes_and_its_secret_decodes() {
+        let c = affiliate();
+        assert!(problems(std::slice::from_ref(&c)).is_empty());
+        assert_eq!(c.signing_key().as_deref(), Some(&b"secret-key-bytes"[..]));
+        assert_eq!(c.actions(), ChannelAction::ALL.to_vec());
+        assert!(!format!("{c:?}").contains("whsec_"));
+    }
+
+    #[test]
+    fn what_cannot_work_is_refused_naming_the_setting() {
+        let mut bad = affiliate();
+        bad.secret = "not-a-whsec".into();
+        bad.base_url = "ftp://x".into();
+        let mut feed = ChannelSettings {
+            name: "warehouse".into(),
+            kind: ChannelKind::Shoppingfeed,
+            sources: vec!["affiliate".into()],
+            actions: Some(vec![ChannelAction::Edit]),
+            batch_size: 500,
+            ..affiliate()
+        };
+        feed.token.clear();
+        let keys: Vec<String> = problems(&[bad, feed]).into_iter().map(|p| p.0).collect();
+        for key in [
+            "channels[0].secret",
+            "channels[0].base_url",
+            "channels[1].name",
+            "channels[1].sources",
+            "channels[1].token",
+            "channels[1].store_id",
+            "channels[1].actions",
+            "channels[1].batch_size",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} not refused: {keys:?}");
+        }
+    }
+
+    #[test]
+    fn two_channels_cannot_share_a_name() {
+        let keys: Vec<String> = problems(&[
+            affiliate(),
+            ChannelSettings {
+                sources: vec!["marketplace:x".into()],
+                ..affiliate()
+            },
+        ])
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+        assert_eq!(keys, vec!["channels[1].name".to_string()]);
+    }
+}

@@ -148,7 +148,8 @@ fn write_table(
     documented: bool,
     out: &mut String,
 ) {
-    for (name, item) in table.iter().filter(|(_, i)| i.as_table_like().is_none()) {
+    let plain = |i: &Item| i.as_table_like().is_none() && tables_in(i).is_none();
+    for (name, item) in table.iter().filter(|(_, i)| plain(i)) {
         let key = join(prefix, name);
         if documented {
             comment(out, docs.get(&key), &key);
@@ -182,7 +183,23 @@ fn write_table(
             let _ = writeln!(out, "[{key}]");
             write_table(sub, &key, docs, documented, out);
         }
+        // A list of tables (`[[channels]]`): one table each, as they are written by hand.
+        for sub in tables_in(item).into_iter().flatten() {
+            let key = join(prefix, name);
+            let _ = writeln!(out, "\n[[{key}]]");
+            write_table(sub, &key, docs, documented, out);
+        }
     }
+}
+
+/// The tables of a non-empty list of tables (serialised as an array of inline tables).
+fn tables_in(item: &Item) -> Option<Vec<&toml_edit::InlineTable>> {
+    let tables: Option<Vec<_>> = item
+        .as_array()?
+        .iter()
+        .map(toml_edit::Value::as_inline_table)
+        .collect();
+    tables.filter(|t| !t.is_empty())
 }
 
 /// The doc comment of a setting and its environment variable, above it.
@@ -225,6 +242,15 @@ fn redact(table: &mut dyn TableLike) {
     for (name, item) in table.iter_mut() {
         if let Some(sub) = item.as_table_like_mut() {
             redact(sub);
+            continue;
+        }
+        if let Some(list) = item.as_array_mut() {
+            for t in list
+                .iter_mut()
+                .filter_map(toml_edit::Value::as_inline_table_mut)
+            {
+                redact(t);
+            }
             continue;
         }
         let Some(text) = item.as_str() else {
@@ -347,5 +373,28 @@ mod tests {
         assert!(text.contains("token_lifetime_secs = 14400"), "{text}");
         assert!(is_secret_name("api_token") && is_secret_name("smtp_password"));
         assert!(!is_secret_name("tokens_per_minute") && !is_secret_name("keyboard"));
+    }
+
+    #[test]
+    fn channels_are_written_as_tables_with_their_secrets_hidden() {
+        let mut s = Settings::default();
+        for (name, secret) in [("partners", "whsec_cGFydG5lcnM="), ("feed", "")] {
+            s.channels.push(crate::config::ChannelSettings {
+                name: name.into(),
+                sources: vec![format!("marketplace:{name}")],
+                secret: secret.into(),
+                token: format!("bearer-{name}"),
+                ..Default::default()
+            });
+        }
+        let text = effective_toml(&s, "a test");
+        for secret in ["whsec_cGFydG5lcnM=", "bearer-partners", "bearer-feed"] {
+            assert!(!text.contains(secret), "{secret} shown in\n{text}");
+        }
+        assert_eq!(text.matches("[[channels]]").count(), 2, "{text}");
+        let back: Settings = toml_edit::de::from_str(&text).unwrap();
+        assert_eq!(back.channels.len(), 2);
+        assert_eq!(back.channels[1].name, "feed");
+        assert_eq!(back.channels[1].secret, "");
     }
 }

@@ -27,13 +27,14 @@ impl fmt::Display for InvalidSettings {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(
-                f,
-                "invalid setting {} ({}): {}",
-                p.key,
-                env_var(&p.key),
-                p.message
-            )?;
+            // A `[[channels]]` table is written in the settings file (only its secrets have
+            // variables, which its messages name).
+            let from = if p.key.starts_with("channels[") {
+                "in the settings file".to_string()
+            } else {
+                env_var(&p.key)
+            };
+            write!(f, "invalid setting {} ({from}): {}", p.key, p.message)?;
         }
         Ok(())
     }
