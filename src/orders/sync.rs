@@ -90,6 +90,12 @@ pub fn changed(
     let Some(c) = channel_for(channels, source) else {
         return Ok(false);
     };
+    if change == Change::Cancelled {
+        // Whether or not the channel hears of cancels, it must not hear of a shipment of an order
+        // that is cancelled now.
+        let ship = task_kind(&c.name, ChannelAction::Ship);
+        outbound::skip(conn, ship, increment_id, CANCELLED_BEFORE_PUSH, now)?;
+    }
     let action = change.action();
     if !c.wants(action) {
         return Ok(false);
@@ -102,11 +108,6 @@ pub fn changed(
             if !outbound::enqueue_at(conn, kind, increment_id, at, now)? {
                 outbound::postpone(conn, kind, increment_id, at, now)?;
             }
-        }
-        Change::Cancelled => {
-            outbound::enqueue(conn, kind, &[increment_id], now)?;
-            let ship = task_kind(&c.name, ChannelAction::Ship);
-            outbound::skip(conn, ship, increment_id, CANCELLED_BEFORE_PUSH, now)?;
         }
         _ => {
             outbound::enqueue(conn, kind, &[increment_id], now)?;

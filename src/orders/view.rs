@@ -144,6 +144,8 @@ pub(super) fn cancellation(
 pub struct ListFilter {
     /// Only orders in this status (`processing`, `complete`, `canceled`, …).
     pub status: Option<String>,
+    /// Only orders from this source (`web`, `affiliate`, `marketplace:amazon`).
+    pub source: Option<String>,
     /// Only orders whose export is in this status.
     pub export_status: Option<ExportStatus>,
     /// Only orders changed strictly after this time.
@@ -187,6 +189,9 @@ pub fn list(
         .into_boxed();
     if let Some(status) = &filter.status {
         query = query.filter(orders::status.eq(status.clone()));
+    }
+    if let Some(source) = &filter.source {
+        query = query.filter(orders::source.eq(source.clone()));
     }
     if let Some(export_status) = filter.export_status {
         query = query.filter(orders::export_status.eq(export_status.as_str()));

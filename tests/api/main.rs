@@ -30,6 +30,7 @@ mod guessing;
 mod hostile;
 mod inventory;
 mod metrics;
+mod order_channels;
 mod order_rules;
 mod orders;
 mod outbound_migration;

@@ -19,4 +19,4 @@ CREATE UNIQUE INDEX outbound_tasks_open ON outbound_tasks (channel, action, subj
 ALTER TABLE orders ADD COLUMN parent_id BIGINT;
 ALTER TABLE orders ADD COLUMN push_sequence BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX orders_parent ON orders (parent_id) WHERE parent_id IS NOT NULL;
-CREATE INDEX orders_source ON orders (source, id);
+CREATE INDEX orders_source ON orders (source, updated_at, id);

@@ -83,6 +83,7 @@ pub(super) async fn cancel_order(
 #[derive(Deserialize)]
 pub(super) struct OrderListQuery {
     status: Option<String>,
+    source: Option<String>,
     export_status: Option<ExportStatus>,
     updated_after: Option<DateTime<Utc>>,
     limit: Option<i64>,
@@ -108,6 +109,7 @@ pub struct OrderList {
 /// changes do not move `updated_at`; follow them on the feed or filter with `export_status`.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders",
     params(("status" = Option<String>, Query, description = "only orders in this status, e.g. `processing`, `complete`, `canceled`"),
+        ("source" = Option<String>, Query, description = "only orders from this source, e.g. `web`, `affiliate`, `marketplace:amazon`"),
         ("export_status" = Option<ExportStatus>, Query, description = "only orders whose export is in this status"),
         ("updated_after" = Option<DateTime<Utc>>, Query, description = "only orders changed strictly after this time, RFC 3339 (`2024-05-01T09:30:00Z`; percent-encode a `+` offset as `%2B`)"),
         ("limit" = Option<i64>, Query, description = "most orders per page, 1–200 (default 50)"),
@@ -124,6 +126,7 @@ pub(super) async fn list_orders(
     let after = q.after.as_deref().map(order_position).transpose()?;
     let filter = orders::ListFilter {
         status: q.status,
+        source: q.source,
         export_status: q.export_status,
         updated_after: q.updated_after,
     };
