@@ -42,6 +42,7 @@ mod shutdown;
 mod slow_clients;
 mod smtp;
 mod soap_forms;
+mod splits;
 mod startup;
 mod stock_api;
 mod validation;
