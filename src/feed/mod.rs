@@ -23,6 +23,9 @@ pub const SHIPMENT_CREATED: &str = "shipment.created";
 pub const ORDER_COMPLETED: &str = "order.completed";
 /// An order's export status changed.
 pub const ORDER_EXPORT_STATUS_CHANGED: &str = "order.export_status_changed";
+/// An order was split into child orders (`POST /api/v1/orders/{increment_id}/split`): `{"order",
+/// "children": [{"order", "lines": [{"sku", "qty"}]}], "kept": [{"sku", "qty"}]}`.
+pub const ORDER_SPLIT: &str = "order.split";
 /// A shipment could not be applied (nothing of it was): `{"order", "message_seq_id", "reason",
 /// "sku"}`, `sku` naming the SKU at fault or null.
 pub const SHIPMENT_FAILED: &str = "shipment.failed";
@@ -42,8 +45,8 @@ pub struct NewEvent {
 pub struct Event {
     /// Position in the feed; strictly increasing in commit order.
     pub id: i64,
-    /// `stock.changed`, `shipment.created`, `shipment.failed`, `order.completed` or
-    /// `order.export_status_changed`.
+    /// `stock.changed`, `shipment.created`, `shipment.failed`, `order.completed`,
+    /// `order.export_status_changed` or `order.split`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The event's data.

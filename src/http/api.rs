@@ -20,7 +20,7 @@ use utoipa::OpenApi;
 use super::AppState;
 use super::body::BodyLimit;
 use crate::feed::Event;
-use crate::orders::{ExportStatus, OrderInput, OrderView};
+use crate::orders::{ExportStatus, OrderInput, OrderView, SplitInput};
 use crate::products::{ProductInput, ProductView};
 use crate::reservations::ReservationInput;
 use crate::validate::{self, Invalid, TextKind};
@@ -58,6 +58,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
                     .service(
                         resource("/orders/{increment_id}/cancel", "POST")
                             .route(web::post().to(orders::cancel_order)),
+                    )
+                    .service(
+                        resource("/orders/{increment_id}/split", "POST")
+                            .route(web::post().to(orders::split_order)),
                     )
                     .service(
                         resource("/products", "GET").route(web::get().to(products::list_products)),
@@ -170,14 +174,15 @@ fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 #[openapi(
     info(title = "wharf storefront API", description = "Orders, products, cart reservations, stock and the change feed."),
     paths(stock::get_stock, stock::list_stock, orders::list_orders, orders::put_order,
-        orders::get_order, orders::cancel_order, products::list_products, products::put_product,
+        orders::get_order, orders::cancel_order, orders::split_order, products::list_products, products::put_product,
         products::get_product, reservations::put_reservation, reservations::delete_reservation,
         feed::get_feed, feed::get_feed_head),
     components(schemas(Problem, StockLevel, FeedPage, FeedHead, Event, OrderInput, OrderView,
         OrderList, ProductInput, ProductView, ProductList, ReservationInput, ExportStatus,
         crate::inventory::payloads::StockChanged, crate::shipments::payloads::ShipmentCreated,
         crate::shipments::payloads::ShipmentFailed, crate::orders::payloads::OrderCompleted,
-        crate::orders::payloads::OrderExportStatusChanged)),
+        crate::orders::payloads::OrderExportStatusChanged, crate::orders::payloads::OrderSplit,
+        SplitInput)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

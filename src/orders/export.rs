@@ -87,12 +87,32 @@ pub fn skip_unexported(
     export_status: &str,
 ) -> QueryResult<Option<NewEvent>> {
     let previous: ExportStatus = crate::db::text_enum::read(export_status)?;
+    skip_export(
+        conn,
+        order_id,
+        increment_id,
+        previous,
+        SHIPPED_BEFORE_EXPORT,
+    )
+}
+
+/// An order the warehouse need never get (shipped before export, split into children that took
+/// all of it): when wharf has not exported it, its task and export status become `skipped` with
+/// `note`, in the caller's transaction, the order row locked. Returns the feed event, if it
+/// changed.
+pub fn skip_export(
+    conn: &mut DbConnection,
+    order_id: i64,
+    increment_id: &str,
+    previous: ExportStatus,
+    note: &str,
+) -> QueryResult<Option<NewEvent>> {
     if !NOT_YET_EXPORTED.contains(&previous) {
         return Ok(None);
     }
     let now = crate::db::now();
     let attempts = outbound::task_of(conn, ORDER_INSERT, increment_id)?.map_or(0, |t| t.attempts);
-    outbound::skip(conn, ORDER_INSERT, increment_id, SHIPPED_BEFORE_EXPORT, now)?;
+    outbound::skip(conn, ORDER_INSERT, increment_id, note, now)?;
     diesel::update(orders::table.find(order_id))
         .set(orders::export_status.eq(ExportStatus::Skipped.as_str()))
         .execute(conn)?;
@@ -102,7 +122,7 @@ pub fn skip_unexported(
             "order": increment_id,
             "status": ExportStatus::Skipped.as_str(),
             "previous": previous.as_str(),
-            "message": SHIPPED_BEFORE_EXPORT,
+            "message": note,
             "attempts": attempts,
         }),
     }))

@@ -1,16 +1,18 @@
 //! Orders the storefront pushes: validation, create-or-update and cancel under the rules of
-//! [`update`] (a PUT never moves an order backwards), and the view with export status, shipments and
-//! per-line shipped quantities.
+//! [`update`] (a PUT never moves an order backwards), splits into child orders ([`split`]), and the
+//! view with export status, shipments and per-line shipped quantities.
 
 pub mod export;
 pub mod history;
 pub mod payloads;
+pub mod split;
 pub mod store;
 pub mod sync;
 mod update;
 
 use std::collections::HashMap;
 
+pub use split::{SplitChildInput, SplitInput, SplitLine};
 pub use update::{Refusal, RefusalCode, cancel, upsert};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -28,11 +30,14 @@ pub use export::ExportStatus;
 pub use view::{CancelState, CancellationView, ListFilter, OrderPage, OrderPosition, list};
 
 /// Statuses in which an order can no longer be shipped.
-pub const UNSHIPPABLE_STATUSES: &[&str] = &["canceled", "cancelled", "closed", "complete"];
+pub const UNSHIPPABLE_STATUSES: &[&str] = &["canceled", "cancelled", "closed", "complete", "split"];
 /// The status wharf gives an order when every line has shipped.
 pub const COMPLETE: &str = "complete";
 /// The status of a cancelled order.
 pub const CANCELED: &str = "canceled";
+/// The status wharf gives an order split into children that took all of it: it holds nothing
+/// itself any more, and is never exported.
+pub const SPLIT: &str = "split";
 
 /// A postal address.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -316,6 +321,11 @@ pub enum OrderError {
     /// Storage failed.
     #[error("database error: {0}")]
     Db(#[from] diesel::result::Error),
+    /// A change would have broken a rule wharf checks before it commits (e.g. a split that would
+    /// not keep every unit of the order); nothing of it was stored. A bug in wharf, not in the
+    /// request.
+    #[error("{0}")]
+    Inconsistent(String),
 }
 
 /// Export state of an order.
@@ -331,7 +341,8 @@ pub struct ExportState {
     pub last_error: Option<String>,
     /// When the next attempt is due, for a failed export waiting to be retried.
     pub next_attempt_at: Option<DateTime<Utc>>,
-    /// Why it is not sent: `shipped before export` when `skipped`, support's reason when `dismissed`.
+    /// Why it is not sent: `shipped before export` or `split into …` (naming the children) when
+    /// `skipped`, support's reason when `dismissed`.
     pub note: Option<String>,
     /// The last time support resent or dismissed the export by hand.
     pub support_action: Option<SupportAction>,
@@ -405,7 +416,8 @@ pub struct ShippedLine {
 pub struct OrderView {
     /// Order number.
     pub increment_id: String,
-    /// Current status (wharf sets `complete` when everything has shipped).
+    /// Current status (wharf sets `complete` when everything has shipped, and `split` when child
+    /// orders took all of it).
     pub status: String,
     /// Channel the order came from.
     pub source: String,

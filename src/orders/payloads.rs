@@ -1,5 +1,5 @@
-//! The `data` of the feed events about orders (written by the shipments and the export), as typed
-//! schemas for the OpenAPI document (the writers build it with `serde_json::json!`;
+//! The `data` of the feed events about orders (written by the shipments, the export and splits),
+//! as typed schemas for the OpenAPI document (most writers build it with `serde_json::json!`;
 //! `tests/api/api_contract.rs` checks live events against these schemas, so a writer that drifts
 //! from them fails the suite).
 
@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ExportStatus;
+use super::split::SplitLine;
 
 /// `order.completed`: every line of an order has shipped.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -28,4 +29,25 @@ pub struct OrderExportStatusChanged {
     pub message: String,
     /// Failed attempts so far (0 after support resends or dismisses).
     pub attempts: i32,
+}
+
+/// `order.split`: an order was split into child orders (`POST /api/v1/orders/{increment_id}/split`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderSplit {
+    /// The order that was split (the parent).
+    pub order: String,
+    /// The orders made from it, with what each took.
+    pub children: Vec<OrderSplitChild>,
+    /// What the parent kept, per line (empty when the children took everything: its status is
+    /// then `split`).
+    pub kept: Vec<SplitLine>,
+}
+
+/// A child order of `order.split`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderSplitChild {
+    /// Its order number.
+    pub order: String,
+    /// What it took of the parent, per SKU.
+    pub lines: Vec<SplitLine>,
 }

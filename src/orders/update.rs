@@ -10,6 +10,12 @@
 //!   fields that differ), because the warehouse would never hear of it. The way to change such an
 //!   order is to cancel it and place a new one.
 //!
+//! - once an order was split (`POST …/split`, see [`super::split`]) what it holds can no longer
+//!   change either (`order_split`, naming the children and what each holds): a PUT with the lines
+//!   it had before the split would take back what the children hold. Its status still may, but an
+//!   order that kept nothing (status `split`) stays `split` and cannot be cancelled: its children
+//!   are the orders now.
+//!
 //! A PUT with status `canceled` (or `cancelled`) is a cancel: the exporter then sends the warehouse a
 //! cancellation for an order it has, exactly as after `POST …/cancel`.
 
@@ -21,7 +27,8 @@ use diesel::prelude::*;
 use super::export::{self as tasks, ORDER_INSERT};
 use super::sync::{self, Change};
 use super::{
-    Address, CANCELED, COMPLETE, ExportStatus, OrderError, OrderInput, OrderLineInput, Totals,
+    Address, CANCELED, COMPLETE, ExportStatus, OrderError, OrderInput, OrderLineInput, SPLIT,
+    Totals,
 };
 use crate::config::ChannelSettings;
 use crate::db::schema::{order_lines, orders};
@@ -38,15 +45,23 @@ pub enum RefusalCode {
     Canceled,
     /// The order has shipped completely and cannot be cancelled.
     Complete,
+    /// The order was split: what it holds cannot change, and one that kept nothing cannot be
+    /// cancelled or split again.
+    Split,
+    /// A split would create an order whose number exists already.
+    Exists,
 }
 
 impl RefusalCode {
-    /// The code in problem JSON: `order_locked`, `order_canceled`, `order_complete`.
+    /// The code in problem JSON: `order_locked`, `order_canceled`, `order_complete`,
+    /// `order_split`, `order_exists`.
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalCode::Locked => "order_locked",
             RefusalCode::Canceled => "order_canceled",
             RefusalCode::Complete => "order_complete",
+            RefusalCode::Split => "order_split",
+            RefusalCode::Exists => "order_exists",
         }
     }
 }
@@ -64,14 +79,22 @@ pub struct Refusal {
 }
 
 /// An order as stored, locked for the rest of the transaction.
-struct Stored {
-    id: i64,
-    status: String,
-    document: OrderInput,
-    ordered_at: NaiveDateTime,
-    export_status: ExportStatus,
+pub(super) struct Stored {
+    pub(super) id: i64,
+    pub(super) status: String,
+    pub(super) document: OrderInput,
+    pub(super) ordered_at: NaiveDateTime,
+    pub(super) export_status: ExportStatus,
     /// Whether an exporter is sending it right now.
-    leased: bool,
+    pub(super) leased: bool,
+    /// The orders split from it, oldest first.
+    pub(super) children: Vec<Child>,
+}
+
+/// An order split from another, with what it holds now (SKU, units per line).
+pub(super) struct Child {
+    pub(super) increment_id: String,
+    pub(super) lines: Vec<(String, i32)>,
 }
 
 #[derive(Queryable)]
@@ -92,7 +115,7 @@ enum Decision {
     Write { status: String, lines_changed: bool },
 }
 
-fn is_canceled(status: &str) -> bool {
+pub(super) fn is_canceled(status: &str) -> bool {
     super::export::CANCELLED_STATUSES.contains(&status)
 }
 
@@ -231,6 +254,9 @@ pub fn cancel(
         if stored.status == COMPLETE {
             return Err(complete_refusal(increment_id, Vec::new()).into());
         }
+        if stored.status == SPLIT {
+            return Err(split_empty_refusal(increment_id, &stored, Vec::new()).into());
+        }
         let now = db::now();
         diesel::update(orders::table.find(stored.id))
             .set((orders::status.eq(CANCELED), orders::updated_at.eq(now)))
@@ -244,9 +270,12 @@ pub fn cancel(
 }
 
 /// Reads the order and locks its row until the transaction ends, so a shipment, an exporter's claim
-/// and another PUT of it take turns with this one. (SQLite's BEGIN IMMEDIATE already excludes every
-/// other writer.)
-fn lock(conn: &mut DbConnection, increment_id: &str) -> Result<Option<Stored>, OrderError> {
+/// and another PUT or a split of it take turns with this one. (SQLite's BEGIN IMMEDIATE already
+/// excludes every other writer.)
+pub(super) fn lock(
+    conn: &mut DbConnection,
+    increment_id: &str,
+) -> Result<Option<Stored>, OrderError> {
     let query = orders::table
         .filter(orders::increment_id.eq(increment_id))
         .select((
@@ -274,16 +303,48 @@ fn lock(conn: &mut DbConnection, increment_id: &str) -> Result<Option<Stored>, O
         ordered_at: r.ordered_at,
         export_status: db::text_enum::read(&r.export_status)?,
         leased,
+        children: children_of(conn, r.id)?,
     }))
 }
 
-fn to_document(input: &OrderInput) -> Result<String, OrderError> {
+/// The orders split from order `id`, oldest first, with their lines. (One indexed read: only
+/// split orders have children.)
+fn children_of(conn: &mut DbConnection, id: i64) -> QueryResult<Vec<Child>> {
+    let rows: Vec<(String, Option<String>, Option<i32>)> = orders::table
+        .left_join(order_lines::table)
+        .filter(orders::parent_id.eq(id))
+        .order((orders::id, order_lines::line_no))
+        .select((
+            orders::increment_id,
+            order_lines::sku.nullable(),
+            order_lines::qty.nullable(),
+        ))
+        .load(conn)?;
+    let mut children: Vec<Child> = Vec::new();
+    for (increment_id, sku, qty) in rows {
+        if children
+            .last()
+            .is_none_or(|c| c.increment_id != increment_id)
+        {
+            children.push(Child {
+                increment_id,
+                lines: Vec::new(),
+            });
+        }
+        if let (Some(sku), Some(qty), Some(child)) = (sku, qty, children.last_mut()) {
+            child.lines.push((sku, qty));
+        }
+    }
+    Ok(children)
+}
+
+pub(super) fn to_document(input: &OrderInput) -> Result<String, OrderError> {
     serde_json::to_string(input)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)).into())
 }
 
 /// Inserts a new order, pending export. `None` when a concurrent PUT inserted it first.
-fn insert(
+pub(super) fn insert(
     conn: &mut DbConnection,
     increment_id: &str,
     input: &OrderInput,
@@ -339,7 +400,7 @@ fn write(
 }
 
 /// Why the warehouse side of an order is settled, if it is: then only its status may change.
-fn lock_reason(stored: &Stored) -> Option<&'static str> {
+pub(super) fn lock_reason(stored: &Stored) -> Option<&'static str> {
     if stored.leased {
         Some("is being exported to the warehouse right now")
     } else if stored.export_status == ExportStatus::Exported {
@@ -378,6 +439,9 @@ fn decide(increment_id: &str, stored: &Stored, incoming: &OrderInput) -> Result<
     if cancels && !was_canceled && stored.status == COMPLETE {
         return Err(complete_refusal(increment_id, vec!["status".to_string()]));
     }
+    if !stored.children.is_empty() {
+        split_rules(increment_id, stored, &content, cancels && !was_canceled)?;
+    }
     if !content.is_empty()
         && let Some(reason) = lock_reason(stored)
     {
@@ -394,7 +458,8 @@ fn decide(increment_id: &str, stored: &Stored, incoming: &OrderInput) -> Result<
             fields: content,
         });
     }
-    let status = if was_canceled || stored.status == COMPLETE {
+    // `complete` and `split` are wharf's: the storefront's status is kept in the document only.
+    let status = if was_canceled || stored.status == COMPLETE || stored.status == SPLIT {
         stored.status.clone()
     } else if cancels {
         CANCELED.to_string()
@@ -408,6 +473,89 @@ fn decide(increment_id: &str, stored: &Stored, incoming: &OrderInput) -> Result<
     })
 }
 
+/// What a PUT of an order that was split may not do: change what it holds (the children hold the
+/// rest), or cancel it when it kept nothing (its children are the orders now).
+fn split_rules(
+    increment_id: &str,
+    stored: &Stored,
+    content: &[String],
+    cancels: bool,
+) -> Result<(), Refusal> {
+    if cancels && stored.status == SPLIT {
+        return Err(split_empty_refusal(
+            increment_id,
+            stored,
+            vec!["status".to_string()],
+        ));
+    }
+    if content.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal {
+        code: RefusalCode::Split,
+        detail: format!(
+            "order {increment_id} was split: {}, and it {}; a PUT of what it held before would \
+             take back what its children hold, so what it holds can no longer change (these \
+             fields differ: {}). Only its status may still change. Change a child with PUT \
+             /api/v1/orders/{{child}} instead.",
+            describe_children(&stored.children),
+            describe_kept(&stored.document),
+            content.join(", ")
+        ),
+        fields: content.to_vec(),
+    })
+}
+
+/// An order that kept nothing of a split cannot be cancelled or split again.
+pub(super) fn split_empty_refusal(
+    increment_id: &str,
+    stored: &Stored,
+    fields: Vec<String>,
+) -> Refusal {
+    Refusal {
+        code: RefusalCode::Split,
+        detail: format!(
+            "order {increment_id} was split and kept nothing itself: {}. Cancel or split those \
+             orders instead.",
+            describe_children(&stored.children)
+        ),
+        fields,
+    }
+}
+
+/// `100-A holds 2 × MUG and 100-B holds 1 × CUP`.
+pub(super) fn describe_children(children: &[Child]) -> String {
+    let each: Vec<String> = children
+        .iter()
+        .map(|c| {
+            let lines: Vec<String> = c
+                .lines
+                .iter()
+                .map(|(sku, qty)| format!("{qty} × {sku}"))
+                .collect();
+            if lines.is_empty() {
+                format!("{} holds nothing", c.increment_id)
+            } else {
+                format!("{} holds {}", c.increment_id, lines.join(", "))
+            }
+        })
+        .collect();
+    each.join(" and ")
+}
+
+/// `holds 1 × MUG itself` or `holds nothing itself`.
+fn describe_kept(document: &OrderInput) -> String {
+    if document.lines.is_empty() {
+        return "holds nothing itself".to_string();
+    }
+    let lines: Vec<String> = document
+        .lines
+        .iter()
+        .map(|l| format!("{} × {}", l.qty, l.sku))
+        .collect();
+    format!("holds {} itself", lines.join(", "))
+}
+
 fn complete_refusal(increment_id: &str, fields: Vec<String>) -> Refusal {
     Refusal {
         code: RefusalCode::Complete,
@@ -418,7 +566,7 @@ fn complete_refusal(increment_id: &str, fields: Vec<String>) -> Refusal {
 
 /// Replaces the order's lines, keeping what has shipped per SKU; asking for fewer units of a SKU than
 /// have shipped is a conflict.
-fn replace_lines(
+pub(super) fn replace_lines(
     conn: &mut DbConnection,
     order_id: i64,
     increment_id: &str,

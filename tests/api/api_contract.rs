@@ -100,6 +100,7 @@ async fn openapi_document_is_valid_openapi_3_1(backend: Backend) {
         vec![
             "order.completed",
             "order.export_status_changed",
+            "order.split",
             "shipment.created",
             "shipment.failed",
             "stock.changed"
@@ -287,6 +288,11 @@ async fn build_history(app: &TestApp, sim: &WarehouseSim) {
     app.drain().await;
 }
 
+/// A split body: one child `child` taking `qty` of `C-A`.
+fn split_body(child: &str, qty: i64) -> Value {
+    json!({"children": [{"increment_id": child, "lines": [{"sku": "C-A", "qty": qty}]}]})
+}
+
 /// One call to record: (label, method, path template, URL under `/api/v1`, body).
 type Call<'a> = (&'a str, Method, &'a str, &'a str, Option<Value>);
 
@@ -294,6 +300,7 @@ type Call<'a> = (&'a str, Method, &'a str, &'a str, Option<Value>);
 #[rustfmt::skip] // a table, one call per line
 fn successful_calls() -> Vec<Call<'static>> {
     let order = "/orders/{increment_id}";
+    let split = "/orders/{increment_id}/split";
     let mut changed = order_json(&[("C-B", 2)]);
     changed["customer_note"] = json!("leave at the door");
     let product = json!({"name": "Mug", "barcode": "5012345678900", "price": "7.50", "weight": 0.3});
@@ -306,6 +313,8 @@ fn successful_calls() -> Vec<Call<'static>> {
         ("order created", Method::PUT, order, "/orders/C-4", Some(order_json(&[("C-B", 1)]))),
         ("order replaced", Method::PUT, order, "/orders/C-4", Some(changed)),
         ("order cancelled", Method::POST, "/orders/{increment_id}/cancel", "/orders/C-4/cancel", None),
+        ("order to split", Method::PUT, order, "/orders/C-5", Some(order_json(&[("C-A", 2), ("C-B", 1)]))),
+        ("order split", Method::POST, split, "/orders/C-5/split", Some(split_body("C-5-A", 1))),
         ("order list", Method::GET, "/orders", "/orders?limit=2", None),
         ("order list, last page", Method::GET, "/orders", "/orders?export_status=dismissed", None),
         ("product created", Method::PUT, p, "/products/MUG-1", Some(product.clone())),
@@ -345,6 +354,7 @@ async fn live_responses_match_their_schemas(backend: Backend) {
         2
     );
     assert_eq!(answers["order dismissed"]["export"]["status"], "dismissed");
+    assert_eq!(answers["order split"]["children"], json!(["C-5-A"]));
     assert_eq!(answers["stock of a SKU"].as_array().unwrap().len(), 2);
     let kinds: Vec<&str> = answers["feed"]["events"]
         .as_array()
@@ -357,6 +367,7 @@ async fn live_responses_match_their_schemas(backend: Backend) {
         "shipment.created",
         "order.completed",
         "order.export_status_changed",
+        "order.split",
     ] {
         assert!(kinds.contains(&kind), "no {kind} event to check: {kinds:?}");
     }
@@ -380,11 +391,14 @@ async fn live_responses_match_their_schemas(backend: Backend) {
 fn problem_calls() -> Vec<(Call<'static>, u16)> {
     let order = "/orders/{increment_id}";
     let cancel = "/orders/{increment_id}/cancel";
+    let split = "/orders/{increment_id}/split";
     vec![
         (("no such order", Method::GET, order, "/orders/NOPE", None), 404),
         (("no such reservation", Method::DELETE, "/reservations/{quote_id}", "/reservations/Q1", None), 404),
         (("bad field", Method::PUT, order, "/orders/X-1", Some(json!({"status": 1}))), 422),
         (("cancel shipped", Method::POST, cancel, "/orders/C-1/cancel", None), 409),
+        (("split exported", Method::POST, split, "/orders/C-2/split", Some(split_body("C-2-A", 1))), 409),
+        (("split too much", Method::POST, split, "/orders/C-5/split", Some(split_body("C-5-B", 9))), 422),
         (("bad query", Method::GET, "/feed", "/feed?limit=ten", None), 400),
         (("limit out of range", Method::GET, "/orders", "/orders?limit=0", None), 422),
         (("cursor ahead", Method::GET, "/feed", "/feed?after=999999", None), 409),

@@ -66,6 +66,11 @@ fn product() -> String {
     json!({"name": "Mug"}).to_string()
 }
 
+fn split() -> String {
+    json!({"children": [{"increment_id": "MUG-A", "lines": [{"sku": "MUG", "qty": 1}]}]})
+        .to_string()
+}
+
 fn cart() -> String {
     json!({"lines": [{"sku": "MUG", "qty": 1}]}).to_string()
 }
@@ -75,7 +80,7 @@ async fn invalid_characters_in_path_parameters_are_named(backend: Backend) {
     let token = Some(app.token.as_str());
     let order = order_json(&[("MUG", 1)]).to_string();
     for bad in ["A%00B", "%01", "A%09B", "A%0AB", "A%EF%BF%BF"] {
-        let cases: [(Method, String, Option<String>, &str); 9] = [
+        let cases: [(Method, String, Option<String>, &str); 10] = [
             (Method::GET, format!("/stock/{bad}"), None, "sku"),
             (Method::GET, format!("/orders/{bad}"), None, "increment_id"),
             (
@@ -88,6 +93,12 @@ async fn invalid_characters_in_path_parameters_are_named(backend: Backend) {
                 Method::POST,
                 format!("/orders/{bad}/cancel"),
                 None,
+                "increment_id",
+            ),
+            (
+                Method::POST,
+                format!("/orders/{bad}/split"),
+                Some(split()),
                 "increment_id",
             ),
             (Method::GET, format!("/products/{bad}"), None, "sku"),

@@ -43,6 +43,7 @@ mod shutdown;
 mod slow_clients;
 mod smtp;
 mod soap_forms;
+mod splits;
 mod startup;
 mod stock_api;
 mod validation;

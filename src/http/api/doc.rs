@@ -17,7 +17,7 @@ use utoipa::OpenApi;
 use super::ApiDoc;
 use crate::feed;
 use crate::inventory::payloads::StockChanged;
-use crate::orders::payloads::{OrderCompleted, OrderExportStatusChanged};
+use crate::orders::payloads::{OrderCompleted, OrderExportStatusChanged, OrderSplit};
 use crate::shipments::payloads::{ShipmentCreated, ShipmentFailed};
 
 const SCHEMAS: &str = "#/components/schemas/";
@@ -97,7 +97,7 @@ fn merge_flattened(doc: &mut Value) {
 
 /// Every event kind with the name of its payload schema (each kept by the domain that writes it), in
 /// the order the document lists them.
-fn event_kinds() -> [(&'static str, std::borrow::Cow<'static, str>); 5] {
+fn event_kinds() -> [(&'static str, std::borrow::Cow<'static, str>); 6] {
     use utoipa::ToSchema;
     [
         (feed::STOCK_CHANGED, StockChanged::name()),
@@ -108,6 +108,7 @@ fn event_kinds() -> [(&'static str, std::borrow::Cow<'static, str>); 5] {
             feed::ORDER_EXPORT_STATUS_CHANGED,
             OrderExportStatusChanged::name(),
         ),
+        (feed::ORDER_SPLIT, OrderSplit::name()),
     ]
 }
 

@@ -31,7 +31,8 @@ pub enum ApiError {
     /// The change contradicts the current state.
     #[error("{0}")]
     Conflict(String),
-    /// An order rule refuses the change (`order_locked`, `order_canceled`, `order_complete`).
+    /// An order rule refuses the change (`order_locked`, `order_canceled`, `order_complete`,
+    /// `order_split`, `order_exists`).
     #[error(transparent)]
     OrderRefused(orders::Refusal),
     /// Something on wharf's side failed.
@@ -138,7 +139,8 @@ pub struct Problem {
     /// Stable machine-readable code: `unauthorized` (401), `invalid_field` and `malformed_json`
     /// (422), `invalid_query` (400), `not_found` (404, the thing asked for does not exist),
     /// `unknown_route` (404, no such route), `method_not_allowed` (405), `conflict`,
-    /// `cursor_ahead`, `order_locked`, `order_canceled` and `order_complete` (409),
+    /// `cursor_ahead`, `order_locked`, `order_canceled`, `order_complete`, `order_split` and
+    /// `order_exists` (409),
     /// `body_too_large` (413), `http_error` (another 4xx — 408 for a body too slow — or 503 when
     /// too many bodies arrive at once, with `Retry-After`), `internal` (500).
     #[schema(example = "invalid_field")]
@@ -151,8 +153,9 @@ pub struct Problem {
     /// The newest feed id, for `cursor_ahead`: follow the feed from here after reconciling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head: Option<i64>,
-    /// The JSON paths of the fields at fault, for `order_locked` (what differs from what the
-    /// warehouse has) and `order_canceled`/`order_complete` (`status`).
+    /// The JSON paths of the fields at fault, for `order_locked` and `order_split` (what differs
+    /// from what the order holds), `order_canceled`/`order_complete` (`status`) and `order_exists`
+    /// (the child's `children[i].increment_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<String>>,
 }
@@ -225,6 +228,7 @@ impl From<OrderError> for ApiError {
             OrderError::Conflict(m) => ApiError::Conflict(m),
             OrderError::Refused(r) => ApiError::OrderRefused(r),
             OrderError::Db(e) => ApiError::internal(e),
+            OrderError::Inconsistent(m) => ApiError::internal(m),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `/api/v1/orders`: create, update, read, cancel and list orders.
+//! `/api/v1/orders`: create, update, read, cancel, split and list orders.
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use super::query::ApiQuery;
 use super::{ApiError, Problem, on_pool, page_limit, parse_json, path_key, query};
 use crate::http::AppState;
 use crate::http::body::Body;
-use crate::orders::{self, ExportStatus, OrderInput, OrderView};
+use crate::orders::{self, ExportStatus, OrderInput, OrderView, SplitInput};
 
 /// Create or update an order. Answers 201 when created, 200 otherwise, with the order. A PUT never
 /// moves an order backwards: the same content again changes nothing; `complete` and `canceled` stay;
@@ -74,6 +74,38 @@ pub(super) async fn cancel_order(
     let settings = state.settings.clone();
     let view = on_pool(&state, move |conn| {
         orders::cancel(conn, &id, &settings.channels)?;
+        Ok(orders::get(conn, &id)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Split an order into child orders: each child is a new order with the parent's addresses,
+/// methods, status and source, and the units it takes of the parent's lines (units not shipped
+/// yet, per SKU); what no child takes stays on the parent. A child's unit prices are the parent's,
+/// its row totals the parent's in proportion to its units, its totals the sums of its lines (the
+/// shipping and any discount stay with the parent). A parent that keeps nothing gets status `split`
+/// and is never exported; its children are exported as orders of their own. After a split, a PUT
+/// of the parent may change its status only (`409 order_split` otherwise). All of it happens at
+/// once or not at all; the feed gets `order.split`.
+#[utoipa::path(post, path = "/api/v1/orders/{increment_id}/split", tag = "orders",
+    params(("increment_id" = String, Path, description = "number of the order to split")),
+    request_body = SplitInput,
+    responses((status = 200, description = "The parent after the split, its `children` listed", body = OrderView),
+        (status = 404, description = "No such order (`not_found`)", body = Problem),
+        (status = 422, description = "A field is missing or wrong (`invalid_field`, `field` names it: no children, a child number given twice, a SKU the parent does not have, more units than the parent has left to give), or the body is not JSON (`malformed_json`)", body = Problem),
+        (status = 409, description = "The order cannot be split: the warehouse has it or is receiving it (`order_locked`), it is cancelled (`order_canceled`), it has shipped completely (`order_complete`), it was split into children that took all of it (`order_split`); or a child's number is an existing order (`order_exists`, `fields` names it)", body = Problem)),
+    security(("bearer" = [])))]
+pub(super) async fn split_order(
+    path: web::Path<String>,
+    body: Body,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_key("increment_id", path)?;
+    let input: SplitInput = parse_json(&body)?;
+    let settings = state.settings.clone();
+    let view = on_pool(&state, move |conn| {
+        orders::split::split(conn, &id, &input, &settings.channels)?;
         Ok(orders::get(conn, &id)?)
     })
     .await?;
