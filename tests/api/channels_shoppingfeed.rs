@@ -21,6 +21,7 @@ use crate::shoppingfeed_api::{Behaviour, Fate, Push, ShoppingFeedSim};
 both_backends!(
     a_marketplace_shipment_is_pushed_and_a_web_one_is_not,
     shipments_within_the_delay_go_in_one_push,
+    a_shipment_applied_during_the_push_is_pushed_next,
     a_failed_ticket_is_sent_again_until_it_succeeds,
     a_canceled_ticket_is_dead,
     a_ticket_that_never_appears_is_sent_again,
@@ -307,6 +308,38 @@ async fn shipments_within_the_delay_go_in_one_push(backend: Backend) {
         batches[0].orders[0]["items"],
         json!([{"reference": "SKU-1", "quantity": 1}, {"reference": "SKU-2", "quantity": 1}])
     );
+}
+
+async fn a_shipment_applied_during_the_push_is_pushed_next(backend: Backend) {
+    let sim = ShoppingFeedSim::start(TOKEN, STORE).await;
+    sim.set_behaviour(Behaviour {
+        reads_before_done: 0,
+        slow: Some(Duration::from_secs(5)),
+        ..Behaviour::default()
+    });
+    let c = channel(&sim);
+    let app = spawn(backend, &c).await;
+    put(&app, "M-1", SOURCE, &[("SKU-1", 1), ("SKU-2", 1)]).await;
+    let s = app.login().await;
+    ship(&app, &s, "M-1", 1, &[("SKU-1", 1)], "TRK-1").await;
+
+    // The second shipment is applied while the first push waits for its answer: the task being
+    // sent can take it neither in its body nor by a later wait, so it goes in a push of its own.
+    wait_for("the first push", || async {
+        (!sim.requests().is_empty()).then_some(())
+    })
+    .await;
+    sim.update_behaviour(|b| b.slow = None);
+    ship(&app, &s, "M-1", 2, &[("SKU-2", 1)], "TRK-2").await;
+
+    let batches = pushed(&sim, "ship", 2).await;
+    assert_eq!(batches[0].orders[0]["trackingNumber"], "TRK-1");
+    assert_eq!(batches[1].orders[0]["trackingNumber"], "TRK-1,TRK-2");
+    wait_for("both ships done", || async {
+        let list = pushes(&app, "M-1").await;
+        (list.len() == 2 && list.iter().all(|p| p["state"] == "done")).then_some(())
+    })
+    .await;
 }
 
 async fn a_failed_ticket_is_sent_again_until_it_succeeds(backend: Backend) {

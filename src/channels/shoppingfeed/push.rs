@@ -8,10 +8,12 @@ use super::super::sync::Pusher;
 use super::client::{self, Reply};
 use super::settle::{self, Ctx, Tally, Verdict};
 use super::{Flow, MAX_ORDERS, Operation, body};
-use crate::db;
 use crate::db::lease::Lease;
-use crate::outbound::Task;
+use crate::db::{self, DbConnection};
+use crate::orders::sync::task_kind;
+use crate::orders::{self, OrderError};
 use crate::outbound::exchange::{BatchError, Exchange, ExchangeLog, LogLine};
+use crate::outbound::{self, Task};
 
 /// Pushes batches of `op`'s tasks due at `now` until none is left, or the API does not answer.
 pub(super) async fn send_due(
@@ -68,7 +70,19 @@ async fn send(p: &Pusher, op: Operation, lease: &Lease, tasks: Vec<Task>) -> any
         started,
         request: Some(request),
     };
-    settle_reply(p, ctx, log, tasks, reply, started).await
+    let sent = Sent {
+        tasks,
+        orders,
+        at: started,
+    };
+    settle_reply(p, ctx, log, sent, reply).await
+}
+
+/// A batch as it was sent.
+struct Sent {
+    tasks: Vec<Task>,
+    orders: Vec<Value>,
+    at: NaiveDateTime,
 }
 
 /// Settles a pushed batch by the API's answer.
@@ -76,11 +90,15 @@ async fn settle_reply(
     p: &Pusher,
     ctx: Ctx,
     log: ExchangeLog,
-    tasks: Vec<Task>,
+    sent: Sent,
     reply: Reply,
-    sent_at: NaiveDateTime,
 ) -> anyhow::Result<Flow> {
     let c = ctx.clone();
+    let Sent {
+        tasks,
+        orders,
+        at: sent_at,
+    } = sent;
     let poll = TimeDelta::seconds(i64::try_from(ctx.channel.ticket_poll_secs).unwrap_or(60));
     let (tally, flow) = match reply {
         Reply::Ok { status, body } => match batch_id(&body) {
@@ -89,7 +107,9 @@ async fn settle_reply(
                     .db(move |conn| {
                         let poll_at = db::now() + poll;
                         let (verdicts, lines) = accepted(&tasks, &batch, sent_at, poll_at);
-                        settle::answered(conn, &c, &log, &body, &verdicts, &lines)
+                        let again =
+                            |conn: &mut _, now| again_if_changed(conn, &c, &tasks, &orders, now);
+                        settle::answered(conn, &c, &log, &body, &verdicts, &lines, again)
                     })
                     .await?;
                 (tally, Flow::Go)
@@ -129,6 +149,45 @@ async fn settle_reply(
     };
     tally.count(&ctx);
     Ok(flow)
+}
+
+/// Pushes again the orders that changed while their push was on its way (a shipment applied then
+/// found the task being sent and could neither add a task nor move its wait): a new task, due
+/// after the ship delay for a ship (a shipment starts the wait), at once otherwise.
+fn again_if_changed(
+    conn: &mut DbConnection,
+    ctx: &Ctx,
+    tasks: &[Task],
+    sent: &[Value],
+    now: NaiveDateTime,
+) -> anyhow::Result<()> {
+    let kind = task_kind(ctx.name, ctx.op.action());
+    let delay = match ctx.op {
+        Operation::Ship => i64::try_from(ctx.channel.ship_delay_secs).unwrap_or(i64::MAX / 2),
+        Operation::Cancel | Operation::Refund => 0,
+    };
+    for (task, sent) in tasks.iter().zip(sent) {
+        let view = match orders::get(conn, &task.subject) {
+            Ok(view) => view,
+            Err(OrderError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if body::operation(ctx.op, &view) != *sent
+            && outbound::enqueue_at(
+                conn,
+                kind,
+                &task.subject,
+                now + TimeDelta::seconds(delay),
+                now,
+            )?
+        {
+            tracing::info!(channel = ctx.name, order = %task.subject,
+                "channel {}: order {} changed while its {} was being pushed; the change is pushed \
+                 next", ctx.name, task.subject, ctx.op.word());
+            outbound::announce(conn)?;
+        }
+    }
+    Ok(())
 }
 
 /// A batch that got no usable answer: due again later; the run stops.

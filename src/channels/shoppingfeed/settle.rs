@@ -246,7 +246,7 @@ fn tell_refused(ctx: &Ctx, task: &Task, outcome: &Outcome) {
 }
 
 /// Settles an exchange the API answered: the log with a line per task, each verdict, the breaker
-/// closed again.
+/// closed again, then `after` (in the same transaction).
 pub(super) fn answered(
     conn: &mut DbConnection,
     ctx: &Ctx,
@@ -254,6 +254,7 @@ pub(super) fn answered(
     response: &str,
     verdicts: &[(Task, Verdict)],
     lines: &[LogLine],
+    after: impl FnOnce(&mut DbConnection, NaiveDateTime) -> anyhow::Result<()>,
 ) -> anyhow::Result<Tally> {
     db::write_tx(conn, |conn| {
         let now = db::now();
@@ -276,7 +277,9 @@ pub(super) fn answered(
         };
         exchange::log_answered(conn, log, answer, lines)?;
         breaker::reset(conn, &ctx.breaker_key)?;
-        Ok(apply(conn, ctx, verdicts, now)?)
+        let tally = apply(conn, ctx, verdicts, now)?;
+        after(conn, now)?;
+        Ok(tally)
     })
 }
 
