@@ -6,6 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod helpers;
+/// The Shopping Feed API simulator (also run by `cargo run --example shoppingfeed_api`).
+#[path = "../../examples/shoppingfeed_api/mod.rs"]
+mod shoppingfeed_api;
 /// The OrderFlow simulator (also used by the examples).
 #[path = "../../examples/warehouse_api/mod.rs"]
 mod warehouse_api;
@@ -16,6 +19,7 @@ mod api_input;
 mod api_problems;
 mod api_views;
 mod auth;
+mod channels_shoppingfeed;
 mod check;
 mod cli;
 mod clients;
