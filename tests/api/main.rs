@@ -16,6 +16,7 @@ mod api_input;
 mod api_problems;
 mod api_views;
 mod auth;
+mod channels_ops;
 mod check;
 mod cli;
 mod clients;
