@@ -245,7 +245,7 @@ fn push_steps(p: &Pushes, steps: &mut Vec<Step>) {
             };
             steps.push(Step::new(at, "push-sent", what).detail(ticket_detail(t)));
         }
-        if let Some(step) = push_end(t, &name) {
+        if let Some(step) = push_end(ct, &name) {
             steps.push(step.link(href, label));
         }
     }
@@ -278,11 +278,14 @@ fn push_steps(p: &Pushes, steps: &mut Vec<Step>) {
 }
 
 /// Where a push stands now, as a step (none while it simply waits to be sent or read).
-fn push_end(t: &TaskRow, name: &str) -> Option<Step> {
+fn push_end(ct: &ChannelTask, name: &str) -> Option<Step> {
+    let t = &ct.task;
     let error = t.last_error.clone().unwrap_or_default();
     let again = t.run_after.map(at_time).unwrap_or_else(|| "now".into());
+    // A push support resent keeps its last refusal until it is tried again: not a new failure.
+    let tried_since_support = ct.handled_at.is_none_or(|at| t.updated_at > at);
     let step = match t.state {
-        TaskState::Pending if t.last_error.is_some() => Step::new(
+        TaskState::Pending if t.last_error.is_some() && tried_since_support => Step::new(
             t.updated_at,
             "push-retry",
             format!("{name} not answered, sent again from {again}"),
