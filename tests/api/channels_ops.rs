@@ -16,14 +16,14 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use wharf::Settings;
 use wharf::alerts::{self, Pass};
-use wharf::channels::smtp::{Delivery, Mailer};
 use wharf::channels::sync::Pusher;
-use wharf::config::{ChannelAction, ChannelKind, ChannelSettings, SmtpTls};
+use wharf::config::{ChannelAction, ChannelKind, ChannelSettings};
 use wharf::db::schema::outbound_tasks as t;
 
+use crate::alerts::{CONSOLE, deliver, later, mails_to, monitor, with_subject};
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp};
-use crate::smtp::{Mail, SmtpServer};
+use crate::smtp::SmtpServer;
 
 both_backends!(
     the_cli_lists_pushes_and_resends_or_dismisses_the_lost_and_dead,
@@ -528,47 +528,6 @@ async fn the_cli_lists_pushes_and_resends_or_dismisses_the_lost_and_dead(backend
         &format!("oldest pending: #{dead} ship of order A-1"),
     );
     has(&status, "waiting for support: none");
-}
-
-/// Alert mails to `server`; the app's own monitor and delivery wait an hour, so the test drives
-/// them (as tests/api/alerts.rs does).
-fn mails_to(server: &SmtpServer, s: &mut Settings) {
-    let a = &mut s.alerts;
-    a.smtp_host = "127.0.0.1".into();
-    a.smtp_port = Some(server.port);
-    a.smtp_tls = SmtpTls::None;
-    a.from = "wharf@example.test".into();
-    a.to = vec!["ops@example.test".into()];
-    a.console_url = Some(CONSOLE.into());
-    a.check_interval_secs = 3600;
-    a.send_timeout_secs = 5;
-    a.mail_backoff_base_secs = 1;
-}
-
-const CONSOLE: &str = "https://wharf.example.test/admin";
-
-fn later(secs: i64) -> NaiveDateTime {
-    wharf::db::now() + TimeDelta::seconds(secs)
-}
-
-async fn monitor(app: &TestApp, at: NaiveDateTime) -> Pass {
-    let s = app.settings.clone();
-    app.with_conn(move |c| alerts::run_once(c, &s, at).unwrap())
-        .await
-}
-
-async fn deliver(app: &TestApp, at: NaiveDateTime) -> Delivery {
-    Mailer::new(app.pool.clone(), app.settings.clone())
-        .run_once(at)
-        .await
-        .unwrap()
-}
-
-fn with_subject<'a>(mails: &'a [Mail], start: &str) -> &'a Mail {
-    mails
-        .iter()
-        .find(|m| m.subject().starts_with(start))
-        .unwrap_or_else(|| panic!("no mail {start:?} in {mails:#?}"))
 }
 
 /// Opens the breaker of channel `name` the way its sender does: one call not answered counted
