@@ -192,7 +192,7 @@ pub(super) fn channels(settings: &Settings, cmd: Option<ChannelsCommand>) -> any
 fn print_status(conn: &mut DbConnection, c: &ChannelSettings) -> anyhow::Result<()> {
     let name = c.name.as_str();
     let now = db::now();
-    let counts = outbound::channel_state_counts(conn, &[name])?;
+    let counts = outbound::channel_state_counts(conn, &[name], TaskState::ALL)?;
     let count = |s: TaskState| {
         counts
             .iter()

@@ -319,7 +319,7 @@ fn channel_gauges(
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     let names: Vec<&str> = channels.iter().filter_map(|c| word(&c.name)).collect();
-    let counts = outbound::channel_state_counts(conn, &names)?;
+    let counts = outbound::channel_state_counts(conn, &names, &CHANNEL_STATES)?;
     page.family(
         "wharf_channel_tasks",
         "Pushes to each order channel by state: pending, awaiting (its ticket is read), failed \

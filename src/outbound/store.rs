@@ -1031,14 +1031,19 @@ pub fn channel_task(
         .optional()
 }
 
-/// How many tasks each of `channels` holds in each state (states with none are left out).
+/// How many tasks each of `channels` holds in each of `states` (states with none are left out).
+/// Asking only for the few open states keeps the count off the finished tasks (the
+/// `outbound_tasks_state` index: state, channel, action).
 pub fn channel_state_counts(
     conn: &mut DbConnection,
     channels: &[&str],
+    states: &[TaskState],
 ) -> QueryResult<Vec<(String, TaskState, i64)>> {
     use diesel::dsl::count_star;
+    let words: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
     let rows: Vec<(String, String, i64)> = t::table
         .filter(t::channel.eq_any(channels))
+        .filter(t::state.eq_any(words))
         .group_by((t::channel, t::state))
         .select((t::channel, t::state, count_star()))
         .load(conn)?;

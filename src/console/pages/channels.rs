@@ -197,7 +197,7 @@ fn summaries(
     now: NaiveDateTime,
 ) -> anyhow::Result<Vec<Summary>> {
     let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
-    let counts = outbound::channel_state_counts(conn, &names)?;
+    let counts = outbound::channel_state_counts(conn, &names, TaskState::ALL)?;
     let breakers = breaker::breakers(conn)?;
     let mut out = Vec::with_capacity(channels.len());
     for c in channels {

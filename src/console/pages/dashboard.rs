@@ -130,7 +130,7 @@ fn channels_stuck(
     channels: &[String],
 ) -> anyhow::Result<Vec<ChannelStuck>> {
     let names: Vec<&str> = channels.iter().map(String::as_str).collect();
-    let counts = outbound::channel_state_counts(conn, &names)?;
+    let counts = outbound::channel_state_counts(conn, &names, &TaskState::STUCK)?;
     let count = |name: &str, s: TaskState| {
         counts
             .iter()
