@@ -9,7 +9,7 @@ use super::{Condition, Item, MAX_ITEMS, key, store};
 use crate::config::Settings;
 use crate::db::DbConnection;
 use crate::orders::export::{ORDER_CANCEL, ORDER_INSERT};
-use crate::outbound::{self, TaskKind, TaskState};
+use crate::outbound::{self, TaskKind, TaskRow, TaskState};
 use crate::products::export::PRODUCT_MERGE;
 
 /// Something wrong now, under its incident's key.
@@ -44,6 +44,9 @@ pub fn evaluate(
     found.extend(open_breakers(conn, now)?);
     found.extend(unseen_import_failures(conn)?);
     found.extend(backlog(conn, settings, now)?);
+    for c in &settings.channels {
+        found.extend(channel(conn, &c.name, now)?);
+    }
     Ok(found)
 }
 
@@ -59,6 +62,15 @@ pub fn title(condition: Condition, scope: Option<&str>) -> String {
         Condition::ImportsFailed => "import failures not yet seen".into(),
         Condition::Backlog if scope == "requests" => "backlog of queued requests".into(),
         Condition::Backlog => "backlog of due exports".into(),
+        Condition::Channel => match parse_channel_scope(scope) {
+            Some((name, ChannelTrouble::Dead)) => format!("dead pushes to channel {name}"),
+            Some((name, ChannelTrouble::Lost)) => format!("lost pushes to channel {name}"),
+            Some((name, ChannelTrouble::Ticket)) => format!("failed tickets of channel {name}"),
+            Some((name, ChannelTrouble::Paused)) => {
+                format!("channel {name} paused by its breaker")
+            }
+            None => format!("order channel trouble ({scope})"),
+        },
     }
 }
 
@@ -127,7 +139,8 @@ fn open_breakers(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec
     let breakers = outbound::breaker::breakers(conn)?;
     Ok(breakers
         .into_iter()
-        .filter(|(_, b)| b.is_open(now))
+        // An order channel's breaker is its own incident (see `channel`).
+        .filter(|(name, b)| b.is_open(now) && !name.starts_with(CHANNEL_BREAKER_PREFIX))
         .map(|(name, b)| {
             let scope = format!("{}/{name}", outbound::WAREHOUSE);
             let until = b
@@ -224,4 +237,150 @@ fn waited(d: chrono::TimeDelta) -> String {
         60..7200 => format!("{} min", secs / 60),
         _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
+}
+
+crate::text_enum! {
+    /// What is wrong with an order channel: the last part of its incident's key
+    /// (`channel:<name>:<trouble>`).
+    pub enum ChannelTrouble: "channel trouble" {
+        /// Pushes the channel refused for good wait for support.
+        Dead = "dead",
+        /// Pushes refused `max_attempts` times wait for support.
+        Lost = "lost",
+        /// Pushes whose ticket failed (state `failed` with a batch id): sent again after a backoff.
+        Ticket = "ticket",
+        /// The channel's breaker paused it: its API did not answer.
+        Paused = "paused",
+    }
+}
+
+/// The scope of an order channel's incident key: `amazon:dead` (the key is `channel:amazon:dead`).
+pub fn channel_scope(name: &str, trouble: ChannelTrouble) -> String {
+    format!("{name}:{}", trouble.as_str())
+}
+
+/// The channel and the trouble of a channel incident's scope (channel names hold no `:`).
+pub fn parse_channel_scope(scope: &str) -> Option<(&str, ChannelTrouble)> {
+    let (name, trouble) = scope.rsplit_once(':')?;
+    Some((name, ChannelTrouble::parse(trouble)?))
+}
+
+/// What the breakers of order channels are keyed by, before the channel's name.
+const CHANNEL_BREAKER_PREFIX: &str = "channel:";
+
+/// The breaker key of order channel `name`: the one its sender counts failures on
+/// (`crate::channels::sync::Pusher::breaker_key`).
+pub fn channel_breaker_key(name: &str) -> String {
+    format!("{CHANNEL_BREAKER_PREFIX}{name}")
+}
+
+/// `1 push`, `3 pushes`.
+fn pushes(n: i64) -> String {
+    if n == 1 {
+        "1 push".into()
+    } else {
+        format!("{n} pushes")
+    }
+}
+
+/// The orders of `tasks`, each once, for a summary: `order 100042`, `orders 1, 2, 3 and 4 more`.
+fn orders_of(tasks: &[TaskRow], count: i64) -> String {
+    const SHOWN: usize = 5;
+    let mut orders: Vec<&str> = Vec::new();
+    for t in tasks {
+        if !orders.contains(&t.subject.as_str()) {
+            orders.push(&t.subject);
+        }
+    }
+    let more = if orders.len() > SHOWN || count > tasks.len() as i64 {
+        " and more"
+    } else {
+        ""
+    };
+    let shown = orders[..orders.len().min(SHOWN)].join(", ");
+    match orders.len() {
+        1 if more.is_empty() => format!("order {shown}"),
+        _ => format!("orders {shown}{more}"),
+    }
+}
+
+/// Everything wrong with order channel `name` at `now`: its dead pushes, its lost ones, its failed
+/// tickets, its breaker.
+fn channel(conn: &mut DbConnection, name: &str, now: NaiveDateTime) -> QueryResult<Vec<Finding>> {
+    let mut found = Vec::new();
+    for (trouble, state, ticketed) in [
+        (ChannelTrouble::Dead, TaskState::Dead, false),
+        (ChannelTrouble::Lost, TaskState::Lost, false),
+        (ChannelTrouble::Ticket, TaskState::Failed, true),
+    ] {
+        let (count, tasks) =
+            outbound::channel_in_state(conn, name, state, ticketed, MAX_ITEMS as i64)?;
+        if count == 0 {
+            continue;
+        }
+        let scope = channel_scope(name, trouble);
+        let what = format!(
+            "{}: {} ({})",
+            title(Condition::Channel, Some(&scope)),
+            pushes(count),
+            orders_of(&tasks, count)
+        );
+        let summary = match (trouble, tasks.as_slice()) {
+            (ChannelTrouble::Ticket, _) => format!(
+                "{what}, sent again after a backoff; see wharf channels tasks --channel {name} --state failed"
+            ),
+            (_, [one]) if count == 1 => format!("{what}; fix: wharf channels resend {}", one.id),
+            _ => format!(
+                "{what}; fix: wharf channels resend ID (wharf channels tasks --channel {name} --state {state} lists them)"
+            ),
+        };
+        found.push(Finding {
+            key: key(Condition::Channel, Some(&scope)),
+            summary,
+            count,
+            first_error: tasks.first().and_then(|t| t.last_error.clone()),
+            items: tasks
+                .into_iter()
+                .map(|t| Item {
+                    id: t.id.to_string(),
+                    detail: format!(
+                        "order {}, {}: {}",
+                        t.subject,
+                        t.action,
+                        t.last_error.as_deref().unwrap_or("no error recorded")
+                    ),
+                })
+                .collect(),
+        });
+    }
+    found.extend(channel_paused(conn, name, now)?);
+    Ok(found)
+}
+
+/// The channel's breaker, when it pauses the channel at `now`.
+fn channel_paused(
+    conn: &mut DbConnection,
+    name: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<Finding>> {
+    let Some(b) = outbound::breaker::open_at(conn, &channel_breaker_key(name), now)? else {
+        return Ok(None);
+    };
+    let scope = channel_scope(name, ChannelTrouble::Paused);
+    let until = b
+        .paused_until
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    Ok(Some(Finding {
+        key: key(Condition::Channel, Some(&scope)),
+        summary: format!(
+            "{}: pushes paused until {until} after {} in a row not answered; they resume by \
+             themselves (see wharf channels)",
+            title(Condition::Channel, Some(&scope)),
+            plural(i64::from(b.failures), "call")
+        ),
+        count: i64::from(b.failures),
+        first_error: None,
+        items: Vec::new(),
+    }))
 }

@@ -3,6 +3,7 @@
 
 use chrono::NaiveDateTime;
 
+use super::conditions::ChannelTrouble;
 use super::{Condition, Incident, MAX_ITEMS, conditions, parse_key};
 use crate::config::Settings;
 
@@ -112,7 +113,7 @@ fn section(i: &Incident, console: &str) -> String {
             if let Some(link) = link(c, scope, console, &path_segment(&item.id)) {
                 s.push_str(&format!("  {link}\n"));
             }
-            if let Some(fix) = fix(c, &shell_word(&item.id)) {
+            if let Some(fix) = fix(c, scope, &shell_word(&item.id)) {
                 s.push_str(&format!("  fix: {fix}\n"));
             }
         }
@@ -143,6 +144,31 @@ fn advice(c: Condition, scope: Option<&str>) -> &'static str {
             "check that a worker runs (`wharf worker`, or `serve` with the worker on) and its log"
         }
         Condition::Backlog => "check the exporter's log and `wharf exports list`",
+        Condition::Channel => channel_advice(scope),
+    }
+}
+
+/// What the operator does about an order channel's trouble.
+fn channel_advice(scope: Option<&str>) -> &'static str {
+    match scope.and_then(conditions::parse_channel_scope) {
+        Some((_, ChannelTrouble::Dead)) => {
+            "the channel refused these pushes for good: fix the cause (the error below: the order \
+             or the channel's settings), then send each again (`wharf channels resend ID`), or \
+             dismiss it once handled by hand (`wharf channels dismiss ID --reason R`)"
+        }
+        Some((_, ChannelTrouble::Lost)) => {
+            "the channel refused these pushes max_attempts times: fix the cause, then send each \
+             again (`wharf channels resend ID`) or dismiss it (`wharf channels dismiss ID --reason R`)"
+        }
+        Some((_, ChannelTrouble::Ticket)) => {
+            "the channel's tickets for these pushes failed: each is sent again after a backoff; \
+             look at the errors below and in the channel's back office (after max_attempts a push \
+             is lost and waits for `wharf channels resend ID`)"
+        }
+        Some((_, ChannelTrouble::Paused)) | None => {
+            "the channel's API does not answer: check its base_url and token (`wharf check`, \
+             `wharf channels`); its pushes resume by themselves when the pause ends"
+        }
     }
 }
 
@@ -181,17 +207,26 @@ fn link(c: Condition, scope: Option<&str>, console: &str, id: &str) -> Option<St
             Some(format!("{console}/orders/{id}"))
         }
         Condition::Backlog if scope == Some("requests") => Some(format!("{console}/requests/{id}")),
+        // A channel incident's items are its tasks: the channel page shows one with its order.
+        Condition::Channel => Some(format!("{console}/channels?task={id}")),
         Condition::ProductsLost | Condition::Breaker | Condition::Backlog => None,
     }
 }
 
-fn fix(c: Condition, id: &str) -> Option<String> {
+fn fix(c: Condition, scope: Option<&str>, id: &str) -> Option<String> {
     match c {
         Condition::RequestsDead => Some(format!("wharf requests requeue {id}")),
         Condition::OrdersLost | Condition::CancellationsLost => {
             Some(format!("wharf orders resend {id}"))
         }
         Condition::ImportsFailed => Some(format!("wharf requests show {id}")),
+        Condition::Channel => match scope.and_then(conditions::parse_channel_scope) {
+            Some((_, ChannelTrouble::Dead | ChannelTrouble::Lost)) => {
+                Some(format!("wharf channels resend {id}"))
+            }
+            // A failed ticket is sent again by itself; a paused channel has no items.
+            _ => None,
+        },
         Condition::ProductsLost | Condition::Breaker | Condition::Backlog => None,
     }
 }

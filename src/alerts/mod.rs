@@ -2,8 +2,10 @@
 //!
 //! - **Conditions** ([`conditions`]) read the database and say what is wrong now: requests gone
 //!   dead (per operation), orders, cancellations or products lost, a breaker open, import failures
-//!   support has not seen, a backlog. Each finding has a stable key (`orders.lost`,
-//!   `requests.dead:inventory.update`, `breaker:warehouse/order`, `backlog:requests`).
+//!   support has not seen, a backlog, and per order channel its dead and lost pushes, its failed
+//!   tickets and its breaker. Each finding has a stable key (`orders.lost`,
+//!   `requests.dead:inventory.update`, `breaker:warehouse/order`, `backlog:requests`,
+//!   `channel:amazon:dead`).
 //! - **Incidents** (table `incidents`, SQL in [`store`]) open once and resolve once per key,
 //!   whatever the number of processes: every change is a compare-and-set on the row (one open
 //!   incident per key by a partial unique index), and the mail it causes is an outbound task on
@@ -77,6 +79,10 @@ crate::text_enum! {
         /// The oldest queued request or due export is too old (`backlog:requests`,
         /// `backlog:exports`).
         Backlog = "backlog",
+        /// An order channel's pushes need a person (`channel:amazon:dead`, `channel:amazon:lost`),
+        /// its tickets fail (`channel:amazon:ticket`), or its breaker paused it
+        /// (`channel:amazon:paused`); see [`conditions::ChannelTrouble`].
+        Channel = "channel",
     }
 }
 

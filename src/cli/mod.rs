@@ -1,5 +1,6 @@
 //! The `wharf` command line: one binary, one subcommand per job.
 
+mod channels;
 mod check;
 mod clean;
 mod config;
@@ -70,6 +71,13 @@ pub enum Command {
     /// The log of exports to the warehouse.
     #[command(subcommand)]
     Exports(exports::ExportsCommand),
+    /// Order channels (marketplaces, affiliate systems): each one's status (the default), their
+    /// pushes, and resend or dismiss of the lost and dead ones.
+    Channels {
+        /// What to do (default: status).
+        #[command(subcommand)]
+        command: Option<channels::ChannelsCommand>,
+    },
     /// Export to the warehouse now (orders, products, cancellations), without waiting for the schedule.
     Export,
     /// Check the configuration, database, queue, warehouse endpoint, SMTP and users, one line each;
@@ -167,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Requests(cmd) => requests::requests(&settings, cmd),
         Command::Orders(cmd) => exports::orders(&settings, cmd),
         Command::Exports(cmd) => exports::exports(&settings, cmd),
+        Command::Channels { command } => channels::channels(&settings, command),
         Command::Export => exports::export(settings),
         // Loaded by the check itself, above.
         Command::Check { .. } => Ok(()),

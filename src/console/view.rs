@@ -16,8 +16,8 @@ use super::session::Staff;
 pub struct Chrome {
     /// The logged-in user (name, role, CSRF token).
     pub staff: Staff,
-    /// The open section: `dashboard`, `requests`, `imports`, `exports`, `orders`, `stock`,
-    /// `rejections`, `audit` (or `search`).
+    /// The open section: `dashboard`, `requests`, `imports`, `exports`, `orders`, `channels`,
+    /// `stock`, `rejections`, `audit` (or `search`).
     pub section: &'static str,
     /// The page title.
     pub title: String,
@@ -43,6 +43,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("imports", "/admin/imports", "Imports"),
     ("exports", "/admin/exports", "Exports"),
     ("orders", "/admin/orders/lost", "Lost orders"),
+    ("channels", "/admin/channels", "Channels"),
     ("stock", "/admin/stock", "Stock"),
     ("rejections", "/admin/rejections", "Rejected"),
     ("audit", "/admin/audit", "Audit"),

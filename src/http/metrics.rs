@@ -32,10 +32,11 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         return refused;
     }
     let process = crate::metrics::render();
-    let pool = state.pool.clone();
+    let (pool, settings) = (state.pool.clone(), state.settings.clone());
     let read = web::block(move || -> Result<String, String> {
         let mut conn = pool.get().map_err(|e| e.to_string())?;
-        crate::metrics::gauges::render(&mut conn, crate::db::now()).map_err(|e| e.to_string())
+        crate::metrics::gauges::render(&mut conn, &settings.channels, crate::db::now())
+            .map_err(|e| e.to_string())
     });
     match tokio::time::timeout(SCRAPE_TIMEOUT, read).await {
         Ok(Ok(Ok(gauges))) => HttpResponse::Ok()

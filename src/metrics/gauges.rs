@@ -1,5 +1,6 @@
 //! The gauges read from the database at each scrape: the queue, the outbound tasks, the breakers,
-//! the background jobs' last runs, the open incidents and alert mails in trouble, and the build. Read fresh each time, not kept in the process's
+//! the background jobs' last runs, the open incidents and alert mails in trouble, the order
+//! channels' pushes and breakers, and the build. Read fresh each time, not kept in the process's
 //! recorder, so every process of one database reports the same values (and servers sharing a
 //! process, as in the tests, never mix theirs).
 //!
@@ -9,9 +10,11 @@
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
+use crate::alerts::conditions::channel_breaker_key;
 use crate::alerts::{self, Condition};
+use crate::config::ChannelSettings;
 use crate::db::DbConnection;
-use crate::outbound;
+use crate::outbound::{self, TaskState};
 use crate::queue::{self, Operation, RequestState};
 use crate::runs;
 
@@ -27,8 +30,13 @@ pub const SECTIONS: &[Section] = &[
     alert_gauges,
 ];
 
-/// The database gauges of `/metrics`, in the Prometheus text format, as of `now`.
-pub fn render(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String> {
+/// The database gauges of `/metrics`, in the Prometheus text format, as of `now`, with the
+/// order channels `channels` (the configured ones: each is listed, zeros included).
+pub fn render(
+    conn: &mut DbConnection,
+    channels: &[ChannelSettings],
+    now: NaiveDateTime,
+) -> QueryResult<String> {
     let mut page = Page::default();
     page.family(
         "wharf_build_info",
@@ -42,6 +50,7 @@ pub fn render(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String
     for section in SECTIONS {
         section(conn, &mut page, now)?;
     }
+    channel_gauges(conn, &mut page, channels, now)?;
     Ok(page.out)
 }
 
@@ -287,6 +296,55 @@ fn alert_gauges(conn: &mut DbConnection, page: &mut Page, now: NaiveDateTime) ->
             &[("state", state)],
             n as f64,
         );
+    }
+    Ok(())
+}
+
+/// The states `wharf_channel_tasks` counts: still to be sent, being polled, or waiting for support.
+const CHANNEL_STATES: [TaskState; 5] = [
+    TaskState::Pending,
+    TaskState::Awaiting,
+    TaskState::Failed,
+    TaskState::Lost,
+    TaskState::Dead,
+];
+
+/// Each configured order channel's open pushes by state (zeros included), and whether its breaker
+/// pauses it. (The channels come from the settings, not the database: a channel with no task yet
+/// still shows its zeros, and a removed one drops off the page.)
+fn channel_gauges(
+    conn: &mut DbConnection,
+    page: &mut Page,
+    channels: &[ChannelSettings],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let names: Vec<&str> = channels.iter().filter_map(|c| word(&c.name)).collect();
+    let counts = outbound::channel_state_counts(conn, &names, &CHANNEL_STATES)?;
+    page.family(
+        "wharf_channel_tasks",
+        "Pushes to each order channel by state: pending, awaiting (its ticket is read), failed \
+         (retried), lost or dead (waiting for support: `wharf channels tasks`)",
+    );
+    for name in &names {
+        for state in CHANNEL_STATES {
+            let n = counts
+                .iter()
+                .find(|(c, s, _)| c == name && *s == state)
+                .map_or(0, |(_, _, n)| *n);
+            let labels = [("channel", *name), ("state", state.as_str())];
+            page.sample("wharf_channel_tasks", &labels, n as f64);
+        }
+    }
+    let breakers = outbound::breaker::breakers(conn)?;
+    page.family(
+        "wharf_channel_paused",
+        "Whether an order channel's breaker pauses its pushes (1) or not (0)",
+    );
+    for name in &names {
+        let key = channel_breaker_key(name);
+        let open = breakers.iter().any(|(k, b)| *k == key && b.is_open(now));
+        let value = if open { 1.0 } else { 0.0 };
+        page.sample("wharf_channel_paused", &[("channel", *name)], value);
     }
     Ok(())
 }

@@ -40,6 +40,11 @@ pub use store::{
 pub use store::{
     Ticket, await_ticket, enqueue_at, postpone, set_sequence, settle_dead, subject_tasks_except,
 };
+// Read-only, for operating the order channels (`wharf channels`, the console, alerts, gauges).
+pub use store::{
+    ChannelTask, ChannelTaskFilter, channel_in_state, channel_state_counts, channel_task,
+    channel_tasks, channel_tasks_of_subject, count_channel_tasks, oldest_pending,
+};
 
 crate::text_enum! {
     /// Where a task stands. A task being sent keeps its state and holds a lease.

@@ -937,3 +937,172 @@ pub fn lost_subjects_of(
         .select(t::subject)
         .load(conn)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Read-only queries for operating the order channels (`[[channels]]`): the CLI's
+// `wharf channels`, the console's channel page and order timeline, the alert conditions and the
+// gauges. They only read; support's writes go through `act` above.
+
+/// A channel task with what the operators' views show besides the [`TaskRow`]: when the other
+/// side took it on, and who handled it by hand.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = t)]
+pub struct ChannelTask {
+    /// The task.
+    #[diesel(embed)]
+    pub task: TaskRow,
+    /// When the other side took the push on (a ticket's deadline runs from it).
+    pub sent_at: Option<NaiveDateTime>,
+    /// Who resent or dismissed it last.
+    pub handled_by: Option<String>,
+    /// When.
+    pub handled_at: Option<NaiveDateTime>,
+}
+
+/// What a list of channel tasks is narrowed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelTaskFilter {
+    /// The channels listed (the configured ones, or the one asked for); empty lists nothing.
+    pub channels: Vec<String>,
+    /// Only this state.
+    pub state: Option<TaskState>,
+    /// Only this action (`ship`, `cancel`, …).
+    pub action: Option<String>,
+    /// Only the tasks of this order number.
+    pub subject: Option<String>,
+    /// Only this task.
+    pub id: Option<i64>,
+}
+
+/// The tasks `f` keeps, as a boxed query.
+fn channel_query<'a>(f: &ChannelTaskFilter) -> t::BoxedQuery<'a, Db> {
+    let mut q = t::table
+        .filter(t::channel.eq_any(f.channels.clone()))
+        .into_boxed();
+    if let Some(s) = f.state {
+        q = q.filter(t::state.eq(s.as_str()));
+    }
+    if let Some(a) = &f.action {
+        q = q.filter(t::action.eq(a.clone()));
+    }
+    if let Some(s) = &f.subject {
+        q = q.filter(t::subject.eq(s.clone()));
+    }
+    if let Some(id) = f.id {
+        q = q.filter(t::id.eq(id));
+    }
+    q
+}
+
+/// Up to `limit` of the channel tasks `f` keeps, newest first, below task id `before` (keyset
+/// pagination).
+pub fn channel_tasks(
+    conn: &mut DbConnection,
+    f: &ChannelTaskFilter,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<ChannelTask>> {
+    let mut q = channel_query(f);
+    if let Some(before) = before {
+        q = q.filter(t::id.lt(before));
+    }
+    q.order(t::id.desc())
+        .limit(limit)
+        .select(ChannelTask::as_select())
+        .load(conn)
+}
+
+/// How many channel tasks `f` keeps.
+pub fn count_channel_tasks(conn: &mut DbConnection, f: &ChannelTaskFilter) -> QueryResult<i64> {
+    channel_query(f).count().get_result(conn)
+}
+
+/// Task `id` if it is one of `channels`'.
+pub fn channel_task(
+    conn: &mut DbConnection,
+    channels: &[&str],
+    id: i64,
+) -> QueryResult<Option<ChannelTask>> {
+    t::table
+        .find(id)
+        .filter(t::channel.eq_any(channels))
+        .select(ChannelTask::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// How many tasks each of `channels` holds in each of `states` (states with none are left out).
+/// Asking only for the few open states keeps the count off the finished tasks (the
+/// `outbound_tasks_state` index: state, channel, action).
+pub fn channel_state_counts(
+    conn: &mut DbConnection,
+    channels: &[&str],
+    states: &[TaskState],
+) -> QueryResult<Vec<(String, TaskState, i64)>> {
+    use diesel::dsl::count_star;
+    let words: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    let rows: Vec<(String, String, i64)> = t::table
+        .filter(t::channel.eq_any(channels))
+        .filter(t::state.eq_any(words))
+        .group_by((t::channel, t::state))
+        .select((t::channel, t::state, count_star()))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(channel, state, n)| Ok((channel, text_enum::read(&state)?, n)))
+        .collect()
+}
+
+/// The oldest pending task of `channel` (a delayed ship waits pending until its time).
+pub fn oldest_pending(conn: &mut DbConnection, channel: &str) -> QueryResult<Option<TaskRow>> {
+    t::table
+        .filter(t::channel.eq(channel))
+        .filter(t::state.eq(TaskState::Pending.as_str()))
+        .order(t::id)
+        .select(TaskRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// How many tasks of `channel` are in `state` (with a batch id only, when `ticketed`: a failed
+/// one whose ticket failed), and the oldest `limit` of them.
+pub fn channel_in_state(
+    conn: &mut DbConnection,
+    channel: &str,
+    state: TaskState,
+    ticketed: bool,
+    limit: i64,
+) -> QueryResult<(i64, Vec<TaskRow>)> {
+    let of = || {
+        let q = t::table
+            .filter(t::channel.eq(channel))
+            .filter(t::state.eq(state.as_str()))
+            .into_boxed::<Db>();
+        if ticketed {
+            q.filter(t::batch_id.is_not_null())
+        } else {
+            q
+        }
+    };
+    let count = of().count().get_result(conn)?;
+    let first = of()
+        .order(t::id)
+        .limit(limit)
+        .select(TaskRow::as_select())
+        .load(conn)?;
+    Ok((count, first))
+}
+
+/// Every task of order `subject` on any channel but `except` (the warehouse's, the mailer's),
+/// oldest first: its pushes to the channel it came from, for its timeline.
+pub fn channel_tasks_of_subject(
+    conn: &mut DbConnection,
+    subject: &str,
+    except: &[&str],
+) -> QueryResult<Vec<ChannelTask>> {
+    t::table
+        .filter(t::subject.eq(subject))
+        .filter(t::channel.ne_all(except))
+        .order(t::id)
+        .select(ChannelTask::as_select())
+        .load(conn)
+}

@@ -40,11 +40,11 @@ both_backends!(
 
 const WMS_USER: &str = "wharf";
 const WMS_PASSWORD: &str = "wms secret";
-const CONSOLE: &str = "https://wharf.example.test/admin";
+pub(crate) const CONSOLE: &str = "https://wharf.example.test/admin";
 
 /// Alert mails to `server`; the app's own monitor and delivery wait an hour between runs, so the
 /// test drives them.
-fn mails_to(server: &SmtpServer, s: &mut Settings) {
+pub(crate) fn mails_to(server: &SmtpServer, s: &mut Settings) {
     let a = &mut s.alerts;
     a.smtp_host = "127.0.0.1".into();
     a.smtp_port = Some(server.port);
@@ -85,17 +85,17 @@ async fn with_warehouse(
     (app, sim)
 }
 
-fn later(secs: i64) -> NaiveDateTime {
+pub(crate) fn later(secs: i64) -> NaiveDateTime {
     wharf::db::now() + TimeDelta::seconds(secs)
 }
 
-async fn monitor(app: &TestApp, at: NaiveDateTime) -> Pass {
+pub(crate) async fn monitor(app: &TestApp, at: NaiveDateTime) -> Pass {
     let s = app.settings.clone();
     app.with_conn(move |c| alerts::run_once(c, &s, at).unwrap())
         .await
 }
 
-async fn deliver(app: &TestApp, at: NaiveDateTime) -> Delivery {
+pub(crate) async fn deliver(app: &TestApp, at: NaiveDateTime) -> Delivery {
     Mailer::new(app.pool.clone(), app.settings.clone())
         .run_once(at)
         .await
@@ -144,7 +144,7 @@ fn has(haystack: &str, needle: &str) {
     );
 }
 
-fn with_subject<'a>(mails: &'a [Mail], start: &str) -> &'a Mail {
+pub(crate) fn with_subject<'a>(mails: &'a [Mail], start: &str) -> &'a Mail {
     mails
         .iter()
         .find(|m| m.subject().starts_with(start))

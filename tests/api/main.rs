@@ -19,6 +19,7 @@ mod api_input;
 mod api_problems;
 mod api_views;
 mod auth;
+mod channels_ops;
 mod channels_shoppingfeed;
 mod check;
 mod cli;

@@ -1,5 +1,6 @@
 //! `/admin`: the dashboard — requests per state, the oldest queued request, dead requests by
-//! operation, lost order exports, cancellations and products, the breakers, the background jobs'
+//! operation, lost order exports, cancellations and products, the order channels' pushes waiting
+//! for support (lost or dead), the breakers, the background jobs'
 //! last runs, the last 24 hours, open incidents, alert mails in trouble, and a banner of failures
 //! this user has not seen yet with its "mark as seen" (`POST /admin/seen`, viewers too). Every
 //! number is an indexed count over a small or bounded set: the page may auto-refresh.
@@ -10,6 +11,7 @@ use askama::Template;
 use chrono::{NaiveDateTime, TimeDelta};
 use serde::Deserialize;
 
+use crate::alerts::conditions::channel_breaker_key;
 use crate::alerts::{self, Incident, MailTrouble};
 use crate::console::error::ConsoleError;
 use crate::console::session::{self, Staff};
@@ -18,7 +20,7 @@ use crate::db::{self, DbConnection};
 use crate::http::AppState;
 use crate::imports::store as imports;
 use crate::orders::export::{ORDER_CANCEL, ORDER_INSERT};
-use crate::outbound::{self, LostFilter, TaskKind};
+use crate::outbound::{self, LostFilter, TaskKind, TaskState};
 use crate::products::export::PRODUCT_MERGE;
 use crate::queue::inspect::{self, DeadRequests};
 use crate::queue::store::dashboard as requests;
@@ -61,6 +63,13 @@ struct Breaker {
     paused_until: Option<NaiveDateTime>,
 }
 
+/// An order channel's pushes waiting for support.
+struct ChannelStuck {
+    name: String,
+    lost: i64,
+    dead: i64,
+}
+
 /// Failures this user has not marked seen.
 struct Unseen {
     since: Option<NaiveDateTime>,
@@ -90,6 +99,8 @@ struct Numbers {
     incidents: Vec<Incident>,
     mail: MailTrouble,
     unseen: Unseen,
+    /// Per configured order channel (none: no channel configured, no card).
+    channels: Vec<ChannelStuck>,
 }
 
 #[derive(Template)]
@@ -99,6 +110,7 @@ struct Page {
     n: Numbers,
     oldest_age: String,
     lost_total: i64,
+    channels_stuck: i64,
 }
 
 /// How long ago `t` was, in the unit that fits.
@@ -112,7 +124,30 @@ fn age(now: NaiveDateTime, t: NaiveDateTime) -> String {
     }
 }
 
-fn read(conn: &mut DbConnection, user_id: i64) -> anyhow::Result<Numbers> {
+/// The lost and dead pushes of each of `channels`.
+fn channels_stuck(
+    conn: &mut DbConnection,
+    channels: &[String],
+) -> anyhow::Result<Vec<ChannelStuck>> {
+    let names: Vec<&str> = channels.iter().map(String::as_str).collect();
+    let counts = outbound::channel_state_counts(conn, &names, &TaskState::STUCK)?;
+    let count = |name: &str, s: TaskState| {
+        counts
+            .iter()
+            .find(|(c, state, _)| c == name && *state == s)
+            .map_or(0, |(_, _, n)| *n)
+    };
+    Ok(names
+        .iter()
+        .map(|name| ChannelStuck {
+            name: name.to_string(),
+            lost: count(name, TaskState::Lost),
+            dead: count(name, TaskState::Dead),
+        })
+        .collect())
+}
+
+fn read(conn: &mut DbConnection, user_id: i64, channels: &[String]) -> anyhow::Result<Numbers> {
     let now = db::now();
     let day_ago = now - TimeDelta::hours(24);
     let since = session::seen_at(conn, user_id)?;
@@ -125,6 +160,8 @@ fn read(conn: &mut DbConnection, user_id: i64) -> anyhow::Result<Numbers> {
     }
     let breakers = outbound::breaker::breakers(conn)?
         .into_iter()
+        // The order channels' breakers are shown on their own page (`/admin/channels`).
+        .filter(|(kind, _)| !channels.iter().any(|c| *kind == channel_breaker_key(c)))
         .map(|(kind, b)| Breaker {
             open: b.is_open(now),
             kind,
@@ -152,23 +189,35 @@ fn read(conn: &mut DbConnection, user_id: i64) -> anyhow::Result<Numbers> {
         incidents: alerts::open_incidents(conn)?,
         mail: alerts::mail_trouble(conn, now)?,
         unseen,
+        channels: channels_stuck(conn, channels)?,
     })
 }
 
 async fn page(staff: Staff, state: web::Data<AppState>) -> Result<HttpResponse, ConsoleError> {
     let user_id = staff.user_id;
-    let n = db::blocking(&state.pool, "the console", move |conn| read(conn, user_id)).await?;
+    let channels: Vec<String> = state
+        .settings
+        .channels
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let n = db::blocking(&state.pool, "the console", move |conn| {
+        read(conn, user_id, &channels)
+    })
+    .await?;
     let oldest_age = n
         .oldest_queued
         .map(|(_, t)| age(n.now, t))
         .unwrap_or_default();
     let lost_total = n.lost.iter().map(|l| l.count).sum();
+    let channels_stuck = n.channels.iter().map(|c| c.lost + c.dead).sum();
     view::render(&Page {
         chrome: Chrome::new(staff, "dashboard", "Dashboard")
             .refreshing(state.settings.console.refresh_secs),
         n,
         oldest_age,
         lost_total,
+        channels_stuck,
     })
 }
 

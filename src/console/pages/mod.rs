@@ -1,6 +1,7 @@
 //! The console's pages, one module per section, each registering its own routes under `/admin`.
 
 pub mod audit;
+pub mod channels;
 pub mod dashboard;
 pub mod exports;
 pub mod imports;
@@ -23,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     exports::routes(cfg);
     stock::routes(cfg);
     lost::routes(cfg);
+    channels::routes(cfg);
     orders::routes(cfg);
     audit::routes(cfg);
 }

@@ -1,20 +1,23 @@
 //! `/admin/orders/{increment_id}`: an order's story on one page — received, last changed, each
 //! export attempt and the warehouse's answer, exported, each shipment with its tracking and the
 //! request that brought it, completed, the cancellation sent, every support action on its export
-//! or cancellation (console or CLI) — with links to the records, its lines and where it stands.
+//! or cancellation (console or CLI), and its pushes to the channel it came from (made, sent and
+//! awaiting a ticket, refused, lost or dead, resent or dismissed, done) — with links to the records,
+//! to the orders it was split from or into, its lines and where it stands.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDateTime;
 
+use super::lost;
 use crate::console::error::ConsoleError;
 use crate::console::session::Staff;
 use crate::console::view::{self, Chrome};
-use crate::db;
+use crate::db::{self, DbConnection};
 use crate::http::AppState;
 use crate::orders::history::{self, History};
 use crate::orders::{self, OrderError, OrderLineView};
-use crate::outbound::{SupportAction, TaskState};
+use crate::outbound::{self, ChannelTask, SupportAction, TaskAction, TaskRow, TaskState};
 
 /// Registers the page's routes (after `/orders/lost`, which `lost` registers first).
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -58,6 +61,11 @@ impl Step {
 struct OrderPage {
     chrome: Chrome,
     status: String,
+    source: String,
+    /// The order it was split from: number and page.
+    parent: Option<(String, String)>,
+    /// The orders split from it: number and page each.
+    children: Vec<(String, String)>,
     export_status: String,
     export_error: Option<String>,
     cancellation: Option<String>,
@@ -174,12 +182,167 @@ fn action_steps(h: &History, steps: &mut Vec<Step>) {
     }
 }
 
+/// The order's pushes to the channel it came from, with support's actions on them.
+struct Pushes {
+    tasks: Vec<ChannelTask>,
+    actions: Vec<(i64, TaskAction)>,
+}
+
+fn pushes_of(conn: &mut DbConnection, increment_id: &str) -> diesel::QueryResult<Pushes> {
+    let own = [outbound::WAREHOUSE, crate::alerts::SMTP];
+    let tasks = outbound::channel_tasks_of_subject(conn, increment_id, &own)?;
+    let ids: Vec<i64> = tasks.iter().map(|t| t.task.id).collect();
+    let actions = outbound::actions_on(conn, &ids)?;
+    Ok(Pushes { tasks, actions })
+}
+
+/// `Ship push to amazon`.
+fn push_name(t: &TaskRow) -> String {
+    let mut action = t.action.clone();
+    if let Some(first) = action.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    format!("{action} push to {}", t.channel)
+}
+
+/// What the channel answered a push with: `batch B-1, ticket T-9, push no. 3`.
+fn ticket_detail(t: &TaskRow) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = &t.batch_id {
+        parts.push(format!("batch {b}"));
+    }
+    if let Some(k) = &t.ticket_id {
+        parts.push(format!("ticket {k}"));
+    }
+    if let Some(n) = t.sequence {
+        parts.push(format!("push no. {n}"));
+    }
+    parts.join(", ")
+}
+
+fn at_time(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// The steps of the order's pushes: made (and when due), sent and awaiting its ticket, refused
+/// or not answered (with the error), lost or dead, done, skipped, and support's actions.
+fn push_steps(p: &Pushes, steps: &mut Vec<Step>) {
+    for ct in &p.tasks {
+        let t = &ct.task;
+        let name = push_name(t);
+        let href = format!("/admin/channels?task={}", t.id);
+        let label = format!("push #{}", t.id);
+        let mut made = Step::new(t.created_at, "push", format!("{name} made"));
+        if let (TaskState::Pending, Some(due)) = (t.state, t.run_after) {
+            made = made.detail(format!("due {}", at_time(due)));
+        }
+        steps.push(made.link(href.clone(), label.clone()));
+        if let Some(at) = ct.sent_at {
+            let what = if t.state == TaskState::Awaiting {
+                format!("{name} sent, awaiting the channel's ticket")
+            } else {
+                format!("{name} sent, answered with a ticket")
+            };
+            steps.push(Step::new(at, "push-sent", what).detail(ticket_detail(t)));
+        }
+        if let Some(step) = push_end(ct, &name) {
+            steps.push(step.link(href, label));
+        }
+    }
+    for (task, a) in &p.actions {
+        let Some(ct) = p.tasks.iter().find(|t| t.task.id == *task) else {
+            continue;
+        };
+        let verb = match a.action {
+            SupportAction::Resend => "resent",
+            SupportAction::Dismiss => "dismissed",
+        };
+        let reason = a
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        steps.push(
+            Step::new(
+                a.at,
+                "push-action",
+                format!("Support {verb} the {}", push_name(&ct.task).to_lowercase()),
+            )
+            .detail(format!("by {}{reason}", a.actor))
+            .link(
+                format!("/admin/audit?actor={}", encode(&a.actor)),
+                "audit log",
+            ),
+        );
+    }
+}
+
+/// Where a push stands now, as a step (none while it simply waits to be sent or read).
+fn push_end(ct: &ChannelTask, name: &str) -> Option<Step> {
+    let t = &ct.task;
+    let error = t.last_error.clone().unwrap_or_default();
+    let again = t.run_after.map(at_time).unwrap_or_else(|| "now".into());
+    // A push support resent keeps its last refusal until it is tried again: not a new failure.
+    let tried_since_support = ct.handled_at.is_none_or(|at| t.updated_at > at);
+    let step = match t.state {
+        TaskState::Pending if t.last_error.is_some() && tried_since_support => Step::new(
+            t.updated_at,
+            "push-retry",
+            format!("{name} not answered, sent again from {again}"),
+        )
+        .detail(error),
+        TaskState::Failed if t.batch_id.is_some() => Step::new(
+            t.updated_at,
+            "push-failed",
+            format!(
+                "{name}: its ticket failed (attempt {}), sent again from {again}",
+                t.attempts
+            ),
+        )
+        .detail(error),
+        TaskState::Failed => Step::new(
+            t.updated_at,
+            "push-failed",
+            format!(
+                "{name} refused (attempt {}), sent again from {again}",
+                t.attempts
+            ),
+        )
+        .detail(error),
+        TaskState::Lost => Step::new(
+            t.updated_at,
+            "push-lost",
+            format!(
+                "{name} lost after {} attempts: waits for support",
+                t.attempts
+            ),
+        )
+        .detail(error),
+        TaskState::Dead => Step::new(
+            t.updated_at,
+            "push-dead",
+            format!("{name} refused for good (dead): waits for support"),
+        )
+        .detail(error),
+        TaskState::Done => Step::new(
+            t.done_at.unwrap_or(t.updated_at),
+            "push-done",
+            format!("{name} done: the channel took it"),
+        )
+        .detail(ticket_detail(t)),
+        TaskState::Skipped => Step::new(t.updated_at, "push-skipped", format!("{name} skipped"))
+            .detail(t.note.clone().unwrap_or_default()),
+        TaskState::Pending | TaskState::Awaiting | TaskState::Dismissed => return None,
+    };
+    Some(step)
+}
+
 fn encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Every step, oldest first (steps at the same moment keep the order they were added in).
-fn timeline(h: &History) -> Vec<Step> {
+fn timeline(h: &History, pushes: &Pushes) -> Vec<Step> {
     let o = &h.order;
     let mut steps = vec![
         Step::new(h.received_at, "received", "Received from the storefront")
@@ -192,6 +355,7 @@ fn timeline(h: &History) -> Vec<Step> {
         ));
     }
     export_steps(h, &mut steps);
+    push_steps(pushes, &mut steps);
     for s in &h.shipments {
         let mut detail = format!("messageSeqId {}", s.message_seq_id);
         if let Some(c) = &s.courier_name {
@@ -226,23 +390,30 @@ async fn page(
     let increment_id = path.into_inner();
     let id = increment_id.clone();
     let found = db::blocking(&state.pool, "the console", move |conn| {
-        Ok(history::history(conn, &id))
+        Ok(match history::history(conn, &id) {
+            Ok(h) => Ok((h, pushes_of(conn, &id)?)),
+            Err(e) => Err(e),
+        })
     })
     .await?;
-    let h = match found {
-        Ok(h) => h,
+    let (h, pushes) = match found {
+        Ok(found) => found,
         Err(OrderError::NotFound(_)) => {
             return Err(ConsoleError::NotFound(format!("Order {increment_id}")));
         }
         Err(e) => return Err(ConsoleError::internal(e)),
     };
-    let steps = timeline(&h);
+    let steps = timeline(&h, &pushes);
     let o = h.order;
+    let family = |n: String| (lost::order_href(&n), n);
     let mut chrome = Chrome::new(staff, "orders", format!("Order {}", o.increment_id));
     chrome.search = o.increment_id.clone();
     view::render(&OrderPage {
         chrome,
         status: o.status,
+        source: o.source,
+        parent: o.parent.map(family),
+        children: o.children.into_iter().map(family).collect(),
         export_status: o.export.status.as_str().to_string(),
         export_error: o.export.last_error,
         cancellation: o.cancellation.map(|c| c.state.as_str().to_string()),

@@ -5,6 +5,7 @@ pub mod harness;
 
 mod auth;
 mod browser;
+mod channels;
 mod data;
 mod orders;
 mod requests;
