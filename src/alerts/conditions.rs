@@ -265,14 +265,7 @@ pub fn parse_channel_scope(scope: &str) -> Option<(&str, ChannelTrouble)> {
     Some((name, ChannelTrouble::parse(trouble)?))
 }
 
-/// What the breakers of order channels are keyed by, before the channel's name.
-const CHANNEL_BREAKER_PREFIX: &str = "channel:";
-
-/// The breaker key of order channel `name`: the one its sender counts failures on
-/// (`crate::channels::sync::Pusher::breaker_key`).
-pub fn channel_breaker_key(name: &str) -> String {
-    format!("{CHANNEL_BREAKER_PREFIX}{name}")
-}
+pub use crate::outbound::breaker::{CHANNEL_BREAKER_PREFIX, channel_breaker_key};
 
 /// `1 push`, `3 pushes`.
 fn pushes(n: i64) -> String {

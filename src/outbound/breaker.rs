@@ -15,6 +15,16 @@ use crate::db::DbConnection;
 use crate::db::schema::export_breakers;
 use crate::telemetry::Escaped;
 
+/// What the breakers of order channels (`[[channels]]`) are keyed by, before the channel's name
+/// (the warehouse's are `order` and `product`).
+pub const CHANNEL_BREAKER_PREFIX: &str = "channel:";
+
+/// The breaker key of order channel `name`: the one its sender counts failures on, and the one
+/// alerts, metrics, the CLI and the console read.
+pub fn channel_breaker_key(name: &str) -> String {
+    format!("{CHANNEL_BREAKER_PREFIX}{name}")
+}
+
 /// A breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerState {

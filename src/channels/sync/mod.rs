@@ -188,7 +188,7 @@ impl Pusher {
 
     /// The breaker's key for this channel.
     pub fn breaker_key(&self) -> String {
-        format!("channel:{}", self.name)
+        breaker::channel_breaker_key(self.name)
     }
 
     /// The breaker, when it is open at `now` (the channel is paused).
