@@ -495,6 +495,47 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Wakes the channel runners and waits (at most 30 s) until none of the configured channels'
+    /// pushes is due now or being sent: for a test that resent pushes to a channel nobody listens
+    /// at, so its runner's attempt has settled (no answer, retried later) before the test ends.
+    pub async fn channels_quiet(&self) {
+        use diesel::prelude::*;
+        use wharf::db::schema::outbound_tasks as t;
+        let names: Vec<String> = self
+            .settings
+            .channels
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let started = std::time::Instant::now();
+        loop {
+            wharf::outbound::wake_exporters();
+            let names = names.clone();
+            let busy: i64 = self
+                .with_conn(move |conn| {
+                    let now = wharf::db::now();
+                    let due = t::state
+                        .eq_any(["pending", "failed", "awaiting"])
+                        .and(t::run_after.is_null().or(t::run_after.le(now)));
+                    t::table
+                        .filter(t::channel.eq_any(names))
+                        .filter(due.or(t::lease_expires_at.gt(now)))
+                        .count()
+                        .get_result(conn)
+                        .unwrap()
+                })
+                .await;
+            if busy == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "{busy} channel push(es) still due or being sent after 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Support's resends and dismissals of order exports and cancellations, oldest first, as
     /// (`resend` | `dismiss` | `resend_cancellation` | `dismiss_cancellation`, actor, reason).
     pub async fn order_support_actions(&self) -> Vec<(String, String, Option<String>)> {
