@@ -393,6 +393,12 @@ impl Worker {
                 }
             },
         )?;
+        // A shipment may have made a push to its order's channel due (or restarted its ship
+        // delay): the channel's runner in this process looks now rather than at its fallback.
+        // (Other processes hear of it through the NOTIFY the shipment's transaction sent.)
+        if req.operation == Operation::ShipmentCreate && !self.settings.channels.is_empty() {
+            crate::outbound::wake_exporters();
+        }
         // Logged only once the failure is committed: support looks for these.
         Ok(match failure {
             Some(f) => {
