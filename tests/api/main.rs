@@ -5,6 +5,9 @@
 // failed step should stop a test at once, and a scenario reads best as one story however long.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
+/// The affiliate system simulator (also used by the examples).
+#[path = "../../examples/affiliate_api/mod.rs"]
+mod affiliate_api;
 mod helpers;
 /// The OrderFlow simulator (also used by the examples).
 #[path = "../../examples/warehouse_api/mod.rs"]
@@ -16,6 +19,7 @@ mod api_input;
 mod api_problems;
 mod api_views;
 mod auth;
+mod channels_affiliate;
 mod check;
 mod cli;
 mod clients;
