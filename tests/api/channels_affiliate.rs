@@ -25,6 +25,7 @@ both_backends!(
     refusals_stale_updates_and_unavailable_answers,
     a_push_answered_too_late_is_sent_again_and_applied_once,
     tickets_are_read_until_done_and_a_failed_one_is_sent_again,
+    a_change_while_its_push_is_on_its_way_is_pushed_after_it,
 );
 
 /// The channel's secret, which the simulator checks signatures with.
@@ -601,6 +602,35 @@ async fn tickets_are_read_until_done_and_a_failed_one_is_sent_again(backend: Bac
                 .is_some_and(|e| e.contains("stock mismatch"))),
         "{log:?}"
     );
+    sim.stop().await;
+}
+
+/// A status change made while the previous one's push waits for its answer finds that push's
+/// task open, so adds none; the push, once answered, is followed by one with the new status.
+async fn a_change_while_its_push_is_on_its_way_is_pushed_after_it(backend: Backend) {
+    let sim = AffiliateSim::start(SECRET).await;
+    let app = spawn(backend, &sim, |_| {}).await;
+    let mut order = order_from("affiliate", &[("SKU-A", 1)]);
+    put(&app, "F-1", &order, 201).await;
+    sim.set_behaviour(Behaviour {
+        slow: 1,
+        delay: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    order["status"] = json!("holded");
+    put(&app, "F-1", &order, 200).await;
+    until("the first push", || about(&sim, "F-1").len() == 1).await;
+    order["status"] = json!("payment_review");
+    put(&app, "F-1", &order, 200).await;
+    let pushes = pushes_in(&app, "F-1", 2, &["done"]).await;
+    let sent = about(&sim, "F-1");
+    let statuses: Vec<&str> = sent.iter().map(status_of).collect();
+    assert_eq!(statuses, ["holded", "payment_review"], "{sent:#?}");
+    let sequences: Vec<i64> = sent.iter().filter_map(Recorded::sequence).collect();
+    assert_eq!(sequences, [1, 2]);
+    assert_ne!(sent[0].idempotency_key, sent[1].idempotency_key);
+    assert_eq!(sim.applied_to("F-1").len(), 2);
+    assert_eq!(pushes[1]["sequence"], 2);
     sim.stop().await;
 }
 
