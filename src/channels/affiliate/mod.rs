@@ -46,17 +46,19 @@ mod settle;
 pub mod sign;
 mod ticket;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
 
 use super::sync::Pusher;
 use crate::config::{ChannelAction, ChannelSettings};
 use crate::db::lease::Lease;
 use crate::db::{self, DbConnection};
 use crate::orders::{self, OrderError, OrderView};
-use crate::outbound::{self, Task};
+use crate::outbound::{self, Task, TaskState};
 use answer::{Answer, Reply};
 use payload::Request;
 use sign::Signer;
@@ -96,14 +98,51 @@ pub async fn run(p: &Pusher, now: NaiveDateTime) -> anyhow::Result<()> {
             breaker: p.breaker_key(),
         },
     };
+    let name = p.name;
+    let due = p.db(move |conn| Ok(due_now(conn, name, now)?)).await?;
     for action in p.actions() {
-        if s.read_tickets(action, now).await? == Flow::Stop
-            || s.send_due(action, now).await? == Flow::Stop
+        let (polls, sends) = (
+            due.contains(&(action.as_str(), true)),
+            due.contains(&(action.as_str(), false)),
+        );
+        if (polls && s.read_tickets(action, now).await? == Flow::Stop)
+            || (sends && s.send_due(action, now).await? == Flow::Stop)
         {
             break;
         }
     }
     Ok(())
+}
+
+/// The channel's actions with work due at `now`, each as (action, whether it is ticket reads):
+/// one read, so that a run with nothing to do takes no claim (a claim is a writing transaction,
+/// and a runner is woken by every change of every order).
+fn due_now(
+    conn: &mut DbConnection,
+    name: &str,
+    now: NaiveDateTime,
+) -> QueryResult<HashSet<(&'static str, bool)>> {
+    use crate::db::schema::outbound_tasks as t;
+    let open = [TaskState::Pending, TaskState::Failed, TaskState::Awaiting];
+    let rows: Vec<(String, String)> = t::table
+        .filter(t::channel.eq(name))
+        .filter(t::state.eq_any(TaskState::words(open)))
+        .filter(t::run_after.is_null().or(t::run_after.le(now)))
+        .filter(
+            t::lease_expires_at
+                .is_null()
+                .or(t::lease_expires_at.lt(now)),
+        )
+        .select((t::action, t::state))
+        .distinct()
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(action, state)| {
+            let action = ChannelAction::parse(&action)?.as_str();
+            Some((action, state == TaskState::Awaiting.as_str()))
+        })
+        .collect())
 }
 
 /// Whether a run goes on.
@@ -186,11 +225,7 @@ impl Sender<'_> {
         );
         let pushes = self
             .p
-            .db(move |conn| {
-                db::write_tx(conn, |conn| {
-                    prepare(conn, &ctx, &owner, &base, action, tasks, db::now())
-                })
-            })
+            .db(move |conn| prepare(conn, &ctx, &owner, &base, action, tasks))
             .await?;
         for push in pushes {
             if !room_for_one_more(lease, self.p.channel.timeout_secs) {
@@ -270,7 +305,7 @@ fn room_for_one_more(lease: &Lease, timeout_secs: u64) -> bool {
     lease.until - db::now() > TimeDelta::seconds(exchange)
 }
 
-/// Builds the pushes of claimed `tasks`: each takes its sequence (on its first send) and its
+/// Builds the pushes of claimed `tasks`: each takes its sequence (on its first send), then its
 /// request from the order as it is now. A task whose order is gone or cannot be sent is refused
 /// for good at once (dead), without an exchange.
 fn prepare(
@@ -280,24 +315,49 @@ fn prepare(
     base_url: &str,
     action: ChannelAction,
     tasks: Vec<Task>,
-    now: NaiveDateTime,
 ) -> anyhow::Result<Vec<Push>> {
-    let mut pushes = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        match build(conn, base_url, action, task)? {
+    // The push numbers in a short writing transaction; the orders are read after it, in a reading
+    // one (one snapshot, without holding SQLite's write lock while a batch of orders is read).
+    let sequences = db::write_tx(conn, |conn| {
+        tasks
+            .iter()
+            .map(|t| Pusher::sequence(conn, t))
+            .collect::<diesel::QueryResult<Vec<i64>>>()
+    })?;
+    let built = conn.transaction(|conn| {
+        tasks
+            .into_iter()
+            .zip(sequences)
+            .map(|(task, sequence)| build(conn, base_url, action, task, sequence))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let mut pushes = Vec::with_capacity(built.len());
+    let mut unbuildable = Vec::new();
+    for b in built {
+        match b {
             Ok(push) => pushes.push(push),
-            Err((task, why)) => settle::unbuildable(conn, ctx, owner, action, &task, &why, now)?,
+            Err(refused) => unbuildable.push(refused),
         }
+    }
+    if !unbuildable.is_empty() {
+        db::write_tx(conn, |conn| {
+            let now = db::now();
+            for (task, why) in &unbuildable {
+                settle::unbuildable(conn, ctx, owner, action, task, why, now)?;
+            }
+            anyhow::Ok(())
+        })?;
     }
     Ok(pushes)
 }
 
-/// The push of `task`, or why it cannot be made (with the task back).
+/// The push of `task` carrying `sequence`, or why it cannot be made (with the task back).
 fn build(
     conn: &mut DbConnection,
     base_url: &str,
     action: ChannelAction,
     task: Task,
+    sequence: i64,
 ) -> anyhow::Result<Result<Push, (Task, String)>> {
     let order = match readable(orders::get(conn, &task.subject))? {
         Ok(o) => o,
@@ -312,7 +372,6 @@ fn build(
             }
         }
     }
-    let sequence = Pusher::sequence(conn, &task)?;
     Ok(
         match payload::build(base_url, action, &order, &children, sequence) {
             Ok(request) => Ok(Push {
