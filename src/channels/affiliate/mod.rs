@@ -71,6 +71,11 @@ pub const PUSHES: &str = "wharf_channel_pushes_total";
 /// misbehaving receiver).
 const MAX_ANSWER: usize = 1024 * 1024;
 
+/// Most pushes of one batch in flight at once (and at most half the database pool): each is its
+/// own request and its own settling transaction, so the receiver's and the database's round trips overlap. A batch holds one action
+/// of distinct orders, so no order ever has two pushes in flight from one runner.
+const IN_FLIGHT: usize = 8;
+
 /// A lease must still cover one whole exchange, with this to spare, for another to start.
 const LEASE_MARGIN_SECS: i64 = 5;
 
@@ -91,11 +96,15 @@ pub async fn run(p: &Pusher, now: NaiveDateTime) -> anyhow::Result<()> {
     })?;
     let s = Sender {
         p,
-        signer: Signer::new(&key),
-        ctx: Ctx {
-            name: p.name,
-            channel: Arc::new(p.channel.clone()),
-            breaker: p.breaker_key(),
+        link: Link {
+            http: p.http.clone(),
+            signer: Arc::new(Signer::new(&key)),
+            pool: p.pool.clone(),
+            ctx: Ctx {
+                name: p.name,
+                channel: Arc::new(p.channel.clone()),
+                breaker: p.breaker_key(),
+            },
         },
     };
     let name = p.name;
@@ -167,7 +176,16 @@ struct Ctx {
 /// One run's sender.
 struct Sender<'a> {
     p: &'a Pusher,
-    signer: Signer,
+    link: Link,
+}
+
+/// What one exchange and its settling need, owned, so that several pushes of a batch can be in
+/// flight at once (each a task of its own).
+#[derive(Clone)]
+struct Link {
+    http: reqwest::Client,
+    signer: Arc<Signer>,
+    pool: crate::db::Pool,
     ctx: Ctx,
 }
 
@@ -211,52 +229,91 @@ impl Sender<'_> {
         }
     }
 
-    /// Builds and sends a claimed batch, one request per task, settling each as it is answered.
+    /// Builds and sends a claimed batch, one request per task, several at once ([`IN_FLIGHT`]),
+    /// settling each as it is answered. Stops sending (what is in flight still settles) when the
+    /// breaker opens or the lease runs short.
     async fn send_batch(
         &self,
         action: ChannelAction,
         lease: &Lease,
         tasks: Vec<Task>,
     ) -> anyhow::Result<Flow> {
-        let (ctx, owner, base) = (
-            self.ctx.clone(),
-            lease.owner.clone(),
-            self.p.channel.base_url.clone(),
-        );
-        let pushes = self
+        let mut pushes = self
             .p
-            .db(move |conn| prepare(conn, &ctx, &owner, &base, action, tasks))
-            .await?;
-        for push in pushes {
-            if !room_for_one_more(lease, self.p.channel.timeout_secs) {
-                // The rest is claimed again under a new lease by the next batch.
-                return Ok(Flow::Go);
+            .db(move |conn| sequences(conn, tasks))
+            .await?
+            .into_iter();
+        let mut flying = tokio::task::JoinSet::new();
+        let (mut flow, mut failed, mut sending) = (Flow::Go, None, true);
+        // Each push in flight settles on a connection of its own: half the pool at most, the rest
+        // is the API's and the worker's.
+        let at_once = usize::try_from(self.link.pool.max_size() / 2)
+            .unwrap_or(1)
+            .clamp(1, IN_FLIGHT);
+        loop {
+            while sending && flying.len() < at_once {
+                // A lease run short: the rest is claimed again under a new one by the next batch.
+                match pushes.next() {
+                    Some(push) if room_for_one_more(lease, self.p.channel.timeout_secs) => {
+                        let link = self.link.clone();
+                        flying.spawn(link.push(push, action, lease.owner.clone()));
+                    }
+                    _ => sending = false,
+                }
             }
-            let started = db::now();
-            let reply = self
-                .exchange(&push.key, &push.request, Some(&push.key))
-                .await;
-            let verdict = answer::push(&reply, self.p.name, self.p.channel.timeout_secs, db::now());
-            let (ctx, owner) = (self.ctx.clone(), lease.owner.clone());
-            let flow = self
-                .p
-                .db(move |conn| {
-                    let sent = settle::Sent {
-                        push: &push,
-                        action,
-                        started,
-                        reply: &reply,
-                    };
-                    db::write_tx(conn, |conn| {
-                        settle::pushed(conn, &ctx, &owner, &sent, verdict)
-                    })
-                })
-                .await?;
-            if flow == Flow::Stop {
-                return Ok(Flow::Stop);
+            let Some(joined) = flying.join_next().await else {
+                break;
+            };
+            match joined
+                .map_err(anyhow::Error::from)
+                .and_then(|settled| settled)
+            {
+                Ok(Flow::Go) => {}
+                Ok(Flow::Stop) => (flow, sending) = (Flow::Stop, false),
+                // What is in flight still settles before the error is returned.
+                Err(e) => (failed, sending) = (failed.or(Some(e)), false),
             }
         }
-        Ok(Flow::Go)
+        failed.map_or(Ok(flow), Err)
+    }
+}
+
+impl Link {
+    /// Builds one push (each in its own task: the reads of a batch's orders overlap too), sends it
+    /// and settles it as its answer says.
+    async fn push(
+        self,
+        task: (Task, i64),
+        action: ChannelAction,
+        owner: String,
+    ) -> anyhow::Result<Flow> {
+        let (ctx, who) = (self.ctx.clone(), owner.clone());
+        let built = db::blocking(&self.pool, "building an affiliate push", move |conn| {
+            prepare(conn, &ctx, &who, action, task)
+        })
+        .await?;
+        let Some(push) = built else {
+            return Ok(Flow::Go);
+        };
+        let started = db::now();
+        let reply = self
+            .exchange(&push.key, &push.request, Some(&push.key))
+            .await;
+        let timeout = self.ctx.channel.timeout_secs;
+        let verdict = answer::push(&reply, self.ctx.name, timeout, db::now());
+        let ctx = self.ctx;
+        db::blocking(&self.pool, "an affiliate push", move |conn| {
+            let sent = settle::Sent {
+                push: &push,
+                action,
+                started,
+                reply: &reply,
+            };
+            db::write_tx(conn, |conn| {
+                settle::pushed(conn, &ctx, &owner, &sent, verdict)
+            })
+        })
+        .await
     }
 
     /// One signed request: `id` is its `webhook-id`, `idempotency` its `Idempotency-Key` (none
@@ -265,7 +322,6 @@ impl Sender<'_> {
         let timestamp = chrono::Utc::now().timestamp();
         let signature = self.signer.sign(id, timestamp, request.body.as_bytes());
         let mut r = self
-            .p
             .http
             .request(request.method.clone(), request.url.clone())
             .header(sign::ID, id)
@@ -305,50 +361,38 @@ fn room_for_one_more(lease: &Lease, timeout_secs: u64) -> bool {
     lease.until - db::now() > TimeDelta::seconds(exchange)
 }
 
-/// Builds the pushes of claimed `tasks`: each takes its sequence (on its first send), then its
-/// request from the order as it is now. A task whose order is gone or cannot be sent is refused
-/// for good at once (dead), without an exchange.
+/// The push numbers of claimed `tasks` (each takes its own on its first send and keeps it), in
+/// one short writing transaction.
+fn sequences(conn: &mut DbConnection, tasks: Vec<Task>) -> anyhow::Result<Vec<(Task, i64)>> {
+    db::write_tx(conn, |conn| {
+        tasks
+            .into_iter()
+            .map(|t| Pusher::sequence(conn, &t).map(|s| (t, s)))
+            .collect::<diesel::QueryResult<Vec<_>>>()
+    })
+    .map_err(Into::into)
+}
+
+/// The push of `task` built from its order as it is now (read in one reading transaction: one
+/// snapshot of the order, without holding SQLite's write lock). A task whose order is gone or
+/// cannot be sent is refused for good at once (dead), without an exchange: `None`.
 fn prepare(
     conn: &mut DbConnection,
     ctx: &Ctx,
     owner: &str,
-    base_url: &str,
     action: ChannelAction,
-    tasks: Vec<Task>,
-) -> anyhow::Result<Vec<Push>> {
-    // The push numbers in a short writing transaction; the orders are read after it, in a reading
-    // one (one snapshot, without holding SQLite's write lock while a batch of orders is read).
-    let sequences = db::write_tx(conn, |conn| {
-        tasks
-            .iter()
-            .map(|t| Pusher::sequence(conn, t))
-            .collect::<diesel::QueryResult<Vec<i64>>>()
-    })?;
-    let built = conn.transaction(|conn| {
-        tasks
-            .into_iter()
-            .zip(sequences)
-            .map(|(task, sequence)| build(conn, base_url, action, task, sequence))
-            .collect::<anyhow::Result<Vec<_>>>()
-    })?;
-    let mut pushes = Vec::with_capacity(built.len());
-    let mut unbuildable = Vec::new();
-    for b in built {
-        match b {
-            Ok(push) => pushes.push(push),
-            Err(refused) => unbuildable.push(refused),
+    (task, sequence): (Task, i64),
+) -> anyhow::Result<Option<Push>> {
+    let base_url = ctx.channel.base_url.as_str();
+    match conn.transaction(|conn| build(conn, base_url, action, task, sequence))? {
+        Ok(push) => Ok(Some(push)),
+        Err((task, why)) => {
+            db::write_tx(conn, |conn| {
+                settle::unbuildable(conn, ctx, owner, action, &task, &why, db::now())
+            })?;
+            Ok(None)
         }
     }
-    if !unbuildable.is_empty() {
-        db::write_tx(conn, |conn| {
-            let now = db::now();
-            for (task, why) in &unbuildable {
-                settle::unbuildable(conn, ctx, owner, action, task, why, now)?;
-            }
-            anyhow::Ok(())
-        })?;
-    }
-    Ok(pushes)
 }
 
 /// The push of `task` carrying `sequence`, or why it cannot be made (with the task back).

@@ -69,7 +69,7 @@ impl Sender<'_> {
                             idempotency_key(task.id),
                             started.and_utc().timestamp_micros()
                         );
-                        let reply = self.exchange(&id, &request, None).await;
+                        let reply = self.link.exchange(&id, &request, None).await;
                         let verdict = answer::ticket(
                             &reply,
                             self.p.name,
@@ -82,7 +82,7 @@ impl Sender<'_> {
                     // A ticket that cannot be asked about is as good as unknown.
                     Err(_) => (String::new(), TicketVerdict::Unknown, None),
                 };
-            let (ctx, owner) = (self.ctx.clone(), lease.owner.clone());
+            let (ctx, owner) = (self.link.ctx.clone(), lease.owner.clone());
             let flow = self
                 .p
                 .db(move |conn| {
