@@ -36,6 +36,9 @@ pub const IMPORT_LINES: &str = "wharf_import_lines_total";
 pub const EXPORT_ITEMS: &str = "wharf_export_items_total";
 /// Exchanges with the other side, by channel, action and outcome.
 pub const EXPORT_BATCHES: &str = "wharf_export_batches_total";
+/// Pushes to order channels (`[[channels]]`) settled, by channel, action and outcome (counted by
+/// the channel senders).
+pub const CHANNEL_PUSHES: &str = "wharf_channel_pushes_total";
 /// Alert mails, by outcome (counted by the alert mail delivery).
 pub const ALERT_MAILS: &str = "wharf_alert_mails_total";
 /// Customer confirmations of resent lost orders, by outcome (counted by the mail delivery).
@@ -111,6 +114,11 @@ pub fn render() -> String {
 /// The HELP lines of every counter and histogram, the ones other parts count included.
 fn describe() {
     use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(
+        CHANNEL_PUSHES,
+        "Pushes to order channels settled, by channel, action and outcome (done, awaiting, failed, \
+         lost, dead, not_answered)"
+    );
     describe_counter!(
         MESSAGES_RECEIVED,
         "SOAP calls answered, by operation and result (accepted, repeat, conflict, or the refusal)"

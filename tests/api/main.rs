@@ -5,6 +5,9 @@
 // failed step should stop a test at once, and a scenario reads best as one story however long.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
+/// The affiliate system simulator (also used by the examples).
+#[path = "../../examples/affiliate_api/mod.rs"]
+mod affiliate_api;
 mod helpers;
 /// The Shopping Feed API simulator (also run by `cargo run --example shoppingfeed_api`).
 #[path = "../../examples/shoppingfeed_api/mod.rs"]
@@ -19,6 +22,7 @@ mod api_input;
 mod api_problems;
 mod api_views;
 mod auth;
+mod channels_affiliate;
 mod channels_ops;
 mod channels_shoppingfeed;
 mod check;

@@ -32,9 +32,7 @@ use chrono::NaiveDateTime;
 use super::sync::Pusher;
 use crate::config::ChannelAction;
 
-/// Counter of settled pushes by `channel`, `action` and `outcome` (`done`, `awaiting`, `failed`,
-/// `lost`, `dead`, `not_answered`).
-pub const PUSHES: &str = "wharf_channel_pushes_total";
+pub use crate::metrics::CHANNEL_PUSHES as PUSHES;
 
 /// Most orders one request may carry (the API's limit).
 pub const MAX_ORDERS: usize = 100;

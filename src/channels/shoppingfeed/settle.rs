@@ -3,7 +3,6 @@
 //! log and the breaker in the same transaction, then the counts in [`super::PUSHES`].
 
 use std::future::Future;
-use std::sync::Once;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
@@ -90,13 +89,6 @@ pub(super) struct Tally {
 impl Tally {
     /// Adds them to [`super::PUSHES`].
     pub fn count(&self, ctx: &Ctx) {
-        static DESCRIBED: Once = Once::new();
-        DESCRIBED.call_once(|| {
-            metrics::describe_counter!(
-                super::PUSHES,
-                "Tasks pushed to an order channel and settled, by channel, action and outcome"
-            );
-        });
         for (outcome, n) in [
             ("done", self.done),
             ("awaiting", self.awaiting),
