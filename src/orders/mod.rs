@@ -30,7 +30,17 @@ pub use export::ExportStatus;
 pub use view::{CancelState, CancellationView, ListFilter, OrderPage, OrderPosition, list};
 
 /// Statuses in which an order can no longer be shipped.
-pub const UNSHIPPABLE_STATUSES: &[&str] = &["canceled", "cancelled", "closed", "complete", "split"];
+pub const UNSHIPPABLE_STATUSES: &[&str] = &[
+    "canceled",
+    "cancelled",
+    "closed",
+    "refunded",
+    "complete",
+    "split",
+];
+/// Statuses that mean refunded (Magento closes a refunded order). A complete order may still become
+/// one; once refunded an order keeps that status.
+pub const REFUND_STATUSES: [&str; 2] = ["refunded", "closed"];
 /// The status wharf gives an order when every line has shipped.
 pub const COMPLETE: &str = "complete";
 /// The status of a cancelled order.

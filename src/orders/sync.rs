@@ -47,7 +47,7 @@ impl Change {
     pub fn of_status(status: &str) -> Change {
         match status {
             "canceled" | "cancelled" => Change::Cancelled,
-            "refunded" | "closed" => Change::Refunded,
+            s if super::REFUND_STATUSES.contains(&s) => Change::Refunded,
             _ => Change::StatusChanged,
         }
     }

@@ -1,8 +1,9 @@
 //! What a storefront PUT or cancel may change, and what it never may. A PUT never moves an order
 //! backwards:
 //! - the same content as stored is a no-op (nothing written);
-//! - `complete` (set by shipments) and `canceled` stay; the export state, shipped quantities and the
-//!   times wharf set are never touched; `created_at` is kept when the PUT leaves it out;
+//! - `complete` (set by shipments) and `canceled` stay, but a complete order may be refunded
+//!   (`refunded`, `closed`), and a refunded one stays refunded; the export state, shipped quantities
+//!   and the times wharf set are never touched; `created_at` is kept when the PUT leaves it out;
 //! - reopening a cancelled order is refused (`order_canceled`), and so is cancelling one that has
 //!   shipped completely (`order_complete`);
 //! - once the warehouse has an order (exported, skipped, or being exported right now) only its status
@@ -458,8 +459,17 @@ fn decide(increment_id: &str, stored: &Stored, incoming: &OrderInput) -> Result<
             fields: content,
         });
     }
-    // `complete` and `split` are wharf's: the storefront's status is kept in the document only.
-    let status = if was_canceled || stored.status == COMPLETE || stored.status == SPLIT {
+    // `complete` and `split` are wharf's: the storefront's status is kept in the document only,
+    // except a refund, which follows a complete order (the goods went, the money comes back). A
+    // refunded order stays refunded.
+    let refunds = super::REFUND_STATUSES.contains(&incoming.status.as_str());
+    let status = if stored.status == COMPLETE && refunds {
+        incoming.status.clone()
+    } else if was_canceled
+        || stored.status == COMPLETE
+        || stored.status == SPLIT
+        || super::REFUND_STATUSES.contains(&stored.status.as_str())
+    {
         stored.status.clone()
     } else if cancels {
         CANCELED.to_string()

@@ -16,6 +16,7 @@ both_backends!(
     orders_are_listed_by_source,
     only_the_claimed_source_pushes_and_a_second_shipment_moves_the_ship,
     a_cancel_drops_the_unsent_ship,
+    a_complete_order_can_be_refunded_and_its_channel_hears_it,
 );
 
 fn ships_only(s: &mut wharf::Settings) {
@@ -129,4 +130,40 @@ async fn a_cancel_drops_the_unsent_ship(backend: Backend) {
         after[0]["note"],
         "the order was cancelled before its shipment was pushed"
     );
+}
+
+/// The usual refund comes after the goods went: a complete order may still become `refunded`, and
+/// its channel hears it; it stays refunded whatever the storefront sends next.
+async fn a_complete_order_can_be_refunded_and_its_channel_hears_it(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        ships_only(s);
+        s.channels[0].actions = Some(vec![ChannelAction::Ship, ChannelAction::Refund]);
+    })
+    .await;
+    put(&app, "A-4", "affiliate", 1).await;
+    let session = app.login().await;
+    app.send_shipment(&session, "A-4", 5, &[("S-1", 1)], "TRK-4")
+        .await;
+    app.drain().await;
+    let mut order = order_json(&[("S-1", 1)]);
+    order["source"] = Value::from("affiliate");
+    order["status"] = Value::from("refunded");
+    let (status, view) = app
+        .api(Method::PUT, "/orders/A-4", Some(order.clone()))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "refunded");
+    let actions: Vec<&str> = view["pushes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["ship", "refund"], "{view}");
+    order["status"] = Value::from("processing");
+    let (status, view) = app.api(Method::PUT, "/orders/A-4", Some(order)).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "refunded", "a refund stays");
+    // The refund push goes to a channel nobody listens at: let its attempt settle.
+    app.channels_quiet().await;
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -224,35 +224,60 @@ impl Pusher {
         breaker::reset(conn, &self.breaker_key())
     }
 
-    /// When this channel's next task falls due (to send, or a ticket to read).
-    async fn next_due(&self) -> anyhow::Result<Option<NaiveDateTime>> {
+    /// When this channel's next task falls due (to send, or a ticket to read) as seen at `now`: at
+    /// once for one due with no time set, else the earliest due time; a task another sender holds
+    /// falls due when its lease runs out (not before: its runner would look every window for
+    /// nothing). `None`: nothing waits.
+    async fn next_due(&self, now: NaiveDateTime) -> anyhow::Result<Option<NaiveDateTime>> {
         let name = self.name;
         self.db(move |conn| {
-            let due: Option<Option<NaiveDateTime>> = t::table
-                .filter(t::channel.eq(name))
-                .filter(t::state.eq_any([
-                    TaskState::Pending.as_str(),
-                    TaskState::Failed.as_str(),
-                    TaskState::Awaiting.as_str(),
-                ]))
+            let waiting = || {
+                t::table
+                    .filter(t::channel.eq(name))
+                    .filter(t::state.eq_any([
+                        TaskState::Pending.as_str(),
+                        TaskState::Failed.as_str(),
+                        TaskState::Awaiting.as_str(),
+                    ]))
+            };
+            let free = || {
+                t::lease_expires_at
+                    .is_null()
+                    .or(t::lease_expires_at.le(now))
+            };
+            let due_now: i64 = waiting()
+                .filter(free())
+                .filter(t::run_after.is_null())
+                .count()
+                .get_result(conn)?;
+            if due_now > 0 {
+                return Ok(Some(now));
+            }
+            let next: Option<NaiveDateTime> = waiting()
+                .filter(free())
                 .select(diesel::dsl::min(t::run_after))
-                .first(conn)
-                .optional()?;
-            Ok(due.flatten())
+                .first(conn)?;
+            let held: Option<NaiveDateTime> = waiting()
+                .filter(t::lease_expires_at.gt(now))
+                .select(diesel::dsl::min(t::lease_expires_at))
+                .first(conn)?;
+            Ok(next.into_iter().chain(held).min())
         })
         .await
     }
 
-    /// One run: sends what is due and reads the tickets due, then says when to look again.
+    /// One run: sends what is due and reads the tickets due, then says when to look again (while
+    /// the breaker holds the channel, when it lets go).
     pub async fn run_once(&self) -> anyhow::Result<Option<NaiveDateTime>> {
         let now = db::now();
+        if let Some(b) = self.paused(now).await? {
+            return Ok(b.paused_until);
+        }
         match self.channel.kind {
             ChannelKind::Shoppingfeed => super::shoppingfeed::run(self, now).await?,
             ChannelKind::Http => super::affiliate::run(self, now).await?,
         }
-        let due = self.next_due().await?;
-        // A pending task with no run_after is due now; the runner waits at least its window.
-        Ok(due.or_else(|| Some(now + TimeDelta::seconds(30))))
+        self.next_due(db::now()).await
     }
 }
 
