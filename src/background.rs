@@ -61,6 +61,11 @@ impl Background {
             settings,
             &shutdown.subscribe(),
         ));
+        runners.extend(crate::channels::sftp::spawn_runners(
+            pool,
+            settings,
+            &shutdown.subscribe(),
+        ));
         runners.extend(crate::channels::smtp::deliver::spawn(
             pool,
             settings,

@@ -16,6 +16,7 @@ mod document;
 mod env;
 mod metrics;
 mod retention;
+mod sftp;
 mod validate;
 
 use std::fmt;
@@ -26,7 +27,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertSettings, SmtpTls};
-pub use channels::{ChannelAction, ChannelKind, ChannelSettings};
+pub use channels::{ChannelAction, ChannelKind, ChannelSettings, OnDone};
 pub use console::ConsoleSettings;
 pub use document::{defaults_toml, effective_toml};
 pub use env::env_var;
@@ -475,6 +476,16 @@ impl From<Box<figment::Error>> for SettingsError {
 }
 
 impl Settings {
+    /// The channels that hear about their orders' shipments and status changes (not `sftp`).
+    pub fn push_channels(&self) -> impl Iterator<Item = &ChannelSettings> {
+        self.channels.iter().filter(|c| !c.is_files())
+    }
+
+    /// The channels that exchange files (`sftp`).
+    pub fn file_channels(&self) -> impl Iterator<Item = &ChannelSettings> {
+        self.channels.iter().filter(|c| c.is_files())
+    }
+
     /// Loads defaults < `file` (or `wharf.toml` in the working directory when it exists) < environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
         Ok(Settings::load_with_file(file)?.0)

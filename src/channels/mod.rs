@@ -2,6 +2,7 @@
 //! actions, what it sends for each, and how it reads the answers.
 
 pub mod affiliate;
+pub mod sftp;
 pub mod shoppingfeed;
 pub mod smtp;
 pub mod sync;

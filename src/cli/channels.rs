@@ -104,13 +104,13 @@ fn when(t: NaiveDateTime) -> String {
 
 /// The configured channels' names, or an error saying how to configure one.
 fn names(settings: &Settings) -> anyhow::Result<Vec<&str>> {
-    if settings.channels.is_empty() {
+    if settings.push_channels().next().is_none() {
         bail!(
             "no order channels are configured: add a [[channels]] table per marketplace or \
              affiliate system to the settings file (see the README's channels section)"
         );
     }
-    Ok(settings.channels.iter().map(|c| c.name.as_str()).collect())
+    Ok(settings.push_channels().map(|c| c.name.as_str()).collect())
 }
 
 pub(super) fn channels(settings: &Settings, cmd: Option<ChannelsCommand>) -> anyhow::Result<()> {
@@ -119,7 +119,7 @@ pub(super) fn channels(settings: &Settings, cmd: Option<ChannelsCommand>) -> any
     let mut conn = pool.get()?;
     match cmd.unwrap_or(ChannelsCommand::Status) {
         ChannelsCommand::Status => {
-            for (i, c) in settings.channels.iter().enumerate() {
+            for (i, c) in settings.push_channels().enumerate() {
                 if i > 0 {
                     println!();
                 }
@@ -245,10 +245,7 @@ fn print_status(conn: &mut DbConnection, c: &ChannelSettings) -> anyhow::Result<
 }
 
 fn kind_word(c: &ChannelSettings) -> &'static str {
-    match c.kind {
-        crate::config::ChannelKind::Shoppingfeed => "shoppingfeed",
-        crate::config::ChannelKind::Http => "http",
-    }
+    c.kind_word()
 }
 
 fn breaker_text(b: Option<outbound::breaker::BreakerState>, now: NaiveDateTime) -> String {

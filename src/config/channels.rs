@@ -15,6 +15,9 @@ pub enum ChannelKind {
     Shoppingfeed,
     /// An affiliate system's HTTP API: one signed request per change (Standard Webhooks).
     Http,
+    /// A warehouse or ERP that exchanges XML files on an SFTP server: order files out to
+    /// `export_dir`, shipment files in from `import_dir` (see `crate::channels::sftp`).
+    Sftp,
 }
 
 /// What a channel hears about an order.
@@ -75,6 +78,7 @@ impl ChannelKind {
                 ChannelAction::Refund,
             ],
             ChannelKind::Http => ChannelAction::ALL.to_vec(),
+            ChannelKind::Sftp => Vec::new(),
         }
     }
 
@@ -87,23 +91,37 @@ impl ChannelKind {
                 ChannelAction::Refund,
             ],
             ChannelKind::Http => &ChannelAction::ALL,
+            // Files carry orders out and shipments in; no status pushes.
+            ChannelKind::Sftp => &[],
         }
     }
 }
 
-/// One channel. `Debug` hides the token and the secret. Secrets may also come from the environment:
-/// `WHARF_CHANNEL_<NAME>_TOKEN` and `WHARF_CHANNEL_<NAME>_SECRET` (the name upper-cased, `-` as `_`),
-/// used when the file leaves them empty.
+/// What becomes of a shipment file once it is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDone {
+    /// Deleted from the server.
+    Delete,
+    /// Moved to `{import_dir}/archive/`.
+    Archive,
+}
+
+/// One channel. `Debug` hides the token, the secret and the password. Secrets may also come from the
+/// environment: `WHARF_CHANNEL_<NAME>_TOKEN`, `WHARF_CHANNEL_<NAME>_SECRET` and
+/// `WHARF_CHANNEL_<NAME>_PASSWORD` (the name upper-cased, `-` as `_`), used when the file leaves
+/// them empty. The fields from `host` on are those of `kind = "sftp"`.
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChannelSettings {
     /// The channel's name (lowercase letters, digits, `-`, `_`), shown in the console and the CLI
     /// and used as the outbound queue's channel; not `warehouse` or `smtp`.
     pub name: String,
-    /// `shoppingfeed` or `http`.
+    /// `shoppingfeed`, `http` or `sftp`.
     pub kind: ChannelKind,
     /// The order sources it claims (`marketplace:amazon`, `affiliate`); a source belongs to at most
-    /// one channel. Orders of other sources (`web`) push nothing to it.
+    /// one pushing channel. Orders of other sources (`web`) push nothing to it. For `sftp`: the
+    /// sources whose orders go out in its files (empty: every order).
     pub sources: Vec<String>,
     /// Base URL of its API (`https://api.shopping-feed.com`, `https://affiliate.example.com/api`).
     pub base_url: String,
@@ -140,6 +158,46 @@ pub struct ChannelSettings {
     pub breaker_threshold: i32,
     /// How long the channel pauses once its breaker opens, in seconds.
     pub breaker_pause_secs: i64,
+    /// The SFTP server's host name or address (`sftp`).
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The login.
+    pub user: String,
+    /// The private key file (OpenSSH format) to log in with; or `password`.
+    pub key_file: String,
+    /// The password to log in with, when there is no `key_file` (or
+    /// `WHARF_CHANNEL_<NAME>_PASSWORD`).
+    pub password: String,
+    /// Host key policy, one of three: an OpenSSH `known_hosts` file that lists the server…
+    pub known_hosts: String,
+    /// …or the server key's fingerprint (`SHA256:…`, as `ssh-keygen -lf` prints it)…
+    pub host_key_fingerprint: String,
+    /// …or trust the key seen first and keep it (in the database). A key that differs from the
+    /// expected one is always refused and alerted.
+    pub trust_on_first_use: bool,
+    /// The remote folder order files are written to (unset: no order files).
+    pub export_dir: String,
+    /// When order files are written: a cron expression or `continuous`.
+    pub export_schedule: String,
+    /// The remote folder shipment files are read from (unset: no shipment files). wharf uses
+    /// `processing/`, `failed/` and `archive/` inside it, and creates them.
+    pub import_dir: String,
+    /// When the import folder is read: a cron expression or `continuous` (every
+    /// `poll_secs`).
+    pub import_schedule: String,
+    /// How often a `continuous` import schedule reads the folder, in seconds.
+    pub poll_secs: u64,
+    /// Which shipment file names are read (`*` and `?` wildcards); temporary names (starting with
+    /// `.`, ending in `.tmp`, `.part` or `.filepart`) never are.
+    pub file_pattern: String,
+    /// What becomes of an applied shipment file: `delete` or `archive`.
+    pub on_done: OnDone,
+    /// The largest shipment file read, in bytes; a larger one goes to `failed/`.
+    pub max_file_bytes: u64,
+    /// How long a claimed batch or file is held by one process before another may take it over,
+    /// in seconds.
+    pub lease_secs: i64,
 }
 
 impl Default for ChannelSettings {
@@ -163,6 +221,23 @@ impl Default for ChannelSettings {
             backoff_ceiling_secs: 3600,
             breaker_threshold: 5,
             breaker_pause_secs: 300,
+            host: String::new(),
+            port: 22,
+            user: String::new(),
+            key_file: String::new(),
+            password: String::new(),
+            known_hosts: String::new(),
+            host_key_fingerprint: String::new(),
+            trust_on_first_use: false,
+            export_dir: String::new(),
+            export_schedule: "*/15 * * * *".into(),
+            import_dir: String::new(),
+            import_schedule: "*/15 * * * *".into(),
+            poll_secs: 60,
+            file_pattern: "*.xml".into(),
+            on_done: OnDone::Delete,
+            max_file_bytes: 10 * 1024 * 1024,
+            lease_secs: 300,
         }
     }
 }
@@ -183,6 +258,12 @@ impl std::fmt::Debug for ChannelSettings {
             .field("ticket_poll_secs", &self.ticket_poll_secs)
             .field("max_attempts", &self.max_attempts)
             .field("batch_size", &self.batch_size)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("export_dir", &self.export_dir)
+            .field("import_dir", &self.import_dir)
             .finish_non_exhaustive()
     }
 }
@@ -218,10 +299,29 @@ impl ChannelSettings {
         )
     }
 
-    /// Fills an empty token or secret from the environment.
+    /// The word of its kind, as in the settings (`shoppingfeed`, `http`, `sftp`).
+    pub fn kind_word(&self) -> &'static str {
+        match self.kind {
+            ChannelKind::Shoppingfeed => "shoppingfeed",
+            ChannelKind::Http => "http",
+            ChannelKind::Sftp => "sftp",
+        }
+    }
+
+    /// Whether it exchanges files (`sftp`) rather than pushing status changes.
+    pub fn is_files(&self) -> bool {
+        self.kind == ChannelKind::Sftp
+    }
+
+    /// Fills an empty token, secret or password from the environment.
     pub(super) fn secrets_from_env(&mut self) {
-        let (token_var, secret_var) = (self.secret_var("TOKEN"), self.secret_var("SECRET"));
-        for (var, field) in [(token_var, &mut self.token), (secret_var, &mut self.secret)] {
+        let vars = [
+            self.secret_var("TOKEN"),
+            self.secret_var("SECRET"),
+            self.secret_var("PASSWORD"),
+        ];
+        let fields = [&mut self.token, &mut self.secret, &mut self.password];
+        for (var, field) in vars.into_iter().zip(fields) {
             if field.is_empty()
                 && let Ok(v) = std::env::var(var)
             {
@@ -260,6 +360,10 @@ pub(super) fn validate(channels: &[ChannelSettings], refuse: &mut impl FnMut(&st
                 &key("name"),
                 format!("{:?} is already the name of channels[{j}]", c.name),
             );
+        }
+        if c.is_files() {
+            super::sftp::validate(c, &key, refuse);
+            continue;
         }
         validate_one(c, &key, refuse);
         for s in &c.sources {
@@ -311,6 +415,7 @@ fn validate_one(
                 refuse(&key("store_id"), "the store id is required".into());
             }
         }
+        ChannelKind::Sftp => {}
         ChannelKind::Http => {
             if c.signing_key().is_none_or(|k| k.is_empty()) {
                 refuse(

@@ -532,6 +532,61 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Every order file a file channel wrote and every shipment file it read.
+    file_exchanges (id) {
+        id -> BigInt,
+        channel -> Text,
+        /// `out` (an order file) or `in` (a shipment file).
+        direction -> Text,
+        /// The final name (out) or the name it arrived under (in).
+        name -> Text,
+        state -> Text,
+        size -> Nullable<BigInt>,
+        /// SHA-256 of the bytes, hex.
+        hash -> Nullable<Text>,
+        /// Orders in an order file.
+        orders -> Integer,
+        /// The shipment request a shipment file was stored as.
+        request_id -> Nullable<BigInt>,
+        order_increment_id -> Nullable<Text>,
+        /// The document written (out), or the file as read when it failed (in).
+        body -> Nullable<Text>,
+        error -> Nullable<Text>,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        /// Runs that found it unfinished.
+        runs -> Integer,
+        /// When support saw a failed file.
+        seen_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// The host key a trust-on-first-use file channel saw first.
+    sftp_host_keys (channel) {
+        channel -> Text,
+        host -> Text,
+        port -> Integer,
+        fingerprint -> Text,
+        first_seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// What is wrong with a file channel right now, as its last run found it.
+    channel_troubles (channel, trouble) {
+        channel -> Text,
+        trouble -> Text,
+        detail -> Text,
+        since -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(console_sessions -> api_users (user_id));
 diesel::joinable!(console_seen -> api_users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(console_sessions, api_users);

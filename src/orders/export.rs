@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::config::ChannelSettings;
 use crate::db::DbConnection;
 use crate::db::schema::orders;
 use crate::feed::{self, NewEvent};
@@ -34,13 +35,39 @@ pub const SHIPPED_BEFORE_EXPORT: &str = "shipped before export";
 /// `pending`); whether it is exportable yet (status, virtual, date) is decided when it is claimed,
 /// with the settings of that moment, so storing an order needs no export settings. Continuous
 /// exporters are told ([`outbound::announce`]): the order may be exportable already.
+///
+/// Each file channel (`kind = "sftp"`, of `channels`) with an `export_dir` that takes orders of
+/// `source` gets its own task too: its order files follow the same rules.
 pub fn order_stored(
     conn: &mut DbConnection,
     increment_id: &str,
+    source: &str,
+    channels: &[ChannelSettings],
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     outbound::enqueue(conn, ORDER_INSERT, &[increment_id], now)?;
+    for c in channels.iter().filter(|c| takes_order_files(c, source)) {
+        outbound::enqueue(conn, order_file(&c.name), &[increment_id], now)?;
+    }
     outbound::announce(conn)
+}
+
+/// Whether file channel `c` writes orders of `source` to files.
+pub fn takes_order_files(c: &ChannelSettings, source: &str) -> bool {
+    c.is_files()
+        && !c.export_dir.is_empty()
+        && (c.sources.is_empty() || c.sources.iter().any(|s| s == source))
+}
+
+/// The action of an order's task on a file channel (the same word as the warehouse's).
+pub const ORDER_FILE_ACTION: &str = "order.insert";
+
+/// An order's task on file channel `name`: to go out in one of its order files.
+pub fn order_file(name: &str) -> TaskKind {
+    TaskKind {
+        channel: outbound::intern(name),
+        action: ORDER_FILE_ACTION,
+    }
 }
 
 /// A stored order changed (its status, what it holds): one still pending export may have become
@@ -112,7 +139,7 @@ pub fn skip_export(
     }
     let now = crate::db::now();
     let attempts = outbound::task_of(conn, ORDER_INSERT, increment_id)?.map_or(0, |t| t.attempts);
-    outbound::skip(conn, ORDER_INSERT, increment_id, note, now)?;
+    outbound::skip_on_every_channel(conn, ORDER_INSERT.action, increment_id, note, now)?;
     diesel::update(orders::table.find(order_id))
         .set(orders::export_status.eq(ExportStatus::Skipped.as_str()))
         .execute(conn)?;

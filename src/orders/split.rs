@@ -168,6 +168,7 @@ pub fn split(
                 i,
                 &child.increment_id,
                 document,
+                channels,
                 now,
             )?);
         }
@@ -452,6 +453,7 @@ fn create_child(
     index: usize,
     increment_id: &str,
     document: &OrderInput,
+    channels: &[ChannelSettings],
     now: NaiveDateTime,
 ) -> Result<i64, OrderError> {
     let Some(id) = update::insert(conn, increment_id, document, now)? else {
@@ -469,7 +471,7 @@ fn create_child(
         .set(orders::parent_id.eq(Some(parent.id)))
         .execute(conn)?;
     update::replace_lines(conn, id, increment_id, document)?;
-    tasks::order_stored(conn, increment_id, now)?;
+    tasks::order_stored(conn, increment_id, &document.source, channels, now)?;
     // Shipments that arrived first for this number and wait for its order need not wait longer.
     crate::queue::wake_shipments_for(conn, increment_id)?;
     Ok(id)

@@ -63,6 +63,7 @@ pub fn channel_for<'a>(
 ) -> Option<&'a ChannelSettings> {
     channels
         .iter()
+        .filter(|c| !c.is_files())
         .find(|c| c.sources.iter().any(|s| s == source))
 }
 

@@ -151,7 +151,7 @@ pub fn upsert(
             None => match insert(conn, increment_id, input, now)? {
                 Some(id) => {
                     replace_lines(conn, id, increment_id, input)?;
-                    tasks::order_stored(conn, increment_id, now)?;
+                    tasks::order_stored(conn, increment_id, &input.source, channels, now)?;
                     // Shipments that arrived first and wait for this order need not wait longer.
                     crate::queue::wake_shipments_for(conn, increment_id)?;
                     return Ok(Put::Created);

@@ -31,7 +31,7 @@ mod store;
 pub use store::{
     FINISHED, Task, TaskAction, TaskRow, act, claim, count_finished_before, delete_finished,
     enqueue, finished_before, first_in_state, last_action, not_answered, open_among, release,
-    settle, settle_done, skip, start_over, task_of, tasks_in_state,
+    settle, settle_done, skip, skip_on_every_channel, start_over, task_of, tasks_in_state,
 };
 pub use store::{
     LostFilter, act_on_lost, actions_on, lost_count, lost_page, lost_since, lost_subjects_of,

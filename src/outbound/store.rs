@@ -401,6 +401,30 @@ pub fn skip(
     Ok(n > 0)
 }
 
+/// Like [`skip`], for the open tasks of `action` on `subject` on every channel (an order's
+/// `order.insert` to the warehouse and to each file channel). Returns how many it skipped.
+pub fn skip_on_every_channel(
+    conn: &mut DbConnection,
+    action: &str,
+    subject: &str,
+    note: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        t::table
+            .filter(t::action.eq(action))
+            .filter(t::subject.eq(subject))
+            .filter(t::state.eq_any(TaskState::words(TaskState::OPEN))),
+    )
+    .set((
+        t::state.eq(TaskState::Skipped.as_str()),
+        t::note.eq(note),
+        t::run_after.eq(None::<NaiveDateTime>),
+        t::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
 /// A task as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = t)]

@@ -76,10 +76,7 @@ fn channels_toml() -> String {
             "[[channels]]\nname = {:?}\nkind = {:?}\nsources = {:?}\nbase_url = {:?}\n\
              token = {:?}\nsecret = {:?}\nstore_id = {:?}\nship_delay_secs = {}\n",
             c.name,
-            match c.kind {
-                ChannelKind::Shoppingfeed => "shoppingfeed",
-                ChannelKind::Http => "http",
-            },
+            c.kind_word(),
             c.sources,
             c.base_url,
             c.token,

@@ -12,6 +12,8 @@ mod helpers;
 /// The Shopping Feed API simulator (also run by `cargo run --example shoppingfeed_api`).
 #[path = "../../examples/shoppingfeed_api/mod.rs"]
 mod shoppingfeed_api;
+/// A real sshd for the SFTP file channel tests.
+mod sshd;
 /// The OrderFlow simulator (also used by the examples).
 #[path = "../../examples/warehouse_api/mod.rs"]
 mod warehouse_api;
@@ -47,6 +49,7 @@ mod receipts;
 mod refusals;
 mod retention;
 mod schema;
+mod sftp_client;
 mod shipment_failures;
 mod shutdown;
 mod slow_clients;

@@ -276,6 +276,9 @@ impl Pusher {
         match self.channel.kind {
             ChannelKind::Shoppingfeed => super::shoppingfeed::run(self, now).await?,
             ChannelKind::Http => super::affiliate::run(self, now).await?,
+            // File channels push nothing (their runners are `crate::channels::sftp`'s), and
+            // `spawn_runners` starts no pusher for them.
+            ChannelKind::Sftp => {}
         }
         self.next_due(db::now()).await
     }
@@ -290,8 +293,7 @@ pub fn spawn_runners(
     stop: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     settings
-        .channels
-        .iter()
+        .push_channels()
         .filter_map(|c| match Pusher::new(pool.clone(), c.clone()) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {

@@ -211,10 +211,7 @@ fn summaries(
         let breaker = breakers.iter().find(|(k, _)| *k == key).map(|(_, b)| *b);
         out.push(Summary {
             name: c.name.clone(),
-            kind: match c.kind {
-                crate::config::ChannelKind::Shoppingfeed => "shoppingfeed",
-                crate::config::ChannelKind::Http => "http",
-            },
+            kind: c.kind_word(),
             sources: c.sources.join(", "),
             actions: c
                 .actions()

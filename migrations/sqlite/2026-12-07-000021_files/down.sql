@@ -1,0 +1,3 @@
+DROP TABLE channel_troubles;
+DROP TABLE sftp_host_keys;
+DROP TABLE file_exchanges;
