@@ -1,5 +1,6 @@
 //! `wharf check`: what an operator verifies before trusting a deployment — configuration, database,
-//! queue, background jobs, the warehouse endpoint, SMTP and users — each as a [`Finding`] with a
+//! queue, background jobs, the warehouse endpoint, SMTP, the file channels' SFTP servers and users —
+//! each as a [`Finding`] with a
 //! status word, what was found and, when not ok, what to do. The CLI prints them one per line.
 //!
 //! Checks only read and probe: they never migrate, enqueue, or change stored state (the optional
@@ -7,6 +8,7 @@
 
 mod config;
 mod database;
+mod files;
 mod remote;
 
 use std::path::Path;
@@ -116,6 +118,7 @@ pub async fn run(
     }
     findings.push(remote::warehouse(settings).await);
     findings.extend(remote::smtp(&settings.alerts, test_mail).await);
+    findings.extend(files::checks(settings).await);
     findings
 }
 

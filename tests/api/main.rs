@@ -49,6 +49,7 @@ mod receipts;
 mod refusals;
 mod retention;
 mod schema;
+mod sftp_check;
 mod sftp_client;
 mod shipment_failures;
 mod shutdown;
