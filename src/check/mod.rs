@@ -1,7 +1,7 @@
 //! `wharf check`: what an operator verifies before trusting a deployment — configuration, database,
 //! queue, background jobs, the warehouse endpoint, SMTP, the file channels' SFTP servers and users —
-//! each as a [`Finding`] with a
-//! status word, what was found and, when not ok, what to do. The CLI prints them one per line.
+//! each as a [`Finding`] with a status word, what was found and, when not ok, what to do. The CLI
+//! prints them one per line.
 //!
 //! Checks only read and probe: they never migrate, enqueue, or change stored state (the optional
 //! test mail is the one thing sent, and only when asked for).
