@@ -35,9 +35,9 @@ use super::client::{self, Remote, RemoteError, Trouble};
 use super::store::FileState;
 use super::store::out::{self, OutBatch};
 use super::{FileChannel, orders_file};
-use crate::config::ExportSettings;
 use crate::channels::warehouse::items::{self, Item, Kind};
 use crate::channels::warehouse::settle::{self, Settler};
+use crate::config::ExportSettings;
 use crate::db::lease::Lease;
 use crate::db::{self, DbConnection};
 use crate::orders::OrderInput;
@@ -332,7 +332,10 @@ async fn steps(
     recovering: bool,
 ) -> anyhow::Result<Result<Sent, RemoteError>> {
     let dir = &ch.channel.export_dir;
-    let (temp, last) = (client::join(dir, &part_name(&b.name)), client::join(dir, &b.name));
+    let (temp, last) = (
+        client::join(dir, &part_name(&b.name)),
+        client::join(dir, &b.name),
+    );
     if recovering {
         match renamed_already(remote, &b, &temp, &last).await {
             Ok(true) => return Ok(Ok(commit(ch, &b).await?)),
@@ -402,11 +405,13 @@ async fn upload(remote: &Remote, b: &OutBatch, temp: &str) -> Result<(), RemoteE
 async fn commit(ch: &FileChannel, b: &OutBatch) -> anyhow::Result<Sent> {
     let (name, batch) = (ch.name().to_string(), b.clone());
     let committed = ch
-        .db(move |conn| match out::commit(conn, &name, &batch, db::now()) {
-            Ok(c) => Ok(Some(c)),
-            Err(e) if out::is_lease_lost(&e) => Ok(None),
-            Err(e) => Err(e),
-        })
+        .db(
+            move |conn| match out::commit(conn, &name, &batch, db::now()) {
+                Ok(c) => Ok(Some(c)),
+                Err(e) if out::is_lease_lost(&e) => Ok(None),
+                Err(e) => Err(e),
+            },
+        )
         .await?;
     Ok(match committed {
         Some(c) => {
@@ -427,15 +432,25 @@ async fn set_aside(ch: &FileChannel, b: &OutBatch, e: &RemoteError) -> anyhow::R
     let held = ch
         .db(move |conn| Ok(out::set_aside(conn, &batch, &error, db::now())?))
         .await?;
-    Ok(if held { Sent::Failed(why) } else { Sent::NotHeld })
+    Ok(if held {
+        Sent::Failed(why)
+    } else {
+        Sent::NotHeld
+    })
 }
 
 /// When a continuous runner looks again without a wake-up: the next retry, or when a lease held
 /// on one of the channel's orders runs out.
 async fn next_due(ch: &FileChannel) -> anyhow::Result<Option<NaiveDateTime>> {
     let name = ch.name().to_string();
-    ch.db(move |conn| Ok(crate::outbound::next_due(conn, &[order_file(&name)], db::now())?))
-        .await
+    ch.db(move |conn| {
+        Ok(crate::outbound::next_due(
+            conn,
+            &[order_file(&name)],
+            db::now(),
+        )?)
+    })
+    .await
 }
 
 /// Starts the order file runner of `ch`: on its `export_schedule` (a cron expression), or
@@ -451,10 +466,12 @@ pub fn spawn(ch: &Arc<FileChannel>, stop: &watch::Receiver<bool>) -> Option<Join
         .ok()?;
     let ch = ch.clone();
     Some(match schedule {
-        Schedule::Cron(cron) => tokio::spawn(runner::on_schedule(what, cron, stop.clone(), move || {
-            let ch = ch.clone();
-            async move { run_once(&ch).await.map(drop) }
-        })),
+        Schedule::Cron(cron) => {
+            tokio::spawn(runner::on_schedule(what, cron, stop.clone(), move || {
+                let ch = ch.clone();
+                async move { run_once(&ch).await.map(drop) }
+            }))
+        }
         Schedule::Continuous => {
             let wakes = Wakes {
                 notify: crate::outbound::announced(),

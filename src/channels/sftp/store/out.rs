@@ -114,7 +114,11 @@ pub fn record(
 
 /// Step 2's record: batch `b` is complete under its temporary name. Returns whether its owner
 /// still held it.
-pub fn mark_uploaded(conn: &mut DbConnection, b: &OutBatch, now: NaiveDateTime) -> QueryResult<bool> {
+pub fn mark_uploaded(
+    conn: &mut DbConnection,
+    b: &OutBatch,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
     let n = diesel::update(
         fx::table
             .find(b.id)
@@ -163,17 +167,22 @@ pub fn take_over(
             .filter(fx::channel.eq(channel))
             .filter(fx::direction.eq(Direction::Out.as_str()))
             .filter(fx::state.eq_any(open))
-            .filter(fx::lease_expires_at.is_null().or(fx::lease_expires_at.lt(now)))
+            .filter(
+                fx::lease_expires_at
+                    .is_null()
+                    .or(fx::lease_expires_at.lt(now)),
+            )
             .order(fx::id)
             .select(fx::id)
             .load(conn)?;
         let mut taken = Vec::new();
         for id in expired {
             let n = diesel::update(
-                fx::table
-                    .find(id)
-                    .filter(fx::state.eq_any(open))
-                    .filter(fx::lease_expires_at.is_null().or(fx::lease_expires_at.lt(now))),
+                fx::table.find(id).filter(fx::state.eq_any(open)).filter(
+                    fx::lease_expires_at
+                        .is_null()
+                        .or(fx::lease_expires_at.lt(now)),
+                ),
             )
             .set((
                 fx::lease_owner.eq(&lease.owner),
