@@ -51,6 +51,7 @@ mod retention;
 mod schema;
 mod sftp_check;
 mod sftp_client;
+mod sftp_export;
 mod shipment_failures;
 mod shutdown;
 mod slow_clients;

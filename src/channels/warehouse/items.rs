@@ -28,7 +28,7 @@ use crate::products::export::PRODUCT_MERGE;
 
 /// Orders or products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Orders,
     Products,
 }
@@ -88,8 +88,9 @@ impl Kind {
     }
 }
 
-/// A claimed order or product.
-pub(super) struct Item {
+/// A claimed order or product (file channels claim orders the same way, see
+/// `crate::channels::sftp::export`).
+pub(crate) struct Item {
     pub task: Task,
     /// The order's id (0 for a product).
     pub order_id: i64,
@@ -127,7 +128,7 @@ pub(super) fn claim(
             return Ok(Vec::new());
         }
         match kind {
-            Kind::Orders => claim_orders(conn, cfg, due_at, lease.now),
+            Kind::Orders => claim_orders(conn, ORDER_INSERT, cfg, due_at, lease.now),
             Kind::Products => claim_products(conn, cfg, due_at, lease.now),
         }
     })?;
@@ -151,11 +152,14 @@ fn min_order_date(cfg: &ExportSettings) -> NaiveDateTime {
         .unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc())
 }
 
-/// Due order tasks whose order is exportable now: an exportable status (a cancelled order is not,
-/// so an order cancelled before export is never sent), not virtual, placed on or after
-/// `min_order_date`.
-fn claim_orders(
+/// Due order tasks of `task` (the warehouse's `order.insert`, or a file channel's) whose order is
+/// exportable now: an exportable status (a cancelled order is not, so an order cancelled before
+/// export is never sent), not virtual, placed on or after `min_order_date`. A task that already
+/// went into an order file still being written (its `batch_id` names the file) is not taken: that
+/// file's run, or the one that takes it over, settles it.
+pub(crate) fn claim_orders(
     conn: &mut DbConnection,
+    task: outbound::TaskKind,
     cfg: &ExportSettings,
     due_at: NaiveDateTime,
     now: NaiveDateTime,
@@ -172,7 +176,8 @@ fn claim_orders(
     crate::load_skip_locked!(
         conn,
         t::table
-            .filter(crate::outbound_due!(ORDER_INSERT, due_at, now))
+            .filter(crate::outbound_due!(task, due_at, now))
+            .filter(t::batch_id.is_null())
             .filter(diesel::dsl::exists(exportable))
             .order(t::id)
             .limit(cfg.batch_size)
@@ -223,7 +228,7 @@ impl OrderToSend {
 /// The claimed orders as they are now. One that stopped being exportable between the claim's
 /// look at it and this read (a storefront cancel committing meanwhile) is not sent: its task is let
 /// go as it was, without counting an attempt.
-fn load_orders(
+pub(crate) fn load_orders(
     conn: &mut DbConnection,
     tasks: Vec<Task>,
     cfg: &ExportSettings,
@@ -333,7 +338,7 @@ pub(super) fn document(
 
 /// The stored documents of `batch` that read, by reference; the items they belong to go to
 /// `sent`, the others with why to `unreadable`.
-fn readable<T: serde::de::DeserializeOwned>(
+pub(crate) fn readable<T: serde::de::DeserializeOwned>(
     batch: Vec<Item>,
     sent: &mut Vec<Item>,
     unreadable: &mut Vec<(Item, String)>,

@@ -18,9 +18,9 @@
 pub mod cancel;
 mod client;
 pub mod document;
-mod items;
+pub(crate) mod items;
 pub mod report;
-mod settle;
+pub(crate) mod settle;
 pub mod support;
 
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use crate::outbound::exchange::{self, Answered, BatchError, Counts, ExchangeLog,
 use crate::telemetry::Escaped;
 
 /// Who settles, and under which settings.
-pub(super) struct Settler<'a> {
+pub(crate) struct Settler<'a> {
     pub kind: Kind,
     pub cfg: &'a ExportSettings,
     pub owner: &'a str,
@@ -107,7 +107,8 @@ fn confirm_resent(
 
 /// Settles the items whose stored document no longer reads: each fails on its own with why (an
 /// attempt counted, lost at `max_attempts`), without an exchange; the rest of the batch goes on.
-pub(super) fn unreadable(
+/// File channels settle theirs here too.
+pub(crate) fn unreadable(
     conn: &mut DbConnection,
     s: &Settler<'_>,
     failed: &[(Item, String)],
