@@ -22,6 +22,7 @@ crate::both_backends!(
     two_pollers_apply_each_file_once,
     unusable_files_go_to_failed_with_their_reason,
     files_left_by_a_run_that_died_are_applied_once,
+    a_file_that_cannot_be_archived_is_finished_by_the_next_run,
     a_missing_import_folder_is_a_trouble_until_it_exists,
     a_continuous_channel_reads_files_by_itself,
 );
@@ -465,6 +466,51 @@ async fn files_left_by_a_run_that_died_are_applied_once(backend: Backend) {
     assert_eq!(by_name("held.xml").state, "claimed");
     assert_eq!(by_name("held.xml").runs, 1);
     assert_eq!(rows.len(), 4, "{rows:?}");
+}
+
+async fn a_file_that_cannot_be_archived_is_finished_by_the_next_run(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start();
+    let app = spawn(backend, &sshd, |c| c.on_done = OnDone::Archive).await;
+    app.put_order("7001", &[("A", 2)]).await;
+    sshd.mkdir("in/archive");
+    let archive = sshd.root.join("in/archive");
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o555)).unwrap();
+    sshd.put("in/ship.xml", shipment("7001", &[("A", 1)], "T1"));
+    let outcome = import::run_once(&poller(&app)).await.unwrap();
+    assert_eq!((outcome.applied, outcome.left), (0, 1), "{outcome:?}");
+    // Stored, but still claimed (with why) and still in processing/.
+    let rows = exchanges(&app).await;
+    assert_eq!(rows[0].state, "claimed");
+    assert!(rows[0].request_id.is_some());
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("archive"),
+        "{rows:?}"
+    );
+    assert_eq!(sshd.files("in/processing"), vec!["ship.xml"]);
+    let t = troubles(&app).await;
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(t[0].0, Trouble::Import.as_str());
+    assert!(t[0].1.contains("ship.xml"), "{t:?}");
+
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let outcome = import::run_once(&poller(&app)).await.unwrap();
+    assert_eq!((outcome.applied, outcome.taken_over), (1, 1), "{outcome:?}");
+    app.drain().await;
+    let o = order(&app, "7001").await;
+    assert_eq!(o["shipments"].as_array().unwrap().len(), 1, "{o}");
+    assert_eq!(o["lines"][0]["qty_shipped"], 1);
+    assert_eq!(sshd.files("in/archive"), vec!["ship.xml"]);
+    assert_eq!(sshd.files("in/processing"), Vec::<String>::new());
+    assert_eq!(
+        states(&app).await,
+        vec![("ship.xml".into(), "applied".into())]
+    );
+    assert_eq!(troubles(&app).await, vec![]);
 }
 
 async fn a_missing_import_folder_is_a_trouble_until_it_exists(backend: Backend) {

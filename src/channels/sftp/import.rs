@@ -372,8 +372,14 @@ impl<'a> Run<'a> {
                 Ok(held.then_some(receipt))
             })
             .await?;
+        // A repeat of what this file's own earlier run stored (it could not delete the file then)
+        // is still this file's application.
+        let repeat = |r: Receipt| matches!(r, Receipt::Repeat(id) if held.request_id != Some(id));
         match stored {
-            Some(receipt) => self.done(held, matches!(receipt, Receipt::Repeat(_))).await,
+            Some(receipt) => {
+                let repeat = repeat(receipt);
+                self.done(held, repeat).await
+            }
             // Taken over meanwhile (this run was too slow): the new holder finishes it.
             None => Ok(Next::Go),
         }
