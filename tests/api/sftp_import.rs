@@ -22,6 +22,7 @@ crate::both_backends!(
     two_pollers_apply_each_file_once,
     unusable_files_go_to_failed_with_their_reason,
     files_left_by_a_run_that_died_are_applied_once,
+    an_expired_claim_is_taken_over_by_one_run_only,
     a_file_that_cannot_be_archived_is_finished_by_the_next_run,
     a_missing_import_folder_is_a_trouble_until_it_exists,
     a_continuous_channel_reads_files_by_itself,
@@ -466,6 +467,49 @@ async fn files_left_by_a_run_that_died_are_applied_once(backend: Backend) {
     assert_eq!(by_name("held.xml").state, "claimed");
     assert_eq!(by_name("held.xml").runs, 1);
     assert_eq!(rows.len(), 4, "{rows:?}");
+}
+
+async fn an_expired_claim_is_taken_over_by_one_run_only(backend: Backend) {
+    let sshd = Sshd::start();
+    let app = spawn(backend, &sshd, |_| {}).await;
+    app.with_conn(|c| {
+        let now = wharf::db::now();
+        let claim = |owner: &str, secs: i64| Claim {
+            channel: "dropbox".into(),
+            owner: owner.into(),
+            now,
+            until: now + chrono::TimeDelta::seconds(secs),
+        };
+        let dead = inbound::claim_file(c, &claim("dead#1", -1), "a.xml")
+            .unwrap()
+            .unwrap();
+        let (first, second) = (claim("first#1", 60), claim("second#1", 60));
+        let taken = inbound::take_over(c, &first).unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].id, dead.id);
+        assert!(inbound::take_over(c, &second).unwrap().is_empty());
+        // The run that lost the file can no longer settle it; the holder can.
+        assert!(!inbound::finish_done(c, dead.id, "dead#1", store::FileState::Applied).unwrap());
+        assert!(!inbound::drop_claim(c, dead.id, "second#1").unwrap());
+        assert_eq!(inbound::note_held_by_others(c, &second).unwrap(), 1);
+        assert!(inbound::release(c, dead.id, "first#1", "let go").unwrap());
+        let later = Claim {
+            now: now + chrono::TimeDelta::seconds(1),
+            ..second
+        };
+        assert_eq!(
+            inbound::take_over(c, &later).unwrap()[0].error.as_deref(),
+            Some("let go")
+        );
+        assert!(inbound::finish_done(c, dead.id, "second#1", store::FileState::Applied).unwrap());
+    })
+    .await;
+    let rows = exchanges(&app).await;
+    assert_eq!(
+        (rows[0].state.as_str(), rows[0].runs),
+        ("applied", 3),
+        "{rows:?}"
+    );
 }
 
 async fn a_file_that_cannot_be_archived_is_finished_by_the_next_run(backend: Backend) {
