@@ -200,7 +200,9 @@ fn parse_qty(field: &str, text: &str) -> Result<i32, FieldError> {
     })
 }
 
-fn parse_sku(field: &str, text: &str) -> Result<String, FieldError> {
+/// A SKU as a shipment or inventory line names it: 1 to [`MAX_SKU_LEN`] characters. (Shared with
+/// the shipment files of `crate::channels::sftp::shipment_file`.)
+pub(crate) fn parse_sku(field: &str, text: &str) -> Result<String, FieldError> {
     if text.is_empty() {
         return Err(err(field, "the SKU is empty"));
     }
@@ -215,7 +217,7 @@ fn parse_sku(field: &str, text: &str) -> Result<String, FieldError> {
 
 /// Accepts `2024-05-01T10:15:00`, `2024-05-01 10:15:00`, with fractions or a zone (converted to
 /// UTC), or a bare date. An empty value means "not given".
-fn parse_datetime(field: &str, text: &str) -> Result<Option<NaiveDateTime>, FieldError> {
+pub(crate) fn parse_datetime(field: &str, text: &str) -> Result<Option<NaiveDateTime>, FieldError> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -392,14 +394,35 @@ fn optional_text(op: &Element, name: &str) -> Option<String> {
 /// A yes/no flag: `1`/`0`, `true`/`false`, `yes`/`no`; absent or blank is no. Unlike PHP, the text
 /// "false" means no.
 fn parse_flag(op: &Element, name: &str) -> Result<bool, FieldError> {
-    match op.child_text(name).map(str::to_ascii_lowercase).as_deref() {
+    flag(name, op.child_text(name))
+}
+
+/// A yes/no flag's text (see [`parse_flag`]).
+pub(crate) fn flag(field: &str, text: Option<&str>) -> Result<bool, FieldError> {
+    match text.map(str::to_ascii_lowercase).as_deref() {
         None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
         Some("1") | Some("true") | Some("yes") => Ok(true),
         Some(other) => Err(err(
-            name,
+            field,
             format!("{other:?} is not a yes/no value (use 1 or 0, true or false)"),
         )),
     }
+}
+
+/// A shipment's order number: present, not empty, at most [`MAX_ORDER_LEN`] characters.
+pub(crate) fn order_number(field: &str, text: Option<&str>) -> Result<String, FieldError> {
+    let order = match text {
+        Some(t) if !t.is_empty() => t,
+        Some(_) => return Err(err(field, "is empty")),
+        None => return Err(err(field, "is missing")),
+    };
+    if order.chars().count() > MAX_ORDER_LEN {
+        return Err(err(
+            field,
+            format!("the order number is longer than {MAX_ORDER_LEN} characters"),
+        ));
+    }
+    Ok(order.to_string())
 }
 
 fn read_shipment(
@@ -407,13 +430,7 @@ fn read_shipment(
     max_lines: usize,
     max_tracking_numbers: usize,
 ) -> Result<ShipmentMessage, FieldError> {
-    let order = required_text(op, "orderIncrementId")?;
-    if order.chars().count() > MAX_ORDER_LEN {
-        return Err(err(
-            "orderIncrementId",
-            format!("the order number is longer than {MAX_ORDER_LEN} characters"),
-        ));
-    }
+    let order = order_number("orderIncrementId", op.child_text("orderIncrementId"))?;
     let message_seq_id = parse_seq("messageSeqId", required_text(op, "messageSeqId")?)?;
     let lines = read_shipment_lines(op, max_lines)?;
     let tracking_numbers = read_tracking_numbers(op, max_tracking_numbers)?;
@@ -423,7 +440,7 @@ fn read_shipment(
     };
     Ok(ShipmentMessage {
         message_seq_id,
-        order_increment_id: order.to_string(),
+        order_increment_id: order,
         lines,
         comment: optional_text(op, "comment"),
         notify_customer: parse_flag(op, "email")?,
@@ -440,21 +457,7 @@ fn read_shipment_lines(op: &Element, max_lines: usize) -> Result<Vec<ShipmentLin
     let items = op
         .child("skuQty")
         .ok_or_else(|| err("skuQty", "is missing"))?;
-    if items.children.is_empty() {
-        return Err(err(
-            "skuQty",
-            "has no items; a shipment ships at least one SKU",
-        ));
-    }
-    if items.children.len() > max_lines {
-        return Err(err(
-            "skuQty",
-            format!(
-                "{} lines is more than the limit of {max_lines} per message",
-                items.children.len()
-            ),
-        ));
-    }
+    line_count("skuQty", items.children.len(), max_lines)?;
     let mut lines: Vec<ShipmentLine> = Vec::with_capacity(items.children.len());
     for (i, item) in items.children.iter().enumerate() {
         let at = |f: &str| format!("skuQty[{}].{f}", i + 1);
@@ -471,32 +474,75 @@ fn read_shipment_lines(op: &Element, max_lines: usize) -> Result<Vec<ShipmentLin
         let qty_text = item
             .child_text(qty_field)
             .ok_or_else(|| err(at(qty_field), "is missing"))?;
-        let qty = match qty_text.parse::<i32>() {
-            Ok(q) if q > 0 => q,
-            _ => {
-                return Err(err(
-                    at(qty_field),
-                    format!("{qty_text:?} is not a whole number of units above 0"),
-                ));
-            }
+        let qty = shipped_qty(&at(qty_field), qty_text)?;
+        let line = ShipmentLine {
+            sku,
+            source: source_or_default(item.child_text("source")),
+            qty,
         };
-        let source = item
-            .child_text("source")
-            .filter(|s| !s.is_empty())
-            .unwrap_or(DEFAULT_SOURCE)
-            .to_string();
-        if let Some(first) = lines
-            .iter()
-            .position(|l| l.sku == sku && l.source == source)
-        {
-            return Err(err(
-                at(sku_field),
-                format!("SKU {sku:?} is already listed at skuQty[{}]", first + 1),
-            ));
-        }
-        lines.push(ShipmentLine { sku, source, qty });
+        add_shipment_line(&mut lines, "skuQty", &at(sku_field), line)?;
     }
     Ok(lines)
+}
+
+/// A shipment has 1 to `max_lines` lines.
+pub(crate) fn line_count(field: &str, n: usize, max_lines: usize) -> Result<(), FieldError> {
+    if n == 0 {
+        return Err(err(
+            field,
+            "has no items; a shipment ships at least one SKU",
+        ));
+    }
+    if n > max_lines {
+        return Err(err(
+            field,
+            format!("{n} lines is more than the limit of {max_lines} per message"),
+        ));
+    }
+    Ok(())
+}
+
+/// Units shipped on a line: a whole number above 0 that fits a 32-bit signed integer.
+pub(crate) fn shipped_qty(field: &str, text: &str) -> Result<i32, FieldError> {
+    match text.parse::<i32>() {
+        Ok(q) if q > 0 => Ok(q),
+        _ => Err(err(
+            field,
+            format!("{text:?} is not a whole number of units above 0"),
+        )),
+    }
+}
+
+/// A line's stock source: the one named, or [`DEFAULT_SOURCE`] when absent or blank.
+pub(crate) fn source_or_default(text: Option<&str>) -> String {
+    text.filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_SOURCE)
+        .to_string()
+}
+
+/// Adds `line` to a shipment's `lines` (the list named `list`), refusing a (SKU, source) listed
+/// already; `field` names the new line's SKU.
+pub(crate) fn add_shipment_line(
+    lines: &mut Vec<ShipmentLine>,
+    list: &str,
+    field: &str,
+    line: ShipmentLine,
+) -> Result<(), FieldError> {
+    if let Some(first) = lines
+        .iter()
+        .position(|l| l.sku == line.sku && l.source == line.source)
+    {
+        return Err(err(
+            field,
+            format!(
+                "SKU {:?} is already listed at {list}[{}]",
+                line.sku,
+                first + 1
+            ),
+        ));
+    }
+    lines.push(line);
+    Ok(())
 }
 
 /// The tracking numbers of a shipment, from `trackingNumber` and `tracks`, each once.
@@ -519,14 +565,27 @@ fn read_tracking_numbers(
         .into_iter()
         .chain(from_tracks)
         .collect();
+    let field = if tracks.is_empty() {
+        "trackingNumber"
+    } else {
+        "tracks"
+    };
+    tracking_numbers(field, "trackingNumber", numbers, max_tracking_numbers)
+}
+
+/// A shipment's tracking numbers (blanks already left out), each kept once in order: at most
+/// `max_tracking_numbers` of them (`field` names the list), each at most 255 characters (`item`
+/// names a number).
+pub(crate) fn tracking_numbers(
+    field: &str,
+    item: &str,
+    numbers: Vec<&str>,
+    max_tracking_numbers: usize,
+) -> Result<Vec<String>, FieldError> {
     // Counted before de-duplication: the limit bounds the work, not only what is stored.
     if numbers.len() > max_tracking_numbers {
         return Err(err(
-            if tracks.is_empty() {
-                "trackingNumber"
-            } else {
-                "tracks"
-            },
+            field,
             format!(
                 "{} tracking numbers is more than the limit of {max_tracking_numbers} per shipment",
                 numbers.len()
@@ -537,10 +596,7 @@ fn read_tracking_numbers(
     let mut tracking_numbers: Vec<String> = Vec::with_capacity(numbers.len());
     for number in numbers {
         if number.chars().count() > 255 {
-            return Err(err(
-                "trackingNumber",
-                "a tracking number is longer than 255 characters",
-            ));
+            return Err(err(item, "a tracking number is longer than 255 characters"));
         }
         if seen.insert(number) {
             tracking_numbers.push(number.to_string());

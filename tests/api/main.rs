@@ -52,6 +52,7 @@ mod schema;
 mod sftp_check;
 mod sftp_client;
 mod sftp_export;
+mod sftp_import;
 mod shipment_failures;
 mod shutdown;
 mod slow_clients;
