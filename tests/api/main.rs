@@ -50,6 +50,7 @@ mod refusals;
 mod retention;
 mod schema;
 mod sftp_client;
+mod sftp_ops;
 mod shipment_failures;
 mod shutdown;
 mod slow_clients;
