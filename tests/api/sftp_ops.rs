@@ -1,8 +1,8 @@
 //! Operating the file channels (issue 16, items 4 and 5): the real sshd stopped, restarted and
 //! given a new host key, seen through `FileChannel::connect()` (which records and clears the
 //! channel's troubles), the alert monitor's incidents and the mails on a real SMTP server; the
-//! failed and stuck shipment files as incidents; `wharf files` run as the real binary; retention
-//! of finished exchanges.
+//! failed and stuck shipment files as incidents and gauges; `wharf files` run as the real binary;
+//! retention of finished exchanges.
 //!
 //! The exchanges are the rows the export and import lanes write, inserted directly by
 //! [`insert_file`] in the shape those lanes write them (see the contract in
@@ -24,6 +24,7 @@ use wharf::db::schema::{audit_log, channel_troubles, file_exchanges as fx, sftp_
 use crate::alerts::{CONSOLE, deliver, later, mails_to, monitor, with_subject};
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp};
+use crate::metrics::{promtool_check, scrape, value};
 use crate::smtp::SmtpServer;
 use crate::sshd::Sshd;
 
@@ -222,6 +223,16 @@ async fn a_stopped_server_is_one_incident_and_one_mail_then_resolves(backend: Ba
     let found = troubles(&app, "dropbox").await;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0], ("connection".to_string(), e.to_string()));
+    let trouble = |page: &str, kind: &str| {
+        value(
+            page,
+            "wharf_file_channel_trouble",
+            &[("channel", "dropbox"), ("trouble", kind)],
+        )
+    };
+    let page = scrape(&app).await;
+    assert_eq!(trouble(&page, "connection"), Some(1.0));
+    assert_eq!(trouble(&page, "host_key"), Some(0.0));
     let now = later(0);
     let pass = monitor(&app, now).await;
     assert_eq!(pass.opened.len(), 1, "{pass:?}");
@@ -247,6 +258,7 @@ async fn a_stopped_server_is_one_incident_and_one_mail_then_resolves(backend: Ba
     sshd.restart();
     connect(&ch).await.unwrap();
     assert_eq!(troubles(&app, "dropbox").await, []);
+    assert_eq!(trouble(&scrape(&app).await, "connection"), Some(0.0));
     let cleared = monitor(&app, now + TimeDelta::seconds(10)).await;
     assert_eq!(cleared.cleared, pass.opened);
     let quiet = app.settings.alerts.resolve_after_secs;
@@ -379,6 +391,11 @@ async fn failed_and_stuck_shipment_files_are_incidents_until_seen_or_finished(ba
         open[1].summary,
         "shipment files stuck in processing/ on file channel dropbox: 1 file (slow.xml)"
     );
+    let page = scrape(&app).await;
+    promtool_check(&page);
+    let of = |name: &str| value(&page, name, &[("channel", "dropbox")]);
+    assert_eq!(of("wharf_file_channel_failed_unseen"), Some(2.0));
+    assert_eq!(of("wharf_file_channel_stuck"), Some(1.0));
     assert_eq!(deliver(&app, now).await.sent, 1);
     let digest = server.wait_for_mails(1, Duration::from_secs(10)).remove(0);
     for needle in [

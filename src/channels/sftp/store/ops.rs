@@ -23,7 +23,8 @@ fn words(states: &[FileState]) -> Vec<&'static str> {
     states.iter().map(|s| s.as_str()).collect()
 }
 
-/// The failed shipment files of `channel` support has not seen: how many, and the oldest `limit`.
+/// The failed shipment files of `channel` support has not seen: how many, and the oldest `limit`
+/// (none read when `limit` is 0).
 pub fn unseen_failed(
     conn: &mut DbConnection,
     channel: &str,
@@ -37,8 +38,8 @@ pub fn unseen_failed(
             .filter(fx::seen_at.is_null())
     };
     let count = unseen().count().get_result(conn)?;
-    if count == 0 {
-        return Ok((0, Vec::new()));
+    if count == 0 || limit == 0 {
+        return Ok((count, Vec::new()));
     }
     let rows = unseen()
         .order(fx::id)
@@ -63,8 +64,8 @@ pub fn stuck(
             .filter(fx::runs.gt(STUCK_AFTER_RUNS))
     };
     let count = stuck().count().get_result(conn)?;
-    if count == 0 {
-        return Ok((0, Vec::new()));
+    if count == 0 || limit == 0 {
+        return Ok((count, Vec::new()));
     }
     let rows = stuck()
         .order(fx::id)
