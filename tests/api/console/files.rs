@@ -1,7 +1,7 @@
 //! Console tests of the file channels (issue 16): `/admin/files` (each channel's troubles and
 //! counts, the exchanges with their filters and pages), an exchange's page with its body
-//! pretty-printed, marking a failed shipment file seen (operator only, CSRF, a compare-and-set,
-//! the audit row, its incident clearing), and the order page's file lines.
+//! pretty-printed, the dashboard's line, marking a failed shipment file seen (operator only, CSRF,
+//! a compare-and-set, the audit row, its incident clearing), and the order page's file lines.
 //!
 //! The exchanges are inserted as the export and import lanes write them (see
 //! `crate::sftp_ops::insert_file`).
@@ -103,6 +103,13 @@ async fn the_files_page_lists_filters_and_shows_an_exchange(backend: Backend) {
     })
     .await;
     let mut vic = Console::logged_in(&app, "vic", "viewer").await;
+
+    // The dashboard's line: what is wrong with the channel now, what waits for support.
+    let dashboard = vic.page("/admin").await;
+    assert_eq!(
+        dashboard.text("section.card.files li[data-channel=dropbox]"),
+        "dropbox: connection , 1 failed not seen , 1 stuck"
+    );
 
     let page = vic.page("/admin/files").await;
     assert_eq!(page.text("nav a[aria-current=page]"), "Files");
