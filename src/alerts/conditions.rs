@@ -536,3 +536,33 @@ fn file_channel(conn: &mut DbConnection, name: &str) -> QueryResult<Vec<Finding>
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_channels_keys_parse_back_and_its_troubles_keep_their_words() {
+        for t in Trouble::ALL {
+            assert_eq!(FileAlert::of(*t).as_str(), t.as_str());
+        }
+        for alert in FileAlert::ALL {
+            let k = key(Condition::Files, Some(&files_scope("drop-box_1", *alert)));
+            let (condition, scope) = super::super::parse_key(&k).unwrap();
+            assert_eq!(condition, Condition::Files);
+            assert_eq!(
+                parse_files_scope(scope.unwrap()),
+                Some(("drop-box_1", *alert))
+            );
+            assert!(title(condition, scope).contains("file channel drop-box_1"));
+        }
+        assert_eq!(
+            key(
+                Condition::Files,
+                Some(&files_scope("dropbox", FileAlert::HostKey))
+            ),
+            "files:dropbox:host_key"
+        );
+        assert_eq!(parse_files_scope("dropbox:upside_down"), None);
+    }
+}
