@@ -6,6 +6,8 @@ use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
 use super::{Condition, Item, MAX_ITEMS, key, store};
+use crate::channels::sftp::client::Trouble;
+use crate::channels::sftp::store::{self as files, ops as file_ops};
 use crate::config::Settings;
 use crate::db::DbConnection;
 use crate::orders::export::{ORDER_CANCEL, ORDER_INSERT};
@@ -47,6 +49,9 @@ pub fn evaluate(
     for c in &settings.channels {
         found.extend(channel(conn, &c.name, now)?);
     }
+    for c in settings.file_channels() {
+        found.extend(file_channel(conn, &c.name)?);
+    }
     Ok(found)
 }
 
@@ -70,6 +75,10 @@ pub fn title(condition: Condition, scope: Option<&str>) -> String {
                 format!("channel {name} paused by its breaker")
             }
             None => format!("order channel trouble ({scope})"),
+        },
+        Condition::Files => match parse_files_scope(scope) {
+            Some((name, alert)) => file_title(name, alert),
+            None => format!("file channel trouble ({scope})"),
         },
     }
 }
@@ -376,4 +385,184 @@ fn channel_paused(
         first_error: None,
         items: Vec::new(),
     }))
+}
+
+crate::text_enum! {
+    /// What is wrong with a file channel: the last part of its incident's key
+    /// (`files:<name>:<alert>`). The first six are its runs' troubles (`channel_troubles`, the
+    /// words of [`Trouble`]); the last two are read from its exchanges.
+    pub enum FileAlert: "file channel alert" {
+        /// The server cannot be reached, the login is refused, or calls time out.
+        Connection = "connection",
+        /// The server's host key is not the one trusted.
+        HostKey = "host_key",
+        /// `export_dir` is missing on the server.
+        ExportFolder = "export_folder",
+        /// Order files cannot be written or renamed.
+        Export = "export",
+        /// `import_dir` (or a folder wharf keeps in it) is missing and cannot be made.
+        ImportFolder = "import_folder",
+        /// Shipment files cannot be listed, moved or read.
+        Import = "import",
+        /// Shipment files went to `failed/` (empty, unreadable, too large, not a shipment) and
+        /// support has not seen them.
+        Failed = "failed",
+        /// Shipment files sit in `processing/` after more than two runs found them unfinished.
+        Stuck = "stuck",
+    }
+}
+
+impl FileAlert {
+    /// The alert of a run's trouble.
+    pub fn of(trouble: Trouble) -> FileAlert {
+        match trouble {
+            Trouble::Connection => FileAlert::Connection,
+            Trouble::HostKey => FileAlert::HostKey,
+            Trouble::ExportFolder => FileAlert::ExportFolder,
+            Trouble::Export => FileAlert::Export,
+            Trouble::ImportFolder => FileAlert::ImportFolder,
+            Trouble::Import => FileAlert::Import,
+        }
+    }
+}
+
+/// The scope of a file channel's incident key: `dropbox:connection` (the key is
+/// `files:dropbox:connection`).
+pub fn files_scope(name: &str, alert: FileAlert) -> String {
+    format!("{name}:{}", alert.as_str())
+}
+
+/// The channel and the alert of a file channel incident's scope (channel names hold no `:`).
+pub fn parse_files_scope(scope: &str) -> Option<(&str, FileAlert)> {
+    let (name, alert) = scope.rsplit_once(':')?;
+    Some((name, FileAlert::parse(alert)?))
+}
+
+fn file_title(name: &str, alert: FileAlert) -> String {
+    match alert {
+        FileAlert::Connection => format!("file channel {name} cannot connect"),
+        FileAlert::HostKey => format!("file channel {name}: host key refused"),
+        FileAlert::ExportFolder => format!("file channel {name}: export folder missing"),
+        FileAlert::Export => format!("file channel {name}: order files cannot be written"),
+        FileAlert::ImportFolder => format!("file channel {name}: import folder missing"),
+        FileAlert::Import => format!("file channel {name}: shipment files cannot be read"),
+        FileAlert::Failed => format!("failed shipment files of file channel {name}"),
+        FileAlert::Stuck => format!("shipment files stuck in processing/ on file channel {name}"),
+    }
+}
+
+/// `a.xml, b.xml and 3 more`: the names of `rows` for a summary (`count` of them in all).
+fn file_names(rows: &[files::FileExchange], count: i64) -> String {
+    const SHOWN: usize = 3;
+    let names: Vec<&str> = rows.iter().take(SHOWN).map(|r| r.name.as_str()).collect();
+    let more = count - names.len() as i64;
+    if more > 0 {
+        format!("{} and {more} more", names.join(", "))
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Everything wrong with file channel `name`: each trouble its runs recorded, its failed shipment
+/// files not yet seen, its files stuck in `processing/`.
+fn file_channel(conn: &mut DbConnection, name: &str) -> QueryResult<Vec<Finding>> {
+    let mut found = Vec::new();
+    for t in files::troubles(conn, Some(name))? {
+        // A word written by a newer wharf is left to it.
+        let Some(trouble) = Trouble::parse(&t.trouble) else {
+            continue;
+        };
+        let scope = files_scope(name, FileAlert::of(trouble));
+        found.push(Finding {
+            key: key(Condition::Files, Some(&scope)),
+            summary: title(Condition::Files, Some(&scope)),
+            count: 1,
+            first_error: Some(t.detail.clone()),
+            items: vec![Item {
+                id: name.to_string(),
+                detail: format!(
+                    "since {} UTC: {}",
+                    t.since.format("%Y-%m-%d %H:%M:%S"),
+                    t.detail
+                ),
+            }],
+        });
+    }
+    for (alert, (count, rows)) in [
+        (
+            FileAlert::Failed,
+            file_ops::unseen_failed(conn, name, MAX_ITEMS as i64)?,
+        ),
+        (
+            FileAlert::Stuck,
+            file_ops::stuck(conn, name, MAX_ITEMS as i64)?,
+        ),
+    ] {
+        if count == 0 {
+            continue;
+        }
+        let scope = files_scope(name, alert);
+        found.push(Finding {
+            key: key(Condition::Files, Some(&scope)),
+            summary: format!(
+                "{}: {} ({})",
+                title(Condition::Files, Some(&scope)),
+                plural(count, "file"),
+                file_names(&rows, count)
+            ),
+            count,
+            first_error: rows.first().and_then(|r| r.error.clone()),
+            items: rows
+                .into_iter()
+                .map(|r| Item {
+                    id: r.id.to_string(),
+                    detail: match alert {
+                        FileAlert::Stuck => format!(
+                            "{}: claimed {} UTC, {} runs could not finish it{}",
+                            r.name,
+                            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+                            r.runs,
+                            r.error.map(|e| format!(": {e}")).unwrap_or_default()
+                        ),
+                        _ => format!(
+                            "{}: {}",
+                            r.name,
+                            r.error.as_deref().unwrap_or("no reason recorded")
+                        ),
+                    },
+                })
+                .collect(),
+        });
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_channels_keys_parse_back_and_its_troubles_keep_their_words() {
+        for t in Trouble::ALL {
+            assert_eq!(FileAlert::of(*t).as_str(), t.as_str());
+        }
+        for alert in FileAlert::ALL {
+            let k = key(Condition::Files, Some(&files_scope("drop-box_1", *alert)));
+            let (condition, scope) = super::super::parse_key(&k).unwrap();
+            assert_eq!(condition, Condition::Files);
+            assert_eq!(
+                parse_files_scope(scope.unwrap()),
+                Some(("drop-box_1", *alert))
+            );
+            assert!(title(condition, scope).contains("file channel drop-box_1"));
+        }
+        assert_eq!(
+            key(
+                Condition::Files,
+                Some(&files_scope("dropbox", FileAlert::HostKey))
+            ),
+            "files:dropbox:host_key"
+        );
+        assert_eq!(parse_files_scope("dropbox:upside_down"), None);
+    }
 }

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 
-use super::conditions::ChannelTrouble;
+use super::conditions::{ChannelTrouble, FileAlert};
 use super::{Condition, Incident, MAX_ITEMS, conditions, parse_key};
 use crate::config::Settings;
 
@@ -145,6 +145,37 @@ fn advice(c: Condition, scope: Option<&str>) -> &'static str {
         }
         Condition::Backlog => "check the exporter's log and `wharf exports list`",
         Condition::Channel => channel_advice(scope),
+        Condition::Files => files_advice(scope),
+    }
+}
+
+/// What the operator does about a file channel's trouble.
+fn files_advice(scope: Option<&str>) -> &'static str {
+    match scope.and_then(conditions::parse_files_scope) {
+        Some((_, FileAlert::Connection)) | None => {
+            "wharf cannot reach the SFTP server or log in: check that it runs and the channel's              host, port, user and key_file (or password); the runs try again on their schedule              and this resolves by itself once one gets through"
+        }
+        Some((_, FileAlert::HostKey)) => {
+            "the server showed a host key the channel does not trust, so nothing was sent or              read: find out why (a replaced server, or someone in between); if it was replaced on              purpose, update known_hosts or host_key_fingerprint (trust_on_first_use: delete the              channel's row of sftp_host_keys so the next run keeps the new key)"
+        }
+        Some((_, FileAlert::ExportFolder)) => {
+            "export_dir does not exist on the server (wharf does not make it): create it, or fix              the setting; the orders wait and go in the next run"
+        }
+        Some((_, FileAlert::Export)) => {
+            "order files could not be written or renamed: check the server's free space and the              login's rights in export_dir; the orders wait and go in the next run"
+        }
+        Some((_, FileAlert::ImportFolder)) => {
+            "import_dir does not exist on the server, or processing/, failed/ or archive/ cannot              be made in it: create it or fix the setting and the login's rights"
+        }
+        Some((_, FileAlert::Import)) => {
+            "shipment files could not be listed, moved or read: check the login's rights in              import_dir and its processing/ folder"
+        }
+        Some((_, FileAlert::Failed)) => {
+            "these shipment files were moved to failed/ in import_dir and nothing of them was              applied: look at each (`wharf files show ID` or the console's Files page), have the              warehouse send a corrected file, then mark it seen (`wharf files seen ID`)"
+        }
+        Some((_, FileAlert::Stuck)) => {
+            "these shipment files sit in processing/ and several runs could not finish them:              look at the channel's log and `wharf files show ID`; a file that is not stored stays              there until a run finishes it"
+        }
     }
 }
 
@@ -209,6 +240,13 @@ fn link(c: Condition, scope: Option<&str>, console: &str, id: &str) -> Option<St
         Condition::Backlog if scope == Some("requests") => Some(format!("{console}/requests/{id}")),
         // A channel incident's items are its tasks: the channel page shows one with its order.
         Condition::Channel => Some(format!("{console}/channels?task={id}")),
+        // A file channel's failed or stuck files are its exchanges; its troubles name the channel.
+        Condition::Files => match scope.and_then(conditions::parse_files_scope) {
+            Some((_, FileAlert::Failed | FileAlert::Stuck)) => {
+                Some(format!("{console}/files/{id}"))
+            }
+            _ => Some(format!("{console}/files?channel={id}")),
+        },
         Condition::ProductsLost | Condition::Breaker | Condition::Backlog => None,
     }
 }
@@ -225,6 +263,11 @@ fn fix(c: Condition, scope: Option<&str>, id: &str) -> Option<String> {
                 Some(format!("wharf channels resend {id}"))
             }
             // A failed ticket is sent again by itself; a paused channel has no items.
+            _ => None,
+        },
+        Condition::Files => match scope.and_then(conditions::parse_files_scope) {
+            Some((_, FileAlert::Failed)) => Some(format!("wharf files seen {id}")),
+            Some((_, FileAlert::Stuck)) => Some(format!("wharf files show {id}")),
             _ => None,
         },
         Condition::ProductsLost | Condition::Breaker | Condition::Backlog => None,

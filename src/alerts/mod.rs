@@ -2,10 +2,12 @@
 //!
 //! - **Conditions** ([`conditions`]) read the database and say what is wrong now: requests gone
 //!   dead (per operation), orders, cancellations or products lost, a breaker open, import failures
-//!   support has not seen, a backlog, and per order channel its dead and lost pushes, its failed
-//!   tickets and its breaker. Each finding has a stable key (`orders.lost`,
+//!   support has not seen, a backlog, per order channel its dead and lost pushes, its failed
+//!   tickets and its breaker, and per file channel what its runs could not get past (connection,
+//!   host key, folders, writing or reading files), its failed shipment files not yet seen and its
+//!   files stuck in `processing/`. Each finding has a stable key (`orders.lost`,
 //!   `requests.dead:inventory.update`, `breaker:warehouse/order`, `backlog:requests`,
-//!   `channel:amazon:dead`).
+//!   `channel:amazon:dead`, `files:dropbox:connection`).
 //! - **Incidents** (table `incidents`, SQL in [`store`]) open once and resolve once per key,
 //!   whatever the number of processes: every change is a compare-and-set on the row (one open
 //!   incident per key by a partial unique index), and the mail it causes is an outbound task on
@@ -83,6 +85,11 @@ crate::text_enum! {
         /// its tickets fail (`channel:amazon:ticket`), or its breaker paused it
         /// (`channel:amazon:paused`); see [`conditions::ChannelTrouble`].
         Channel = "channel",
+        /// A file channel cannot do its work (`files:dropbox:connection`, `files:dropbox:host_key`,
+        /// a missing folder, files that cannot be written or read), has failed shipment files
+        /// support has not seen (`files:dropbox:failed`) or files stuck in `processing/`
+        /// (`files:dropbox:stuck`); see [`conditions::FileAlert`].
+        Files = "files",
     }
 }
 

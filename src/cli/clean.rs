@@ -85,6 +85,7 @@ fn setting(part: Part) -> &'static str {
         Part::Exports => "retention.exports_days",
         Part::Rejections => "retention.rejections_days",
         Part::OutboundTasks => "retention.outbound_tasks_days",
+        Part::FileExchanges => "retention.file_exchanges_days",
         Part::Incidents => "retention.incidents_days",
         Part::AlertMails => "a day (fixed: only the last hour counts)",
         Part::FeedEvents => "retention.feed_days",

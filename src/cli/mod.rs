@@ -5,6 +5,7 @@ mod check;
 mod clean;
 mod config;
 mod exports;
+mod files;
 mod requests;
 mod users;
 
@@ -77,6 +78,13 @@ pub enum Command {
         /// What to do (default: status).
         #[command(subcommand)]
         command: Option<channels::ChannelsCommand>,
+    },
+    /// File channels (SFTP): their order and shipment files (the default: list), one in full,
+    /// the failed ones support has not seen, and marking one seen.
+    Files {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        command: Option<files::FilesCommand>,
     },
     /// Export to the warehouse now (orders, products, cancellations), without waiting for the schedule.
     Export,
@@ -176,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orders(cmd) => exports::orders(&settings, cmd),
         Command::Exports(cmd) => exports::exports(&settings, cmd),
         Command::Channels { command } => channels::channels(&settings, command),
+        Command::Files { command } => files::files(&settings, command),
         Command::Export => exports::export(settings),
         // Loaded by the check itself, above.
         Command::Check { .. } => Ok(()),

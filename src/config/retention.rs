@@ -23,6 +23,10 @@ pub struct RetentionSettings {
     /// Finished outbound tasks (done, dismissed, skipped) and their support actions; the latest
     /// warehouse task of each order and product is kept as its record.
     pub outbound_tasks_days: i64,
+    /// File exchanges of the file channels (`kind = "sftp"`) that are over: order files sent,
+    /// shipment files applied or repeated, and failed ones once support marked them seen (unseen
+    /// failures and unfinished files stay, whatever their age).
+    pub file_exchanges_days: i64,
     /// Feed events (`None`: kept for ever). A storefront whose cursor is older than what is kept
     /// gets `410 cursor_expired` and must reconcile (see the feed in the README).
     pub feed_days: Option<i64>,
@@ -45,6 +49,7 @@ impl Default for RetentionSettings {
             exports_days: 30,
             rejections_days: 14,
             outbound_tasks_days: 30,
+            file_exchanges_days: 30,
             incidents_days: 90,
             audit_days: 365,
             feed_days: Some(30),
@@ -70,6 +75,10 @@ impl RetentionSettings {
             (
                 "retention.outbound_tasks_days",
                 Some(self.outbound_tasks_days),
+            ),
+            (
+                "retention.file_exchanges_days",
+                Some(self.file_exchanges_days),
             ),
             ("retention.incidents_days", Some(self.incidents_days)),
             ("retention.audit_days", Some(self.audit_days)),

@@ -17,7 +17,7 @@ pub struct Chrome {
     /// The logged-in user (name, role, CSRF token).
     pub staff: Staff,
     /// The open section: `dashboard`, `requests`, `imports`, `exports`, `orders`, `channels`,
-    /// `stock`, `rejections`, `audit` (or `search`).
+    /// `files`, `stock`, `rejections`, `audit` (or `search`).
     pub section: &'static str,
     /// The page title.
     pub title: String,
@@ -44,6 +44,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("exports", "/admin/exports", "Exports"),
     ("orders", "/admin/orders/lost", "Lost orders"),
     ("channels", "/admin/channels", "Channels"),
+    ("files", "/admin/files", "Files"),
     ("stock", "/admin/stock", "Stock"),
     ("rejections", "/admin/rejections", "Rejected"),
     ("audit", "/admin/audit", "Audit"),

@@ -1,6 +1,7 @@
 //! The gauges read from the database at each scrape: the queue, the outbound tasks, the breakers,
 //! the background jobs' last runs, the open incidents and alert mails in trouble, the order
-//! channels' pushes and breakers, and the build. Read fresh each time, not kept in the process's
+//! channels' pushes and breakers, the file channels' troubles, failed and stuck files, and the
+//! build. Read fresh each time, not kept in the process's
 //! recorder, so every process of one database reports the same values (and servers sharing a
 //! process, as in the tests, never mix theirs).
 //!
@@ -51,6 +52,7 @@ pub fn render(
         section(conn, &mut page, now)?;
     }
     channel_gauges(conn, &mut page, channels, now)?;
+    file_channel_gauges(conn, &mut page, channels)?;
     Ok(page.out)
 }
 
@@ -345,6 +347,62 @@ fn channel_gauges(
         let open = breakers.iter().any(|(k, b)| *k == key && b.is_open(now));
         let value = if open { 1.0 } else { 0.0 };
         page.sample("wharf_channel_paused", &[("channel", *name)], value);
+    }
+    Ok(())
+}
+
+/// Each configured file channel's troubles now (1 or 0 per kind, zeros included), its failed
+/// shipment files support has not seen, and its files stuck in `processing/`.
+fn file_channel_gauges(
+    conn: &mut DbConnection,
+    page: &mut Page,
+    channels: &[ChannelSettings],
+) -> QueryResult<()> {
+    use crate::channels::sftp::client::Trouble;
+    use crate::channels::sftp::store::{self as files, ops};
+    let names: Vec<&str> = channels
+        .iter()
+        .filter(|c| c.is_files())
+        .filter_map(|c| word(&c.name))
+        .collect();
+    let troubles = files::troubles(conn, None)?;
+    page.family(
+        "wharf_file_channel_trouble",
+        "Whether a file channel has this trouble now (1) or not (0): connection, host_key, \
+         export_folder, export, import_folder, import (`wharf files`)",
+    );
+    for name in &names {
+        for t in Trouble::ALL {
+            let on = troubles
+                .iter()
+                .any(|r| r.channel == *name && r.trouble == t.as_str());
+            let labels = [("channel", *name), ("trouble", t.as_str())];
+            page.sample(
+                "wharf_file_channel_trouble",
+                &labels,
+                if on { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    page.family(
+        "wharf_file_channel_failed_unseen",
+        "Failed shipment files of a file channel support has not marked seen (`wharf files failed`)",
+    );
+    for name in &names {
+        let (n, _) = ops::unseen_failed(conn, name, 0)?;
+        page.sample(
+            "wharf_file_channel_failed_unseen",
+            &[("channel", *name)],
+            n as f64,
+        );
+    }
+    page.family(
+        "wharf_file_channel_stuck",
+        "Shipment files of a file channel still in processing/ after more than two runs",
+    );
+    for name in &names {
+        let (n, _) = ops::stuck(conn, name, 0)?;
+        page.sample("wharf_file_channel_stuck", &[("channel", *name)], n as f64);
     }
     Ok(())
 }

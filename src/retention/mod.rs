@@ -3,7 +3,7 @@
 //! each, so the queue is never held up for long.
 //!
 //! **Nothing unfinished is ever deleted**: each domain's store selects only finished rows (a
-//! processed request, a done, dismissed or skipped outbound task), and its delete names the ids
+//! processed request, a done, dismissed or skipped outbound task, a file exchange sent or applied), and its delete names the ids
 //! selected *and* checks the finished state and the age again, so a request requeued or
 //! reprocessed between the two survives. On PostgreSQL the selection locks the rows it takes and
 //! skips those locked elsewhere, so two processes cleaning at once share the work instead of
@@ -26,6 +26,7 @@ use diesel::QueryResult;
 
 use crate::alerts::store as alerts;
 use crate::audit;
+use crate::channels::sftp::store::ops as file_exchanges;
 use crate::config::RetentionSettings;
 use crate::console::session as sessions;
 use crate::db::{self, DbConnection};
@@ -57,6 +58,9 @@ crate::text_enum! {
         Rejections = "rejections",
         /// Finished outbound tasks with their support actions (`outbound_tasks_days`).
         OutboundTasks = "outbound_tasks",
+        /// File exchanges of the file channels that are over: order files sent, shipment files
+        /// applied or repeated, failed ones support saw (`file_exchanges_days`).
+        FileExchanges = "file_exchanges",
         /// Resolved incidents (`incidents_days`).
         Incidents = "incidents",
         /// The record of alert mails sent, kept for the hourly limit (a day, fixed).
@@ -81,6 +85,7 @@ impl Part {
             Part::Exports => "export exchanges (with their lines)",
             Part::Rejections => "refused messages",
             Part::OutboundTasks => "finished outbound tasks (with their support actions)",
+            Part::FileExchanges => "finished file exchanges (order and shipment files)",
             Part::Incidents => "resolved incidents",
             Part::AlertMails => "records of alert mails sent (for the hourly limit)",
             Part::FeedEvents => "feed events",
@@ -97,6 +102,7 @@ impl Part {
             Part::Exports => Some(settings.exports_days),
             Part::Rejections => Some(settings.rejections_days),
             Part::OutboundTasks => Some(settings.outbound_tasks_days),
+            Part::FileExchanges => Some(settings.file_exchanges_days),
             Part::Incidents => Some(settings.incidents_days),
             // Only the last hour counts against `alerts.max_mails_per_hour`.
             Part::AlertMails => Some(1),
@@ -158,6 +164,7 @@ pub fn count(
             Part::Exports => exchange::count_exports_before(conn, cutoff)?,
             Part::Rejections => requests::count_rejections_before(conn, cutoff)?,
             Part::OutboundTasks => outbound::count_finished_before(conn, cutoff, KEEP_LATEST)?,
+            Part::FileExchanges => file_exchanges::count_finished_before(conn, cutoff)?,
             Part::Incidents => alerts::count_resolved_before(conn, cutoff)?,
             Part::AlertMails => alerts::count_mail_slots_before(conn, cutoff)?,
             Part::FeedEvents => feed::count_events_before(conn, cutoff)?,
@@ -269,6 +276,10 @@ fn batch(
             let ids = outbound::finished_before(conn, cutoff, KEEP_LATEST, limit)?;
             (outbound::delete_finished(conn, &ids, cutoff)?, 0)
         }
+        Part::FileExchanges => {
+            let ids = file_exchanges::finished_before(conn, cutoff, limit)?;
+            (file_exchanges::delete_finished(conn, &ids, cutoff)?, 0)
+        }
         Part::Incidents => {
             let ids = alerts::resolved_before(conn, cutoff, limit)?;
             (alerts::delete_resolved(conn, &ids, cutoff)?, 0)
@@ -300,6 +311,7 @@ fn counted(part: Part, rows: usize, import_lines: usize) {
         Part::Exports => "exports",
         Part::Rejections => "rejections",
         Part::OutboundTasks => "outbound_tasks",
+        Part::FileExchanges => "file_exchanges",
         Part::Incidents => "incidents",
         Part::AlertMails => "alert_mails",
         Part::FeedEvents => "feed_events",

@@ -53,6 +53,7 @@ mod sftp_check;
 mod sftp_client;
 mod sftp_export;
 mod sftp_import;
+mod sftp_ops;
 mod shipment_failures;
 mod shutdown;
 mod slow_clients;

@@ -1,6 +1,7 @@
 //! `/admin`: the dashboard — requests per state, the oldest queued request, dead requests by
 //! operation, lost order exports, cancellations and products, the order channels' pushes waiting
-//! for support (lost or dead), the breakers, the background jobs'
+//! for support (lost or dead), the file channels' troubles, unseen failed files and stuck files,
+//! the breakers, the background jobs'
 //! last runs, the last 24 hours, open incidents, alert mails in trouble, and a banner of failures
 //! this user has not seen yet with its "mark as seen" (`POST /admin/seen`, viewers too). Every
 //! number is an indexed count over a small or bounded set: the page may auto-refresh.
@@ -70,6 +71,35 @@ struct ChannelStuck {
     dead: i64,
 }
 
+/// A file channel's state: its troubles now, its failed files not yet seen, its stuck files.
+struct FileChannelState {
+    name: String,
+    troubles: Vec<String>,
+    unseen: i64,
+    stuck: i64,
+}
+
+/// Each of the file channels `names`, as the dashboard shows it.
+fn file_channels(
+    conn: &mut DbConnection,
+    names: &[String],
+) -> anyhow::Result<Vec<FileChannelState>> {
+    use crate::channels::sftp::store::{self as files, ops};
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        out.push(FileChannelState {
+            name: name.clone(),
+            troubles: files::troubles(conn, Some(name))?
+                .into_iter()
+                .map(|t| t.trouble)
+                .collect(),
+            unseen: ops::unseen_failed(conn, name, 0)?.0,
+            stuck: ops::stuck(conn, name, 0)?.0,
+        });
+    }
+    Ok(out)
+}
+
 /// Failures this user has not marked seen.
 struct Unseen {
     since: Option<NaiveDateTime>,
@@ -101,6 +131,8 @@ struct Numbers {
     unseen: Unseen,
     /// Per configured order channel (none: no channel configured, no card).
     channels: Vec<ChannelStuck>,
+    /// Per configured file channel (none: no card).
+    files: Vec<FileChannelState>,
 }
 
 #[derive(Template)]
@@ -147,7 +179,12 @@ fn channels_stuck(
         .collect())
 }
 
-fn read(conn: &mut DbConnection, user_id: i64, channels: &[String]) -> anyhow::Result<Numbers> {
+fn read(
+    conn: &mut DbConnection,
+    user_id: i64,
+    channels: &[String],
+    file_names: &[String],
+) -> anyhow::Result<Numbers> {
     let now = db::now();
     let day_ago = now - TimeDelta::hours(24);
     let since = session::seen_at(conn, user_id)?;
@@ -190,6 +227,7 @@ fn read(conn: &mut DbConnection, user_id: i64, channels: &[String]) -> anyhow::R
         mail: alerts::mail_trouble(conn, now)?,
         unseen,
         channels: channels_stuck(conn, channels)?,
+        files: file_channels(conn, file_names)?,
     })
 }
 
@@ -201,8 +239,13 @@ async fn page(staff: Staff, state: web::Data<AppState>) -> Result<HttpResponse, 
         .iter()
         .map(|c| c.name.clone())
         .collect();
+    let file_names: Vec<String> = state
+        .settings
+        .file_channels()
+        .map(|c| c.name.clone())
+        .collect();
     let n = db::blocking(&state.pool, "the console", move |conn| {
-        read(conn, user_id, &channels)
+        read(conn, user_id, &channels, &file_names)
     })
     .await?;
     let oldest_age = n

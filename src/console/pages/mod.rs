@@ -4,6 +4,7 @@ pub mod audit;
 pub mod channels;
 pub mod dashboard;
 pub mod exports;
+pub mod files;
 pub mod imports;
 pub mod lost;
 pub mod orders;
@@ -25,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     stock::routes(cfg);
     lost::routes(cfg);
     channels::routes(cfg);
+    files::routes(cfg);
     orders::routes(cfg);
     audit::routes(cfg);
 }

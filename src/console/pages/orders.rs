@@ -2,7 +2,8 @@
 //! export attempt and the warehouse's answer, exported, each shipment with its tracking and the
 //! request that brought it, completed, the cancellation sent, every support action on its export
 //! or cancellation (console or CLI), and its pushes to the channel it came from (made, sent and
-//! awaiting a ticket, refused, lost or dead, resent or dismissed, done) — with links to the records,
+//! awaiting a ticket, refused, lost or dead, resent or dismissed, done), the order file it went out
+//! in and the shipment file each shipment came in (file channels) — with links to the records,
 //! to the orders it was split from or into, its lines and where it stands.
 
 use actix_web::{HttpResponse, web};
@@ -10,6 +11,7 @@ use askama::Template;
 use chrono::NaiveDateTime;
 
 use super::lost;
+use crate::channels::sftp::store::{self as files, FileExchange, FileState};
 use crate::console::error::ConsoleError;
 use crate::console::session::Staff;
 use crate::console::view::{self, Chrome};
@@ -182,18 +184,76 @@ fn action_steps(h: &History, steps: &mut Vec<Step>) {
     }
 }
 
-/// The order's pushes to the channel it came from, with support's actions on them.
+/// The order's pushes to the channel it came from, with support's actions on them, and the
+/// files it went out in and its shipments came in.
 struct Pushes {
     tasks: Vec<ChannelTask>,
     actions: Vec<(i64, TaskAction)>,
+    /// The order files of its file channel tasks (found by their batch, the file's name).
+    files_out: Vec<FileExchange>,
+    /// The shipment files its shipments' requests came in, with the shipment's id.
+    files_in: Vec<(i64, FileExchange)>,
 }
 
-fn pushes_of(conn: &mut DbConnection, increment_id: &str) -> diesel::QueryResult<Pushes> {
+fn pushes_of(
+    conn: &mut DbConnection,
+    h: &History,
+    file_channels: &[String],
+) -> diesel::QueryResult<Pushes> {
     let own = [outbound::WAREHOUSE, crate::alerts::SMTP];
-    let tasks = outbound::channel_tasks_of_subject(conn, increment_id, &own)?;
+    let tasks = outbound::channel_tasks_of_subject(conn, &h.order.increment_id, &own)?;
     let ids: Vec<i64> = tasks.iter().map(|t| t.task.id).collect();
     let actions = outbound::actions_on(conn, &ids)?;
-    Ok(Pushes { tasks, actions })
+    let mut files_out = Vec::new();
+    for t in tasks.iter().map(|ct| &ct.task) {
+        if let (true, Some(batch)) = (file_channels.contains(&t.channel), &t.batch_id) {
+            files_out.extend(files::exchange_named(conn, &t.channel, batch)?);
+        }
+    }
+    let mut files_in = Vec::new();
+    for s in &h.shipments {
+        if let Some(r) = s.request_id {
+            files_in.extend(files::exchange_of_request(conn, r)?.map(|x| (s.id, x)));
+        }
+    }
+    Ok(Pushes {
+        tasks,
+        actions,
+        files_out,
+        files_in,
+    })
+}
+
+/// "Went out in file …" for each order file that carried it (once sent) and "Shipment came in
+/// file …" for each shipment file it was shipped by.
+fn file_steps(p: &Pushes, steps: &mut Vec<Step>) {
+    for x in &p.files_out {
+        let sent = x.state == FileState::Sent.as_str();
+        let what = if sent {
+            format!("Went out in file {}", x.name)
+        } else {
+            format!("Being written to file {} ({})", x.name, x.state)
+        };
+        steps.push(
+            Step::new(x.finished_at.unwrap_or(x.updated_at), "file-out", what)
+                .detail(format!(
+                    "channel {}, {} order(s) in the file",
+                    x.channel, x.orders
+                ))
+                .link(format!("/admin/files/{}", x.id), format!("file #{}", x.id)),
+        );
+    }
+    for (shipment, x) in &p.files_in {
+        steps.push(
+            Step::new(
+                x.created_at,
+                "file-in",
+                format!("Shipment came in file {}", x.name),
+            )
+            .detail(format!("channel {}, shipment #{shipment}", x.channel))
+            .link(format!("/admin/files/{}", x.id), format!("file #{}", x.id)),
+        );
+    }
 }
 
 /// `Ship push to amazon`.
@@ -356,6 +416,7 @@ fn timeline(h: &History, pushes: &Pushes) -> Vec<Step> {
     }
     export_steps(h, &mut steps);
     push_steps(pushes, &mut steps);
+    file_steps(pushes, &mut steps);
     for s in &h.shipments {
         let mut detail = format!("messageSeqId {}", s.message_seq_id);
         if let Some(c) = &s.courier_name {
@@ -389,9 +450,17 @@ async fn page(
 ) -> Result<HttpResponse, ConsoleError> {
     let increment_id = path.into_inner();
     let id = increment_id.clone();
+    let file_channels: Vec<String> = state
+        .settings
+        .file_channels()
+        .map(|c| c.name.clone())
+        .collect();
     let found = db::blocking(&state.pool, "the console", move |conn| {
         Ok(match history::history(conn, &id) {
-            Ok(h) => Ok((h, pushes_of(conn, &id)?)),
+            Ok(h) => {
+                let p = pushes_of(conn, &h, &file_channels)?;
+                Ok((h, p))
+            }
             Err(e) => Err(e),
         })
     })

@@ -7,5 +7,6 @@ mod auth;
 mod browser;
 mod channels;
 mod data;
+mod files;
 mod orders;
 mod requests;

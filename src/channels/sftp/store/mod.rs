@@ -4,6 +4,7 @@
 //! everyone reads is here.
 
 pub mod inbound;
+pub mod ops;
 pub mod out;
 
 use chrono::NaiveDateTime;
