@@ -135,11 +135,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn shipment_file(id: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<shipment>\n  \
-         <orderIncrementId>{id}</orderIncrementId>\n  \
+         <order_increment_id>{id}</order_increment_id>\n  \
          <lines><line><sku>SKU-000001</sku><qty>2</qty></line></lines>\n  \
-         <trackingNumbers><trackingNumber>T-{id}</trackingNumber></trackingNumbers>\n  \
-         <courierName>DPD</courierName>\n  <serviceName>Next Day</serviceName>\n  \
-         <dateShipped>2024-05-01T10:15:00Z</dateShipped>\n</shipment>\n"
+         <tracking_numbers><tracking_number>T-{id}</tracking_number></tracking_numbers>\n  \
+         <courier_name>DPD</courier_name>\n  <service_name>Next Day</service_name>\n  \
+         <date_shipped>2024-05-01T10:15:00Z</date_shipped>\n</shipment>\n"
     )
 }
 

@@ -36,11 +36,11 @@ fn shipment(order: &str, lines: &[(&str, i64)], tracking: &str) -> String {
         .collect();
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<shipment>\n  \
-         <orderIncrementId>{order}</orderIncrementId>\n  <lines>\n{lines}  </lines>\n  \
-         <trackingNumbers><trackingNumber>{tracking}</trackingNumber></trackingNumbers>\n  \
-         <courierName>DPD</courierName>\n  <serviceName>Next Day</serviceName>\n  \
-         <dateShipped>2024-05-01T10:15:00Z</dateShipped>\n  <comment>Despatched</comment>\n  \
-         <notifyCustomer>1</notifyCustomer>\n</shipment>\n"
+         <order_increment_id>{order}</order_increment_id>\n  <lines>\n{lines}  </lines>\n  \
+         <tracking_numbers><tracking_number>{tracking}</tracking_number></tracking_numbers>\n  \
+         <courier_name>DPD</courier_name>\n  <service_name>Next Day</service_name>\n  \
+         <date_shipped>2024-05-01T10:15:00Z</date_shipped>\n  <comment>Despatched</comment>\n  \
+         <notify_customer>1</notify_customer>\n</shipment>\n"
     )
 }
 
@@ -287,7 +287,7 @@ async fn unusable_files_go_to_failed_with_their_reason(backend: Backend) {
     sshd.put("in/a_empty.xml", "");
     sshd.put(
         "in/b_broken.xml",
-        "<shipment><orderIncrementId>4002</shipment>",
+        "<shipment><order_increment_id>4002</shipment>",
     );
     let zero = shipment("4002", &[("A", 0)], "T0");
     sshd.put("in/c_zero.xml", &zero);

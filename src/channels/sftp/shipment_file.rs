@@ -5,18 +5,18 @@
 //!
 //! ```xml
 //! <shipment>
-//!   <orderIncrementId>100000123</orderIncrementId>
+//!   <order_increment_id>100000123</order_increment_id>
 //!   <lines>
 //!     <line><sku>ABC123</sku><qty>2</qty></line>
 //!     <line><sku>XYZ789</sku><qty>1</qty><source>leeds</source></line>
 //!   </lines>
-//!   <trackingNumbers><trackingNumber>TRACK-1</trackingNumber></trackingNumbers>
-//!   <courierName>DPD</courierName>
-//!   <serviceName>Next Day</serviceName>
-//!   <dateShipped>2024-05-01T10:15:00Z</dateShipped>
+//!   <tracking_numbers><tracking_number>TRACK-1</tracking_number></tracking_numbers>
+//!   <courier_name>DPD</courier_name>
+//!   <service_name>Next Day</service_name>
+//!   <date_shipped>2024-05-01T10:15:00Z</date_shipped>
 //!   <comment>Despatched</comment>
-//!   <notifyCustomer>1</notifyCustomer>
-//!   <includeComment>0</includeComment>
+//!   <notify_customer>1</notify_customer>
+//!   <include_comment>0</include_comment>
 //! </shipment>
 //! ```
 //!
@@ -39,31 +39,31 @@ pub const ROOT: &str = "shipment";
 #[yaserde(rename = "shipment")]
 pub struct ShipmentFile {
     /// The storefront order number (increment id); required.
-    #[yaserde(rename = "orderIncrementId")]
+    #[yaserde(rename = "order_increment_id")]
     pub order_increment_id: Option<String>,
     /// What was shipped; at least one line.
     #[yaserde(rename = "lines")]
     pub lines: Option<Lines>,
     /// The parcels' tracking numbers.
-    #[yaserde(rename = "trackingNumbers")]
+    #[yaserde(rename = "tracking_numbers")]
     pub tracking_numbers: Option<TrackingNumbers>,
     /// The courier (`DPD`).
-    #[yaserde(rename = "courierName")]
+    #[yaserde(rename = "courier_name")]
     pub courier_name: Option<String>,
     /// The courier's service (`Next Day`).
-    #[yaserde(rename = "serviceName")]
+    #[yaserde(rename = "service_name")]
     pub service_name: Option<String>,
     /// When the parcel left: `2024-05-01T10:15:00Z`, `2024-05-01 10:15:00` or `2024-05-01`.
-    #[yaserde(rename = "dateShipped")]
+    #[yaserde(rename = "date_shipped")]
     pub date_shipped: Option<String>,
     /// A comment for the shipment.
     #[yaserde(rename = "comment")]
     pub comment: Option<String>,
     /// Send the customer the shipment e-mail: `1`/`0`, `true`/`false`, `yes`/`no` (default no).
-    #[yaserde(rename = "notifyCustomer")]
+    #[yaserde(rename = "notify_customer")]
     pub notify_customer: Option<String>,
     /// Put the comment in that e-mail (same values, default no).
-    #[yaserde(rename = "includeComment")]
+    #[yaserde(rename = "include_comment")]
     pub include_comment: Option<String>,
 }
 
@@ -93,12 +93,12 @@ pub struct Line {
 #[derive(Debug, Clone, Default, PartialEq, Eq, YaDeserialize, YaSerialize)]
 pub struct TrackingNumbers {
     /// Each number; blanks are left out, repeats kept once.
-    #[yaserde(rename = "trackingNumber")]
+    #[yaserde(rename = "tracking_number")]
     pub number: Vec<String>,
 }
 
 /// Elements that may appear more than once under their parent.
-const LISTS: [&str; 2] = ["line", "trackingNumber"];
+const LISTS: [&str; 2] = ["line", "tracking_number"];
 
 /// Why a file is not a usable shipment file, for the row, the rejection and the alert.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -242,12 +242,12 @@ impl ShipmentFile {
         message_seq_id: i64,
         limits: Limits,
     ) -> Result<ShipmentMessage, FileError> {
-        let order = fields::order_number("orderIncrementId", self.order_increment_id.as_deref())?;
+        let order = fields::order_number("order_increment_id", self.order_increment_id.as_deref())?;
         let lines = read_lines(self.lines.unwrap_or_default().line, limits.max_lines)?;
         let numbers = self.tracking_numbers.unwrap_or_default().number;
         let tracking_numbers = fields::tracking_numbers(
-            "trackingNumbers",
-            "trackingNumber",
+            "tracking_numbers",
+            "tracking_number",
             numbers
                 .iter()
                 .map(String::as_str)
@@ -256,7 +256,7 @@ impl ShipmentFile {
             limits.max_tracking_numbers,
         )?;
         let date_shipped = match self.date_shipped.as_deref() {
-            Some(t) => fields::parse_datetime("dateShipped", t)?,
+            Some(t) => fields::parse_datetime("date_shipped", t)?,
             None => None,
         };
         let blank_is_none = |t: Option<String>| t.filter(|t| !t.is_empty());
@@ -265,8 +265,8 @@ impl ShipmentFile {
             order_increment_id: order,
             lines,
             comment: blank_is_none(self.comment),
-            notify_customer: fields::flag("notifyCustomer", self.notify_customer.as_deref())?,
-            include_comment: fields::flag("includeComment", self.include_comment.as_deref())?,
+            notify_customer: fields::flag("notify_customer", self.notify_customer.as_deref())?,
+            include_comment: fields::flag("include_comment", self.include_comment.as_deref())?,
             courier_name: blank_is_none(self.courier_name),
             service_name: blank_is_none(self.service_name),
             tracking_numbers,
@@ -317,21 +317,21 @@ mod tests {
 
     const GOOD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <shipment>
-  <orderIncrementId>100000123</orderIncrementId>
+  <order_increment_id>100000123</order_increment_id>
   <lines>
     <line><sku>ABC123</sku><qty>2</qty></line>
     <line><sku>XYZ789</sku><qty>1</qty><source>leeds</source></line>
   </lines>
-  <trackingNumbers>
-    <trackingNumber>TRACK-1</trackingNumber>
-    <trackingNumber/>
-    <trackingNumber>TRACK-1</trackingNumber>
-  </trackingNumbers>
-  <courierName>DPD</courierName>
-  <serviceName>Next Day</serviceName>
-  <dateShipped>2024-05-01T10:15:00+01:00</dateShipped>
+  <tracking_numbers>
+    <tracking_number>TRACK-1</tracking_number>
+    <tracking_number/>
+    <tracking_number>TRACK-1</tracking_number>
+  </tracking_numbers>
+  <courier_name>DPD</courier_name>
+  <service_name>Next Day</service_name>
+  <date_shipped>2024-05-01T10:15:00+01:00</date_shipped>
   <comment>Despatched &amp; on its way</comment>
-  <notifyCustomer>yes</notifyCustomer>
+  <notify_customer>yes</notify_customer>
 </shipment>
 "#;
 
@@ -413,12 +413,12 @@ mod tests {
     fn each_bad_line_is_refused_naming_its_field() {
         refused_naming(&[
             (
-                "<orderIncrementId>100000123</orderIncrementId>",
+                "<order_increment_id>100000123</order_increment_id>",
                 "",
-                "orderIncrementId",
+                "order_increment_id",
             ),
-            ("100000123", "", "orderIncrementId"),
-            ("100000123", &"9".repeat(65), "orderIncrementId"),
+            ("100000123", "", "order_increment_id"),
+            ("100000123", &"9".repeat(65), "order_increment_id"),
             ("<qty>2</qty>", "<qty>0</qty>", "line[1].qty"),
             ("<qty>1</qty>", "<qty>-1</qty>", "line[2].qty"),
             ("<qty>2</qty>", "<qty>two</qty>", "line[1].qty"),
@@ -453,35 +453,35 @@ mod tests {
     fn each_bad_field_is_refused_naming_it() {
         refused_naming(&[
             (
-                "<trackingNumber/>",
-                "<trackingNumber>T2</trackingNumber><trackingNumber>T3</trackingNumber>",
-                "trackingNumbers",
+                "<tracking_number/>",
+                "<tracking_number>T2</tracking_number><tracking_number>T3</tracking_number>",
+                "tracking_numbers",
             ),
             (
-                "TRACK-1</trackingNumber>\n    <trackingNumber/>",
-                &format!("{}</trackingNumber><trackingNumber/>", "T".repeat(256)),
-                "trackingNumber",
+                "TRACK-1</tracking_number>\n    <tracking_number/>",
+                &format!("{}</tracking_number><tracking_number/>", "T".repeat(256)),
+                "tracking_number",
             ),
-            ("2024-05-01T10:15:00+01:00", "yesterday", "dateShipped"),
+            ("2024-05-01T10:15:00+01:00", "yesterday", "date_shipped"),
             (
-                "<notifyCustomer>yes",
-                "<notifyCustomer>maybe",
-                "notifyCustomer",
-            ),
-            (
-                "<serviceName>",
-                "<includeComment>2</includeComment><serviceName>",
-                "includeComment",
+                "<notify_customer>yes",
+                "<notify_customer>maybe",
+                "notify_customer",
             ),
             (
-                "<courierName>DPD</courierName>",
-                "<courierName>DPD</courierName><courierName>UPS</courierName>",
-                "courierName",
+                "<service_name>",
+                "<include_comment>2</include_comment><service_name>",
+                "include_comment",
             ),
             (
-                "<orderIncrementId>100000123</orderIncrementId>",
-                "<orderIncrementId>1</orderIncrementId><orderIncrementId>2</orderIncrementId>",
-                "orderIncrementId",
+                "<courier_name>DPD</courier_name>",
+                "<courier_name>DPD</courier_name><courier_name>UPS</courier_name>",
+                "courier_name",
+            ),
+            (
+                "<order_increment_id>100000123</order_increment_id>",
+                "<order_increment_id>1</order_increment_id><order_increment_id>2</order_increment_id>",
+                "order_increment_id",
             ),
             ("<qty>1</qty>", "<qty>1</qty><qty>5</qty>", "line[2].qty"),
             (
