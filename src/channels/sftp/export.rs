@@ -101,9 +101,12 @@ async fn run(ch: &FileChannel, stop: Option<StopAfter>) -> anyhow::Result<Outcom
     };
     let mut outcome = Outcome::default();
     let result = run_connected(ch, &remote, stop, started, &mut outcome).await;
-    if stop.is_none() {
-        remote.close().await;
+    if stop.is_some() {
+        // Killed: the connection just drops, and nothing else is recorded.
+        drop(remote);
+        return result.map(|()| outcome);
     }
+    remote.close().await;
     result?;
     if outcome.problem.is_none() {
         ch.cleared(Trouble::Export).await?;
