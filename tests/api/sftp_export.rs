@@ -298,7 +298,19 @@ async fn a_crash_between_upload_and_rename_neither_loses_nor_doubles_a_batch(bac
     assert!(left[0].starts_with(".orders_dropbox_") && left[0].ends_with(".xml.part"));
     assert_eq!(export_statuses(&app, &ids).await, vec!["pending"; 3]);
 
-    // Another process while the dead run's lease holds: it leaves that batch alone.
+    // Another process while the dead run's lease on the file holds leaves that batch alone, even
+    // when the orders' own leases ran out (as they do for a run that looked for unfinished files
+    // just before): they wait for whoever finishes their file.
+    app.with_conn(|conn| {
+        use diesel::prelude::*;
+        use wharf::db::schema::outbound_tasks as t;
+        let past = wharf::db::now() - chrono::TimeDelta::seconds(5);
+        diesel::update(t::table.filter(t::channel.eq(CHANNEL)))
+            .set(t::lease_expires_at.eq(Some(past)))
+            .execute(conn)
+            .unwrap();
+    })
+    .await;
     let other = process(&app, &c);
     let o = export::run_once(&other).await.unwrap();
     assert_eq!((o.files.len(), o.orders, o.recovered), (1, 1, 0));
@@ -364,14 +376,21 @@ async fn a_crash_between_rename_and_commit_neither_loses_nor_doubles_a_batch(bac
 }
 
 async fn two_processes_write_each_order_once(backend: Backend) {
-    let (app, sshd, c) = setup(backend, |_| {}).await;
+    let (app, sshd, c) = setup(backend, |c| c.lease_secs = 1).await;
     let ids: Vec<String> = (1..=9).map(|i| format!("T-{i}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    put_orders(&app, &ids).await;
+    put_orders(&app, &ids[..2]).await;
+    // A third process died after uploading a batch: both take it over at the same moment.
+    export::run_stopping_after(&process(&app, &c), StopAfter::Upload)
+        .await
+        .unwrap();
+    put_orders(&app, &ids[2..]).await;
+    lease_runs_out(&c).await;
     let (a, b) = (process(&app, &c), process(&app, &c));
     let (oa, ob) = tokio::join!(export::run_once(&a), export::run_once(&b));
     let (oa, ob) = (oa.unwrap(), ob.unwrap());
     assert_eq!(oa.orders + ob.orders, 9, "{oa:?} {ob:?}");
+    assert_eq!(oa.recovered + ob.recovered, 1, "{oa:?} {ob:?}");
     assert_eq!(oa.files.len() + ob.files.len(), sshd.files("out").len());
     assert_eq!(order_counts(&sshd), once_each(&ids));
     assert_eq!(export_statuses(&app, &ids).await, vec!["exported"; 9]);

@@ -101,9 +101,12 @@ async fn run(ch: &FileChannel, stop: Option<StopAfter>) -> anyhow::Result<Outcom
     };
     let mut outcome = Outcome::default();
     let result = run_connected(ch, &remote, stop, started, &mut outcome).await;
-    if stop.is_none() {
-        remote.close().await;
+    if stop.is_some() {
+        // Killed: the connection just drops, and nothing else is recorded.
+        drop(remote);
+        return result.map(|()| outcome);
     }
+    remote.close().await;
     result?;
     if outcome.problem.is_none() {
         ch.cleared(Trouble::Export).await?;
@@ -154,17 +157,21 @@ async fn run_connected(
         }
         Err(e) => return troubled(ch, &e, outcome).await,
     }
-    let lease = Lease::new(&ch.owner, ch.channel.lease_secs);
-    let (name, take) = (ch.name().to_string(), lease.clone());
-    let taken = ch
-        .db(move |conn| out::take_over(conn, &name, &take))
-        .await?;
-    for b in taken {
+    // One at a time, so that a run that stops holds none it did not start on.
+    loop {
+        let (name, lease) = (
+            ch.name().to_string(),
+            Lease::new(&ch.owner, ch.channel.lease_secs),
+        );
+        let taken = ch
+            .db(move |conn| out::take_over(conn, &name, &lease))
+            .await?;
+        let Some(b) = taken else { break };
         tracing::warn!(channel = %ch.name(), file = %b.name, state = b.state.as_str(),
             "file channel {}: finishing order file {}, left {} by an earlier run",
             ch.name(), b.name, b.state.as_str());
         let done = finish(ch, remote, b.clone(), None, true).await?;
-        if !tally(ch, b, done, outcome, true).await? {
+        if !tally(ch, b, done, outcome, true) {
             return Ok(());
         }
     }
@@ -173,36 +180,36 @@ async fn run_connected(
             return Ok(());
         };
         let done = finish(ch, remote, b.clone(), stop, false).await?;
-        if !tally(ch, b, done, outcome, false).await? {
+        if !tally(ch, b, done, outcome, false) {
             return Ok(());
         }
     }
 }
 
 /// Adds a batch's fate to the run's outcome. Returns whether the run goes on.
-async fn tally(
+fn tally(
     ch: &FileChannel,
     b: OutBatch,
     sent: Sent,
     outcome: &mut Outcome,
     recovered: bool,
-) -> anyhow::Result<bool> {
+) -> bool {
     match sent {
         Sent::Done(orders) => {
             outcome.files.push(b.name);
             outcome.orders += orders;
             outcome.recovered += usize::from(recovered);
-            Ok(true)
+            true
         }
-        Sent::Stopped => Ok(false),
+        Sent::Stopped => false,
         Sent::NotHeld => {
             tracing::warn!(channel = %ch.name(), file = %b.name,
                 "file channel {}: another run took order file {} over; it finishes it", ch.name(), b.name);
-            Ok(true)
+            true
         }
         Sent::Failed(why) => {
             outcome.problem = Some(why);
-            Ok(false)
+            false
         }
     }
 }

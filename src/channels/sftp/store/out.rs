@@ -152,37 +152,40 @@ pub fn set_aside(
     Ok(n == 1)
 }
 
-/// Takes over the unfinished order files of `channel` whose lease ran out (their run died, or
-/// set them aside), each by compare-and-set on its lease so that only one run gets it, with its
-/// tasks: they are then held by `lease`, and counted as found unfinished once more (`runs`).
+/// Takes over the oldest unfinished order file of `channel` whose lease ran out (its run died,
+/// or set it aside), by compare-and-set on its lease so that only one run gets it, with its
+/// tasks: they are then held by `lease`, and it counts as found unfinished once more (`runs`).
+/// `None` when there is none.
 pub fn take_over(
     conn: &mut DbConnection,
     channel: &str,
     lease: &Lease,
-) -> anyhow::Result<Vec<OutBatch>> {
+) -> anyhow::Result<Option<OutBatch>> {
     let now = lease.now;
     let open = [FileState::Writing.as_str(), FileState::Uploaded.as_str()];
+    let expired = || {
+        fx::lease_expires_at
+            .is_null()
+            .or(fx::lease_expires_at.lt(now))
+    };
     db::write_tx(conn, |conn| {
-        let expired: Vec<i64> = fx::table
+        let candidates: Vec<i64> = fx::table
             .filter(fx::channel.eq(channel))
             .filter(fx::direction.eq(Direction::Out.as_str()))
             .filter(fx::state.eq_any(open))
-            .filter(
-                fx::lease_expires_at
-                    .is_null()
-                    .or(fx::lease_expires_at.lt(now)),
-            )
+            .filter(expired())
             .order(fx::id)
             .select(fx::id)
+            .limit(8)
             .load(conn)?;
-        let mut taken = Vec::new();
-        for id in expired {
+        for id in candidates {
+            // Another process may have taken it since the look above (PostgreSQL): the lease
+            // it set is in the future, so this writes nothing.
             let n = diesel::update(
-                fx::table.find(id).filter(fx::state.eq_any(open)).filter(
-                    fx::lease_expires_at
-                        .is_null()
-                        .or(fx::lease_expires_at.lt(now)),
-                ),
+                fx::table
+                    .find(id)
+                    .filter(fx::state.eq_any(open))
+                    .filter(expired()),
             )
             .set((
                 fx::lease_owner.eq(&lease.owner),
@@ -209,16 +212,16 @@ pub fn take_over(
                 t::lease_expires_at.eq(lease.until),
             ))
             .execute(conn)?;
-            taken.push(OutBatch {
+            return Ok(Some(OutBatch {
                 id,
                 name,
                 state: text_enum::read(&state)?,
                 body: body.unwrap_or_default(),
                 owner: lease.owner.clone(),
                 orders,
-            });
+            }));
         }
-        Ok::<_, anyhow::Error>(taken)
+        Ok::<_, anyhow::Error>(None)
     })
 }
 
