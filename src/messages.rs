@@ -50,7 +50,8 @@ pub struct ShipmentLine {
 /// A whole shipment message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShipmentMessage {
-    /// The warehouse's message sequence id (> 0).
+    /// The warehouse's message sequence id (> 0 over SOAP; a shipment file has none, and gets a
+    /// negative one derived from its SHA-256, see `crate::channels::sftp::shipment_file`).
     pub message_seq_id: i64,
     /// The storefront order number (increment id).
     pub order_increment_id: String,

@@ -59,6 +59,11 @@ pub const LEFTOVERS: &[(&str, &str)] = &[
     // An outbound task left mid-send. (Pending tasks are not counted: every stored order has one
     // from the start, waiting until it is exportable, and most tests run with exports off.)
     ("outbound_tasks", "lease_owner IS NOT NULL"),
+    // An order file or a shipment file a file channel did not finish.
+    (
+        "file_exchanges",
+        "state IN ('writing', 'uploaded', 'claimed')",
+    ),
 ];
 
 /// A fresh, empty database for one test; dropped with it, after checking that the test left

@@ -407,6 +407,7 @@ fn failed_ids(c: &mut wharf::db::DbConnection) -> Vec<(String, i64)> {
 async fn files_left_by_a_run_that_died_are_applied_once(backend: Backend) {
     let sshd = Sshd::start();
     let app = spawn(backend, &sshd, |_| {}).await;
+    app.expect_leftovers("a file another process still holds stays claimed by it");
     for id in ["5001", "5002", "5003", "5004"] {
         app.put_order(id, &[("A", 1)]).await;
     }

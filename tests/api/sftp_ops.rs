@@ -341,6 +341,7 @@ async fn failed_and_stuck_shipment_files_are_incidents_until_seen_or_finished(ba
     let sshd = Sshd::start();
     let server = SmtpServer::start();
     let app = app_on(backend, &server, vec![sshd.channel("dropbox")], |_| {}).await;
+    app.expect_leftovers("files claimed by a run (and stuck ones) are what the alerts are about");
     // Finished files and a file claimed by a run now are no incident.
     insert_file(
         &app,
@@ -653,6 +654,7 @@ async fn retention_deletes_finished_exchanges_and_keeps_what_needs_someone(backe
     let sshd = Sshd::start();
     let server = SmtpServer::start();
     let app = app_on(backend, &server, vec![sshd.channel("dropbox")], |_| {}).await;
+    app.expect_leftovers("retention must keep unfinished files, so the test leaves some");
     let old = TimeDelta::days(31);
     // Four are over and need nobody; an unseen failure, unfinished files and a recent one stay.
     for f in [

@@ -90,6 +90,7 @@ async fn four_files(app: &TestApp) -> [i64; 4] {
 async fn the_files_page_lists_filters_and_shows_an_exchange(backend: Backend) {
     let sshd = Sshd::start();
     let app = app_with_dropbox(backend, &sshd).await;
+    app.expect_leftovers("a shipment file stuck in processing/ is what the page shows");
     let [out, applied, failed, stuck] = four_files(&app).await;
     app.with_conn(|c| {
         wharf::channels::sftp::store::set_trouble(
@@ -206,6 +207,7 @@ async fn the_files_page_lists_filters_and_shows_an_exchange(backend: Backend) {
 async fn an_operator_marks_a_failed_file_seen_and_its_incident_clears(backend: Backend) {
     let sshd = Sshd::start();
     let app = app_with_dropbox(backend, &sshd).await;
+    app.expect_leftovers("a shipment file stuck in processing/ is what the page shows");
     let [_, applied, failed, _] = four_files(&app).await;
     let opened = monitor(&app, later(0)).await.opened;
     assert_eq!(opened.len(), 2, "the failed and the stuck file");
