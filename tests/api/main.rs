@@ -52,6 +52,7 @@ mod schema;
 mod sftp_check;
 mod sftp_client;
 mod sftp_export;
+mod sftp_formats;
 mod sftp_import;
 mod sftp_ops;
 mod shipment_failures;
