@@ -103,14 +103,17 @@ fn when(t: NaiveDateTime) -> String {
 }
 
 /// The configured channels' names, or an error saying how to configure one.
+/// File channels (`sftp`) are among them: their order files are tasks too, resent or dismissed
+/// the same way (`wharf files` shows the files themselves).
 fn names(settings: &Settings) -> anyhow::Result<Vec<&str>> {
-    if settings.push_channels().next().is_none() {
+    if settings.channels.is_empty() {
         bail!(
-            "no order channels are configured: add a [[channels]] table per marketplace or \
-             affiliate system to the settings file (see the README's channels section)"
+            "no order channels are configured: add a [[channels]] table per marketplace, \
+             affiliate system or SFTP server to the settings file (see the README's channels \
+             and file channels sections)"
         );
     }
-    Ok(settings.push_channels().map(|c| c.name.as_str()).collect())
+    Ok(settings.channels.iter().map(|c| c.name.as_str()).collect())
 }
 
 pub(super) fn channels(settings: &Settings, cmd: Option<ChannelsCommand>) -> anyhow::Result<()> {
@@ -119,7 +122,7 @@ pub(super) fn channels(settings: &Settings, cmd: Option<ChannelsCommand>) -> any
     let mut conn = pool.get()?;
     match cmd.unwrap_or(ChannelsCommand::Status) {
         ChannelsCommand::Status => {
-            for (i, c) in settings.push_channels().enumerate() {
+            for (i, c) in settings.channels.iter().enumerate() {
                 if i > 0 {
                     println!();
                 }
@@ -201,9 +204,17 @@ fn print_status(conn: &mut DbConnection, c: &ChannelSettings) -> anyhow::Result<
     };
     println!("channel {name} ({})", kind_word(c));
     println!("  sources:  {}", c.sources.join(", "));
-    let actions: Vec<&str> = c.actions().into_iter().map(ChannelAction::as_str).collect();
-    println!("  actions:  {}", actions.join(", "));
-    println!("  api:      {}", c.base_url);
+    if c.is_files() {
+        println!("  server:   {}@{}:{}", c.user, c.host, c.port);
+        println!(
+            "  files:    order files to {:?}, shipment files from {:?} (see `wharf files`)",
+            c.export_dir, c.import_dir
+        );
+    } else {
+        let actions: Vec<&str> = c.actions().into_iter().map(ChannelAction::as_str).collect();
+        println!("  actions:  {}", actions.join(", "));
+        println!("  api:      {}", c.base_url);
+    }
     let states: Vec<String> = TaskState::ALL
         .iter()
         .map(|s| format!("{s} {}", count(*s)))

@@ -8,24 +8,34 @@ use crate::both_backends;
 use crate::helpers::{Backend, TestApp};
 use crate::sshd::Sshd;
 
-both_backends!(a_file_channel_is_checked_end_to_end);
+both_backends!(
+    a_file_channel_is_checked_end_to_end,
+    a_lost_order_of_a_file_channel_is_resent_with_wharf_channels,
+);
 
 /// Runs `wharf --config <file> check` against the app's database; returns (exit ok, stdout).
 async fn check(app: &TestApp, toml: String) -> (bool, String) {
+    wharf_cmd(app, toml, &["check"]).await
+}
+
+/// Runs `wharf --config <file> <args>` against the app's database; returns (exit ok, stdout and
+/// stderr).
+async fn wharf_cmd(app: &TestApp, toml: String, args: &[&str]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("wharf.toml");
     std::fs::write(&file, toml).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
     cmd.arg("--config")
         .arg(&file)
-        .arg("check")
+        .args(args)
         .current_dir(dir.path())
         .env("DATABASE_URL", &app.db.url)
         .env("RUST_LOG", "warn");
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    let text = String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap();
+    (out.status.success(), text)
 }
 
 fn line<'a>(out: &'a str, name: &str) -> &'a str {
@@ -83,4 +93,78 @@ async fn a_file_channel_is_checked_end_to_end(backend: Backend) {
     assert!(!ok, "{out}");
     let l = line(&out, "channel dropbox");
     assert!(l.starts_with("FAIL") && l.contains("cannot connect"), "{l}");
+}
+
+async fn a_lost_order_of_a_file_channel_is_resent_with_wharf_channels(backend: Backend) {
+    use diesel::prelude::*;
+    use wharf::db::schema::orders;
+    let sshd = Sshd::start();
+    let mut c = sshd.channel("dropbox");
+    c.max_attempts = 1;
+    let channel = c.clone();
+    let app = TestApp::spawn_with(backend, move |s| s.channels.push(channel)).await;
+    app.put_order("L-1", &[("MUG", 1)]).await;
+    // Its stored document stops reading (a bad migration, a hand edit): it cannot go out.
+    let original: String = app
+        .with_conn(|conn| {
+            let doc = orders::table
+                .filter(orders::increment_id.eq("L-1"))
+                .select(orders::document)
+                .first(conn)
+                .unwrap();
+            diesel::update(orders::table.filter(orders::increment_id.eq("L-1")))
+                .set(orders::document.eq("{}"))
+                .execute(conn)
+                .unwrap();
+            doc
+        })
+        .await;
+    let files = wharf::channels::sftp::FileChannel::new(app.pool.clone(), app.settings.clone(), c);
+    let out = wharf::channels::sftp::export::run_once(&files)
+        .await
+        .unwrap();
+    assert_eq!((out.files.len(), out.unreadable), (0, 1), "{out:?}");
+    let (ok, listed) = wharf_cmd(
+        &app,
+        settings(&sshd),
+        &[
+            "channels",
+            "tasks",
+            "--channel",
+            "dropbox",
+            "--state",
+            "lost",
+        ],
+    )
+    .await;
+    assert!(ok, "{listed}");
+    let line = listed
+        .lines()
+        .find(|l| l.contains("L-1"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    // The task's id comes first.
+    let id = line.split_whitespace().next().unwrap().to_string();
+    assert!(line.contains("cannot be read"), "{line}");
+
+    // Support repairs the order, then resends it: it goes out in the next file.
+    app.with_conn(move |conn| {
+        diesel::update(orders::table.filter(orders::increment_id.eq("L-1")))
+            .set(orders::document.eq(original))
+            .execute(conn)
+            .unwrap();
+    })
+    .await;
+    let (ok, said) = wharf_cmd(
+        &app,
+        settings(&sshd),
+        &["channels", "resend", &id, "--reason", "document repaired"],
+    )
+    .await;
+    assert!(ok, "{said}");
+    let out = wharf::channels::sftp::export::run_once(&files)
+        .await
+        .unwrap();
+    assert_eq!(out.files.len(), 1, "{out:?}");
+    let doc = String::from_utf8(sshd.read(&format!("out/{}", out.files[0]))).unwrap();
+    assert!(doc.contains("<increment_id>L-1</increment_id>"), "{doc}");
 }
