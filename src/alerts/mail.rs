@@ -131,7 +131,8 @@ fn advice(c: Condition, scope: Option<&str>) -> &'static str {
             "fix the cause, then resend (`wharf orders resend`) or dismiss (`wharf orders dismiss`)"
         }
         Condition::ProductsLost => {
-            "fix the cause (the warehouse's error below), then change the product so it is sent again"
+            "fix the cause (the warehouse's error below), then change the product so it is sent \
+            again"
         }
         Condition::Breaker => {
             "the warehouse does not answer: check its endpoint and credentials (`wharf check`); \
@@ -153,28 +154,41 @@ fn advice(c: Condition, scope: Option<&str>) -> &'static str {
 fn files_advice(scope: Option<&str>) -> &'static str {
     match scope.and_then(conditions::parse_files_scope) {
         Some((_, FileAlert::Connection)) | None => {
-            "wharf cannot reach the SFTP server or log in: check that it runs and the channel's              host, port, user and key_file (or password); the runs try again on their schedule              and this resolves by itself once one gets through"
+            "wharf cannot reach the SFTP server or log in: check that it runs and the channel's \
+            host, port, user and key_file (or password); the runs try again on their schedule and \
+            this resolves by itself once one gets through"
         }
         Some((_, FileAlert::HostKey)) => {
-            "the server showed a host key the channel does not trust, so nothing was sent or              read: find out why (a replaced server, or someone in between); if it was replaced on              purpose, update known_hosts or host_key_fingerprint (trust_on_first_use: delete the              channel's row of sftp_host_keys so the next run keeps the new key)"
+            "the server showed a host key the channel does not trust, so nothing was sent or read: \
+            find out why (a replaced server, or someone in between); if it was replaced on \
+            purpose, update known_hosts or host_key_fingerprint (trust_on_first_use: `wharf files \
+            forget-key <channel>` so the next run keeps the new key)"
         }
         Some((_, FileAlert::ExportFolder)) => {
-            "export_dir does not exist on the server (wharf does not make it): create it, or fix              the setting; the orders wait and go in the next run"
+            "export_dir does not exist on the server (wharf does not make it): create it, or fix \
+            the setting; the orders wait and go in the next run"
         }
         Some((_, FileAlert::Export)) => {
-            "order files could not be written or renamed: check the server's free space and the              login's rights in export_dir; the orders wait and go in the next run"
+            "order files could not be written or renamed: check the server's free space and the \
+            login's rights in export_dir; the orders wait and go in the next run"
         }
         Some((_, FileAlert::ImportFolder)) => {
-            "import_dir does not exist on the server, or processing/, failed/ or archive/ cannot              be made in it: create it or fix the setting and the login's rights"
+            "import_dir does not exist on the server, or processing/, failed/ or archive/ cannot \
+            be made in it: create it or fix the setting and the login's rights"
         }
         Some((_, FileAlert::Import)) => {
-            "shipment files could not be listed, moved or read: check the login's rights in              import_dir and its processing/ folder"
+            "shipment files could not be listed, moved or read: check the login's rights in \
+            import_dir and its processing/ folder"
         }
         Some((_, FileAlert::Failed)) => {
-            "these shipment files were moved to failed/ in import_dir and nothing of them was              applied: look at each (`wharf files show ID` or the console's Files page), have the              warehouse send a corrected file, then mark it seen (`wharf files seen ID`)"
+            "these shipment files were moved to failed/ in import_dir and nothing of them was \
+            applied: look at each (`wharf files show ID` or the console's Files page), have the \
+            warehouse send a corrected file, then mark it seen (`wharf files seen ID`)"
         }
         Some((_, FileAlert::Stuck)) => {
-            "these shipment files sit in processing/ and several runs could not finish them:              look at the channel's log and `wharf files show ID`; a file that is not stored stays              there until a run finishes it"
+            "these shipment files sit in processing/ and several runs could not finish them: look \
+            at the channel's log and `wharf files show ID`; a file that is not stored stays there \
+            until a run finishes it"
         }
     }
 }

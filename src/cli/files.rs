@@ -56,6 +56,15 @@ pub enum FilesCommand {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Forget the host key a trust_on_first_use channel keeps, once its server's key was replaced
+    /// on purpose: the next run trusts the key it then sees (recorded in the audit log).
+    ForgetKey {
+        /// The channel (a `[[channels]]` name with kind = "sftp").
+        channel: String,
+        /// Who is doing this (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 fn parse_direction(word: &str) -> Result<Direction, String> {
@@ -154,6 +163,12 @@ pub(super) fn files(settings: &Settings, cmd: Option<FilesCommand>) -> anyhow::R
         FilesCommand::Seen { id, by } => {
             let line = seen(&mut conn, id, &actor(by))?;
             println!("marked seen: {line}");
+        }
+        FilesCommand::ForgetKey { channel, by } => {
+            let Some(channel) = checked(settings, Some(channel))? else {
+                bail!("name the channel whose key to forget");
+            };
+            println!("{}", forget_key(&mut conn, &channel, &actor(by))?);
         }
     }
     Ok(())
@@ -367,5 +382,33 @@ fn seen(conn: &mut DbConnection, id: i64, actor: &str) -> anyhow::Result<String>
             },
         )?;
         Ok(format!("{what}: {}", x.error.unwrap_or_default()))
+    })
+}
+
+/// Forgets the key trust-on-first-use keeps for `channel`, audited. Says what was forgotten.
+fn forget_key(conn: &mut DbConnection, channel: &str, actor: &str) -> anyhow::Result<String> {
+    db::write_tx(conn, |c| -> anyhow::Result<String> {
+        let Some(key) = files::forget_first_key(c, channel)? else {
+            bail!(
+                "channel {channel} keeps no host key (it has not connected yet, or it pins its \
+                 key with host_key_fingerprint or known_hosts); nothing changed"
+            );
+        };
+        audit::record(
+            c,
+            &Entry {
+                actor,
+                via: Via::Cli,
+                action: "files.forget_key",
+                subject_kind: "channel",
+                subjects: &[channel.to_string()],
+                filter: None,
+                count: 1,
+                note: Some(&key),
+            },
+        )?;
+        Ok(format!(
+            "channel {channel} no longer trusts {key}; its next run trusts the key the server shows then"
+        ))
     })
 }

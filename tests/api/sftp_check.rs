@@ -11,6 +11,7 @@ use crate::sshd::Sshd;
 both_backends!(
     a_file_channel_is_checked_end_to_end,
     a_lost_order_of_a_file_channel_is_resent_with_wharf_channels,
+    a_replaced_key_is_trusted_again_after_forget_key,
 );
 
 /// Runs `wharf --config <file> check` against the app's database; returns (exit ok, stdout).
@@ -167,4 +168,53 @@ async fn a_lost_order_of_a_file_channel_is_resent_with_wharf_channels(backend: B
     assert_eq!(out.files.len(), 1, "{out:?}");
     let doc = String::from_utf8(sshd.read(&format!("out/{}", out.files[0]))).unwrap();
     assert!(doc.contains("<increment_id>L-1</increment_id>"), "{doc}");
+}
+
+async fn a_replaced_key_is_trusted_again_after_forget_key(backend: Backend) {
+    use wharf::channels::sftp::FileChannel;
+    let mut sshd = Sshd::start();
+    let mut c = sshd.channel("dropbox");
+    c.host_key_fingerprint.clear();
+    c.trust_on_first_use = true;
+    let channel = c.clone();
+    let app = TestApp::spawn_with(backend, move |s| s.channels.push(channel)).await;
+    let files = FileChannel::new(app.pool.clone(), app.settings.clone(), c);
+    files.connect().await.unwrap().unwrap().close().await;
+    let first = sshd.fingerprint.clone();
+    sshd.new_host_key();
+    sshd.restart();
+    let refused = files.connect().await.unwrap().err().unwrap();
+    assert!(refused.to_string().contains(&first), "{refused}");
+    let toml = settings(&sshd).replace(
+        &format!("host_key_fingerprint = {:?}", sshd.fingerprint),
+        "trust_on_first_use = true",
+    );
+    let (ok, said) = wharf_cmd(
+        &app,
+        toml.clone(),
+        &["files", "forget-key", "dropbox", "--by", "ann"],
+    )
+    .await;
+    assert!(ok, "{said}");
+    assert!(said.contains(&first), "{said}");
+    let remote = files.connect().await.unwrap().unwrap();
+    assert_eq!(remote.fingerprint, sshd.fingerprint);
+    remote.close().await;
+    let audited: Vec<(String, String)> = app
+        .with_conn(|conn| {
+            use diesel::prelude::*;
+            use wharf::db::schema::audit_log as a;
+            a::table
+                .filter(a::action.eq("files.forget_key"))
+                .select((a::actor, a::subjects))
+                .load(conn)
+                .unwrap()
+        })
+        .await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].0, "ann");
+    // The new key is kept now: forgetting needs a key kept, and a third key is refused again.
+    sshd.new_host_key();
+    sshd.restart();
+    assert!(files.connect().await.unwrap().is_err());
 }

@@ -180,6 +180,14 @@ pub fn keep_first_key(
     hk::table.find(channel).select(hk::fingerprint).first(conn)
 }
 
+/// Forgets the key trust-on-first-use keeps for `channel` (its server's key was replaced on
+/// purpose). Returns the fingerprint forgotten, if one was kept.
+pub fn forget_first_key(conn: &mut DbConnection, channel: &str) -> QueryResult<Option<String>> {
+    let kept = first_seen_key(conn, channel)?;
+    diesel::delete(hk::table.find(channel)).execute(conn)?;
+    Ok(kept)
+}
+
 /// What is wrong with a file channel now.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = ct)]
