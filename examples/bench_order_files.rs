@@ -16,6 +16,8 @@
 
 #[path = "common/bench_db.rs"]
 mod bench_db;
+#[path = "common/orders.rs"]
+mod orders;
 // The tests' sshd harness: it stops at the first failed step (unwrap), as a benchmark may.
 #[allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 #[path = "../tests/api/sshd.rs"]
@@ -88,7 +90,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })
     .await??;
     let ids: Vec<String> = (1..=args.orders).map(|i| format!("F-{i:06}")).collect();
-    put_all(&base, &token, &ids).await?;
+    orders::put_orders(&base, &token, &ids, &order_json(), CONCURRENCY).await?;
 
     let ch = FileChannel::new(pool, Arc::new(settings), channel.clone());
     let started = Instant::now();
@@ -134,35 +136,6 @@ fn check_files(sshd: &sshd::Sshd, ids: &[String]) -> anyhow::Result<()> {
             seen.len(),
             ids.len()
         );
-    }
-    Ok(())
-}
-
-/// PUTs each of `ids` as an invoiced order, `CONCURRENCY` at a time.
-async fn put_all(base: &str, token: &str, ids: &[String]) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    for chunk in ids.chunks(CONCURRENCY) {
-        let mut puts = tokio::task::JoinSet::new();
-        for id in chunk {
-            let (client, url) = (client.clone(), format!("{base}/api/v1/orders/{id}"));
-            let (token, id) = (token.to_string(), id.clone());
-            puts.spawn(async move {
-                let resp = client
-                    .put(url)
-                    .bearer_auth(token)
-                    .json(&order_json())
-                    .send()
-                    .await;
-                (id, resp.map(|r| r.status().as_u16()))
-            });
-        }
-        while let Some(done) = puts.join_next().await {
-            let (id, got) = done?;
-            let got = got?;
-            if got != 201 {
-                bail!("PUT order {id}: HTTP {got}, expected 201");
-            }
-        }
     }
     Ok(())
 }

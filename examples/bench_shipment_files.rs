@@ -16,6 +16,8 @@
 
 #[path = "common/bench_db.rs"]
 mod bench_db;
+#[path = "common/orders.rs"]
+mod orders;
 /// The tests' sshd (it panics on a broken setup, which is what a benchmark wants too).
 #[allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 #[path = "../tests/api/sshd.rs"]
@@ -92,7 +94,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .await??;
 
     let ids: Vec<String> = (1..=args.files).map(|i| format!("F-{i:06}")).collect();
-    put_orders(&base, &token, &ids).await?;
+    orders::put_orders(&base, &token, &ids, &order_json(), CONCURRENCY).await?;
     for id in &ids {
         sshd.put(&format!("in/ship_{id}.xml"), shipment_file(id));
     }
@@ -141,35 +143,6 @@ fn shipment_file(id: &str) -> String {
          <courier_name>DPD</courier_name>\n  <service_name>Next Day</service_name>\n  \
          <date_shipped>2024-05-01T10:15:00Z</date_shipped>\n</shipment>\n"
     )
-}
-
-/// PUTs each of `ids` as a new order, `CONCURRENCY` at a time.
-async fn put_orders(base: &str, token: &str, ids: &[String]) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    for chunk in ids.chunks(CONCURRENCY) {
-        let mut puts = tokio::task::JoinSet::new();
-        for id in chunk {
-            let (client, url) = (client.clone(), format!("{base}/api/v1/orders/{id}"));
-            let (token, id) = (token.to_string(), id.clone());
-            puts.spawn(async move {
-                let resp = client
-                    .put(url)
-                    .bearer_auth(token)
-                    .json(&order_json())
-                    .send()
-                    .await;
-                (id, resp.map(|r| r.status().as_u16()))
-            });
-        }
-        while let Some(done) = puts.join_next().await {
-            let (id, got) = done?;
-            let got = got?;
-            if got != 201 {
-                bail!("PUT order {id}: HTTP {got}, expected 201");
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Waits (up to `limit`) until `n` shipments are applied and nothing is queued.
