@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// mimalloc rather than the system allocator: see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     wharf::cli::main(wharf::cli::Cli::parse())
 }

@@ -1,243 +1,258 @@
 //! Group commit: writes that arrive together share one transaction, and each writer is answered
 //! only after that transaction committed.
 //!
-//! The first writer to find no group being written becomes the leader: it takes every write waiting
-//! at that moment (its own included, up to a limit) and stores them with its own connection, while
-//! the writes arriving meanwhile wait for the next group, which the first of them leads once this
-//! one is done. A lone write therefore never waits for company: on an idle server it is the leader
-//! of a group of one at once. Under load, groups grow by themselves to what arrives during one
-//! commit. The leader uses the connection its caller already holds, so a group never waits for a
-//! pool connection that its own followers hold.
+//! Writers hand their job to one committer thread and wait for its answer without holding a thread
+//! or a connection (`submit` is async). The committer takes every job waiting when it is free, up
+//! to a limit, stores them with one connection in one transaction, answers each writer, and takes
+//! the next group. A lone job never waits for company: an idle committer takes it at once. Under
+//! load, groups grow by themselves to what arrives during one commit.
+//!
+//! Everything else a write needs (reading, parsing, hashing) is done by the writer's own thread
+//! beforehand: only the storing is serialised, and a call costs no hop to a blocking thread and no
+//! pool checkout of its own.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::thread::Thread;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
-use diesel::result::QueryResult;
+use tokio::sync::oneshot;
 
-/// A group commit of jobs `J` answered with `R` (see the module documentation), written with a
-/// connection `C` (a [`super::DbConnection`]).
+/// A group commit of jobs `J` answered with `A` (see the module documentation).
+pub struct GroupCommit<J, A> {
+    jobs: mpsc::Sender<Job<J, A>>,
+    /// The answer of a job whose committer could not answer it (it stopped or panicked).
+    lost: fn(&'static str) -> A,
+}
+
+/// How groups are written: by `committers` threads, each taking at most `jobs` jobs and, beyond the
+/// first, at most `weight` in total weight (the caller's measure of a job's size, e.g. its lines),
+/// so that one transaction stays short.
 ///
-/// Waiting writers park their threads; a leader that is done wakes exactly the writers of its group
-/// and the next leader, not every waiting thread (with 32 senders, waking all of them for every
-/// group cost more than the group saved).
-pub struct GroupCommit<J, R> {
-    queue: Mutex<Queue<J, R>>,
-    /// The most jobs one group takes, and the most weight (see [`GroupCommit::submit`]).
-    max_jobs: usize,
-    max_weight: usize,
+/// A database that writes one transaction at a time (SQLite) wants one committer. One that commits
+/// many at once (PostgreSQL) is better used by two or three: a group spends most of its time in
+/// round trips and in its commit's flush, and the next group is stored meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Committer threads.
+    pub committers: usize,
+    /// The most jobs of one group.
+    pub jobs: usize,
+    /// The most weight of one group beyond its first job.
+    pub weight: usize,
 }
 
-struct Queue<J, R> {
-    next_ticket: u64,
-    /// Waiting jobs, oldest first.
-    pending: VecDeque<Waiting<J>>,
-    /// Answers not yet taken by their writer.
-    answers: HashMap<u64, QueryResult<R>>,
-    /// A leader is storing a group.
-    leading: bool,
-}
-
-/// A job waiting for a group, with its ticket, its weight and its writer's thread (to wake it).
-struct Waiting<J> {
-    ticket: u64,
-    weight: usize,
+/// A job waiting for its group, with its weight and where its answer goes.
+struct Job<J, A> {
     job: J,
-    writer: Thread,
+    weight: usize,
+    answer: oneshot::Sender<A>,
 }
 
-impl<J, R> GroupCommit<J, R> {
-    /// A group takes at most `max_jobs` jobs and, beyond its first, at most `max_weight` in total
-    /// weight (the caller's measure of a job's size, e.g. its lines), so one transaction stays short.
-    pub fn new(max_jobs: usize, max_weight: usize) -> GroupCommit<J, R> {
-        GroupCommit {
-            queue: Mutex::new(Queue {
-                next_ticket: 0,
-                pending: VecDeque::new(),
-                answers: HashMap::new(),
-                leading: false,
-            }),
-            max_jobs: max_jobs.max(1),
-            max_weight,
-        }
-    }
-
-    /// Stores `job` in a group and returns its answer once the group's transaction is over. `store`
-    /// writes one group with the leader's connection and returns one answer per job, in order; it
-    /// is run by whichever writer leads, so it must not depend on whose job it is.
-    pub fn submit<C>(
-        &self,
-        conn: &mut C,
-        job: J,
-        weight: usize,
-        store: impl Fn(&mut C, Vec<J>) -> Vec<QueryResult<R>>,
-    ) -> QueryResult<R> {
-        let mut queue = self.lock();
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.pending.push_back(Waiting {
-            ticket,
-            weight,
-            job,
-            writer: std::thread::current(),
-        });
-        loop {
-            if let Some(answer) = queue.answers.remove(&ticket) {
-                return answer;
-            }
-            // No group is being written, so this job has not been taken: lead the next group.
-            if !queue.leading {
-                self.lead(queue, conn, &store);
-            } else {
-                drop(queue);
-                // Woken when this job's answer is posted or when it may lead (or spuriously).
-                std::thread::park();
-            }
-            queue = self.lock();
-        }
-    }
-
-    /// Takes the waiting jobs, stores them unlocked, posts their answers, steps down and wakes the
-    /// group's writers and the next leader.
-    fn lead<C>(
-        &self,
-        mut queue: MutexGuard<'_, Queue<J, R>>,
-        conn: &mut C,
-        store: &impl Fn(&mut C, Vec<J>) -> Vec<QueryResult<R>>,
-    ) {
-        queue.leading = true;
-        let (writers, jobs) = self.take_group(&mut queue);
-        drop(queue);
-        let mut leader = Leader {
-            group: self,
-            writers,
-            answered: false,
+impl<J: Send + 'static, A: Send + 'static> GroupCommit<J, A> {
+    /// Starts the committer threads (named `name`). `store` writes one group and returns one
+    /// answer per job, in order; `lost` is the answer of a job `store` gave none for (or panicked
+    /// on). The threads end once the `GroupCommit` is dropped and its last groups are answered.
+    pub fn start(
+        name: &str,
+        limits: Limits,
+        lost: fn(&'static str) -> A,
+        store: impl Fn(Vec<J>) -> Vec<A> + Send + Sync + 'static,
+    ) -> std::io::Result<GroupCommit<J, A>> {
+        let (jobs, waiting) = mpsc::channel();
+        let waiting = Arc::new(Mutex::new(waiting));
+        let store = Arc::new(store);
+        let limits = Limits {
+            committers: limits.committers.max(1),
+            jobs: limits.jobs.max(1),
+            ..limits
         };
-        let answers = store(conn, jobs);
-        leader.post(answers);
+        for _ in 0..limits.committers {
+            let (waiting, store) = (waiting.clone(), store.clone());
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || commit_groups(&waiting, limits, lost, &*store))?;
+        }
+        Ok(GroupCommit { jobs, lost })
     }
 
-    /// The oldest waiting jobs, within the group's limits, and their writers.
-    fn take_group(&self, queue: &mut Queue<J, R>) -> (Vec<(u64, Thread)>, Vec<J>) {
-        let (mut writers, mut jobs, mut weight) = (Vec::new(), Vec::new(), 0);
-        while let Some(w) = queue.pending.pop_front() {
-            let full = jobs.len() >= self.max_jobs || weight + w.weight > self.max_weight;
-            if !jobs.is_empty() && full {
-                queue.pending.push_front(w);
-                break;
+    /// Stores `job` in a group and returns its answer once the group's transaction is over.
+    pub async fn submit(&self, job: J, weight: usize) -> A {
+        match self.send(job, weight) {
+            Ok(answer) => answer
+                .await
+                .unwrap_or_else(|_| (self.lost)("gave no answer")),
+            Err(lost) => lost,
+        }
+    }
+
+    /// [`GroupCommit::submit`] for a thread outside the async runtime: blocks until answered.
+    pub fn submit_blocking(&self, job: J, weight: usize) -> A {
+        match self.send(job, weight) {
+            Ok(answer) => answer
+                .blocking_recv()
+                .unwrap_or_else(|_| (self.lost)("gave no answer")),
+            Err(lost) => lost,
+        }
+    }
+
+    fn send(&self, job: J, weight: usize) -> Result<oneshot::Receiver<A>, A> {
+        let (answer, answered) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                job,
+                weight,
+                answer,
+            })
+            .map_err(|_| (self.lost)("has stopped"))?;
+        Ok(answered)
+    }
+}
+
+/// A committer: takes a group, stores it, answers it; until every writer is gone. Committers take
+/// turns at taking a group, so each group is the jobs that arrived while the others stored theirs.
+fn commit_groups<J, A>(
+    waiting: &Mutex<mpsc::Receiver<Job<J, A>>>,
+    limits: Limits,
+    lost: fn(&'static str) -> A,
+    store: &impl Fn(Vec<J>) -> Vec<A>,
+) {
+    let mut next = None;
+    loop {
+        let (group, left) = {
+            let waiting = waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = match next.take() {
+                Some(job) => job,
+                None => match waiting.recv() {
+                    Ok(job) => job,
+                    Err(mpsc::RecvError) => return,
+                },
+            };
+            take_group(first, &waiting, limits)
+        };
+        next = left;
+        let (jobs, writers): (Vec<J>, Vec<_>) =
+            group.into_iter().map(|j| (j.job, j.answer)).unzip();
+        let answers = catch_unwind(AssertUnwindSafe(|| store(jobs)));
+        let mut answers = match answers {
+            Ok(answers) => answers.into_iter(),
+            Err(_) => {
+                tracing::error!(jobs = writers.len(), "the group commit's writer panicked");
+                Vec::new().into_iter()
             }
-            weight += w.weight;
-            writers.push((w.ticket, w.writer));
-            jobs.push(w.job);
-        }
-        (writers, jobs)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Queue<J, R>> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A leader's duty to answer its group, step down and wake who must act, even if storing the
-/// group panicked: otherwise its writers and every later one would wait for ever.
-struct Leader<'g, J, R> {
-    group: &'g GroupCommit<J, R>,
-    writers: Vec<(u64, Thread)>,
-    answered: bool,
-}
-
-impl<J, R> Leader<'_, J, R> {
-    fn post(&mut self, answers: Vec<QueryResult<R>>) {
-        let mut answers = answers.into_iter();
-        self.finish(|| {
-            answers
-                .next()
-                .unwrap_or_else(|| Err(lost("gave no answer")))
-        });
-    }
-
-    fn finish(&mut self, mut answer: impl FnMut() -> QueryResult<R>) {
-        let mut queue = self.group.lock();
-        let mut wake: Vec<Thread> = Vec::with_capacity(self.writers.len() + 1);
-        for (ticket, writer) in self.writers.drain(..) {
-            queue.answers.insert(ticket, answer());
-            wake.push(writer);
-        }
-        queue.leading = false;
-        wake.extend(queue.pending.front().map(|next| next.writer.clone()));
-        self.answered = true;
-        drop(queue);
-        for writer in wake {
-            writer.unpark();
+        };
+        for writer in writers {
+            // A writer that stopped waiting (its client went away) needs no answer.
+            let _ = writer.send(answers.next().unwrap_or_else(|| lost("gave no answer")));
         }
     }
 }
 
-impl<J, R> Drop for Leader<'_, J, R> {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.finish(|| Err(lost("panicked")));
-        }
-    }
-}
+/// A group, and the first job that did not fit in it.
+type Taken<J, A> = (Vec<Job<J, A>>, Option<Job<J, A>>);
 
-/// The answer of a job whose group's writer failed without an answer for it: nothing of it is
-/// known to be stored, so its sender is told it was not received.
-fn lost(what: &str) -> diesel::result::Error {
-    diesel::result::Error::QueryBuilderError(
-        format!("the group commit's writer {what}; this message was not stored").into(),
-    )
+/// `first` and the jobs waiting behind it, within the limits; and the first job that did not fit.
+fn take_group<J, A>(
+    first: Job<J, A>,
+    waiting: &mpsc::Receiver<Job<J, A>>,
+    limits: Limits,
+) -> Taken<J, A> {
+    let mut group = vec![first];
+    let mut weight = 0;
+    while group.len() < limits.jobs {
+        let Ok(job) = waiting.try_recv() else {
+            break;
+        };
+        if weight + job.weight > limits.weight {
+            return (group, Some(job));
+        }
+        weight += job.weight;
+        group.push(job);
+    }
+    (group, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn lost(_: &'static str) -> Result<u32, String> {
+        Err("lost".into())
+    }
 
     #[test]
     fn a_group_stops_at_its_limits_but_always_takes_one() {
-        let group: GroupCommit<u32, ()> = GroupCommit::new(3, 10);
-        let mut queue = group.lock();
-        for (ticket, weight) in [(0, 20), (1, 4), (2, 4), (3, 4), (4, 1)] {
-            queue.pending.push_back(Waiting {
-                ticket,
+        let (tx, rx) = mpsc::channel();
+        let job = |n: u32, weight| {
+            let (answer, _) = oneshot::channel::<()>();
+            Job {
+                job: n,
                 weight,
-                job: ticket as u32,
-                writer: std::thread::current(),
-            });
+                answer,
+            }
+        };
+        let limits = Limits {
+            committers: 1,
+            jobs: 3,
+            weight: 10,
+        };
+        for (n, weight) in [(1, 4), (2, 4), (3, 4), (4, 1), (5, 1), (6, 1)] {
+            tx.send(job(n, weight)).unwrap();
         }
-        assert_eq!(group.take_group(&mut queue).1, vec![0]);
-        assert_eq!(group.take_group(&mut queue).1, vec![1, 2]);
-        assert_eq!(group.take_group(&mut queue).1, vec![3, 4]);
-        assert!(group.take_group(&mut queue).1.is_empty());
+        let ids = |g: &[Job<u32, ()>]| g.iter().map(|j| j.job).collect::<Vec<_>>();
+        let (group, left) = take_group(job(0, 20), &rx, limits);
+        assert_eq!((ids(&group), left.is_none()), (vec![0, 1, 2], true));
+        let (group, left) = take_group(rx.recv().unwrap(), &rx, limits);
+        assert_eq!(
+            ids(&group),
+            vec![3, 4, 5],
+            "the first's weight is not counted"
+        );
+        assert!(left.is_none());
+        tx.send(job(7, 20)).unwrap();
+        let (group, left) = take_group(rx.recv().unwrap(), &rx, limits);
+        assert_eq!(ids(&group), vec![6]);
+        assert_eq!(
+            left.map(|j| j.job),
+            Some(7),
+            "too heavy: the next group's first"
+        );
     }
 
     #[test]
     fn every_writer_gets_its_own_answer_and_writers_arriving_together_share_a_group() {
-        use std::sync::{Arc, Barrier};
-        let group: Arc<GroupCommit<u32, u32>> = Arc::new(GroupCommit::new(100, 1000));
         let sizes = Arc::new(Mutex::new(Vec::new()));
-        let start = Arc::new(Barrier::new(16));
+        let seen = sizes.clone();
+        let group = Arc::new(
+            GroupCommit::start(
+                "test-commit",
+                Limits {
+                    committers: 2,
+                    jobs: 100,
+                    weight: 1000,
+                },
+                lost,
+                move |jobs: Vec<u32>| {
+                    seen.lock().unwrap().push(jobs.len());
+                    // A commit's duration, during which the others arrive.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    jobs.into_iter().map(|j| Ok(j * 10)).collect()
+                },
+            )
+            .unwrap(),
+        );
+        let start = Arc::new(std::sync::Barrier::new(16));
         let writers: Vec<_> = (0..16u32)
             .map(|n| {
-                let (group, sizes, start) = (group.clone(), sizes.clone(), start.clone());
+                let (group, start) = (group.clone(), start.clone());
                 std::thread::spawn(move || {
                     start.wait();
-                    let mut writes = 0u32;
-                    let answer = group.submit(&mut writes, n, 1, |writes, jobs| {
-                        *writes += 1;
-                        sizes.lock().unwrap().push(jobs.len());
-                        // A commit's duration, during which the others arrive.
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                        jobs.into_iter().map(|j| Ok(j * 10)).collect()
-                    });
-                    (n, answer.unwrap(), writes)
+                    (n, group.submit_blocking(n, 1))
                 })
             })
             .collect();
-        let answers: Vec<(u32, u32, u32)> =
-            writers.into_iter().map(|w| w.join().unwrap()).collect();
-        for (n, answer, _) in &answers {
-            assert_eq!(*answer, n * 10);
+        for w in writers {
+            let (n, answer) = w.join().unwrap();
+            assert_eq!(answer, Ok(n * 10));
         }
         let sizes = sizes.lock().unwrap();
         assert_eq!(
@@ -246,35 +261,26 @@ mod tests {
             "each job stored once: {sizes:?}"
         );
         assert!(sizes.len() < 16, "no group of more than one: {sizes:?}");
-        let leaders = answers.iter().filter(|a| a.2 > 0).count();
-        assert_eq!(
-            leaders,
-            sizes.len(),
-            "each group written by one of its writers"
-        );
     }
 
     #[test]
-    fn a_lone_writer_writes_at_once_and_a_panicking_leader_fails_only_its_group() {
-        let group: GroupCommit<u32, u32> = GroupCommit::new(10, 10);
-        assert_eq!(
-            group
-                .submit(&mut (), 4, 1, |_, jobs| jobs
-                    .into_iter()
-                    .map(|j| Ok(j + 1))
-                    .collect())
-                .unwrap(),
-            5
-        );
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            group.submit(&mut (), 1, 1, |_, _| -> Vec<QueryResult<u32>> {
-                panic!("store failed")
-            })
-        }));
-        assert!(panicked.is_err());
-        let after = group.submit(&mut (), 7, 1, |_, jobs| {
-            jobs.into_iter().map(|j| Ok(j * 2)).collect()
-        });
-        assert_eq!(after.unwrap(), 14, "the next writer leads again");
+    fn a_lone_writer_is_stored_at_once_and_a_panicking_writer_fails_only_its_group() {
+        let group = GroupCommit::start(
+            "test-commit",
+            Limits {
+                committers: 1,
+                jobs: 10,
+                weight: 10,
+            },
+            lost,
+            |jobs: Vec<u32>| {
+                assert!(!jobs.contains(&1), "store failed");
+                jobs.into_iter().map(|j| Ok(j + 1)).collect()
+            },
+        )
+        .unwrap();
+        assert_eq!(group.submit_blocking(4, 1), Ok(5));
+        assert_eq!(group.submit_blocking(1, 1), Err("lost".to_string()));
+        assert_eq!(group.submit_blocking(7, 1), Ok(8), "the committer goes on");
     }
 }

@@ -406,6 +406,20 @@ pub fn write_tx<T, E>(
 where
     E: From<diesel::result::Error>,
 {
+    write_tx_opening(conn, "", f)
+}
+
+/// [`write_tx`] whose PostgreSQL transaction opens with the statements `opening` (`;`-separated, no
+/// parameters: the simple query protocol) sent with its `BEGIN` in one round trip. Ignored on
+/// SQLite, where a statement costs no round trip.
+pub fn write_tx_opening<T, E>(
+    conn: &mut DbConnection,
+    opening: &str,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
     // SQLite has one writer at a time. Writers of this process queue on a mutex (woken in turn)
     // rather than on busy_timeout's sleep-and-retry, which makes waits long and unfair under load;
     // busy_timeout still covers writers in other processes.
@@ -418,7 +432,12 @@ where
         DbConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
         }
-        DbConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
+        DbConnection::Postgresql(c) if opening.is_empty() => {
+            AnsiTransactionManager::begin_transaction(c)?
+        }
+        DbConnection::Postgresql(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, &format!("BEGIN; {opening}"))?
+        }
     }
     match f(conn) {
         Ok(v) => {

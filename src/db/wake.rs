@@ -74,15 +74,16 @@ pub fn signal(topic: Topic) {
 /// Several notifications of one transaction reach listeners as one.
 pub fn in_tx(conn: &mut DbConnection, topic: Topic) -> QueryResult<()> {
     match conn {
-        // The simple query protocol: one round trip, no statement to prepare. The payload names
-        // this process, so its own listener skips what `signal` already did here.
-        DbConnection::Postgresql(c) => c.batch_execute(&format!(
-            "NOTIFY {}, '{}'",
-            topic.channel(),
-            process_token()
-        )),
+        // The simple query protocol: one round trip, no statement to prepare.
+        DbConnection::Postgresql(c) => c.batch_execute(&notify_sql(topic)),
         DbConnection::Sqlite(_) => Ok(()),
     }
+}
+
+/// The PostgreSQL statement of [`in_tx`], for a caller that sends it with others. The payload
+/// names this process, so its own listener skips what `signal` already did here.
+pub fn notify_sql(topic: Topic) -> String {
+    format!("NOTIFY {}, '{}'", topic.channel(), process_token())
 }
 
 /// A token naming this process in notification payloads (process id and start time, so that two

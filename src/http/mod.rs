@@ -46,12 +46,16 @@ impl AppState {
         settings: &Arc<Settings>,
         addr: SocketAddr,
         shutdown: &Shutdown,
-    ) -> AppState {
+    ) -> std::io::Result<AppState> {
         let refusals = Arc::new(crate::queue::refusals::RefusalLimiter::new(
             settings.soap.anonymous_rejections_per_minute,
         ));
         crate::queue::refusals::spawn_flusher(refusals.clone(), pool.clone());
-        AppState {
+        let backend = match db::DbTarget::parse(&settings.database_url) {
+            Ok(db::DbTarget::Sqlite(_)) => db::Backend::Sqlite,
+            _ => db::Backend::Postgres,
+        };
+        Ok(AppState {
             pool: pool.clone(),
             settings: settings.clone(),
             public_url: settings.public_base_url(Some(addr)),
@@ -59,8 +63,8 @@ impl AppState {
             passwords: crate::auth::PasswordChecker::new(&settings.auth),
             shutdown: shutdown.clone(),
             refusals,
-            receipts: Arc::new(crate::queue::receipts()),
-        }
+            receipts: Arc::new(crate::queue::receipts(pool, backend)?),
+        })
     }
 }
 
@@ -95,7 +99,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let shutdown = Shutdown::new();
-        let state = web::Data::new(AppState::new(&pool, &settings, addr, &shutdown));
+        let state = web::Data::new(AppState::new(&pool, &settings, addr, &shutdown)?);
         let max_body = settings.soap.max_body;
         let gate = body::gate(&settings.http);
         // Every client connection is an open file: raise the limit, and cap connections below it

@@ -259,10 +259,12 @@ async fn body_refused(
     resp
 }
 
-/// Handles one call in three steps, so that a password check holds neither a thread nor a pooled
-/// connection while it waits its turn: read the message (blocking pool, no connection), check the
-/// password it carries if any ([`auth::PasswordChecker`]), then authenticate, validate and store
-/// (blocking pool, one connection).
+/// Handles one call so that nothing holds a thread or a pooled connection while it waits: the
+/// message is read on this thread (a large one on the blocking pool), the password it carries if
+/// any is checked by [`auth::PasswordChecker`], and a valid inventory update or shipment is handed
+/// to the group commit ([`queue::receive`]), which checks its session or token in the transaction
+/// that stores it. What needs the database otherwise — refusals, logins, sessions ending — is
+/// handled on the blocking pool with one connection ([`handle`]).
 async fn respond(
     state: std::sync::Arc<AppState>,
     body: Body,
@@ -270,16 +272,17 @@ async fn respond(
     authorization: Option<String>,
     peer: Option<std::net::IpAddr>,
 ) -> Reply {
-    let message = {
-        let state = state.clone();
-        match on_blocking_pool(declared, move || {
-            read(&state, body, declared, authorization.as_deref(), peer)
-        })
-        .await
-        {
-            Ok(Ok(message)) => message,
-            Ok(Err(reply)) | Err(reply) => return reply,
+    let message = match read_message(&state, body, declared, authorization.as_deref(), peer).await {
+        Ok(message) => message,
+        Err(Ok(unread)) => {
+            let state = state.clone();
+            return on_blocking_pool(declared, move || {
+                unread.reject(&state, authorization.as_deref())
+            })
+            .await
+            .unwrap_or_else(|reply| reply);
         }
+        Err(Err(reply)) => return reply,
     };
     let checked = match message.password() {
         Some((user, password)) => Some(match &message.caller {
@@ -301,9 +304,95 @@ async fn respond(
         return throttled_reply(&message, &throttled);
     }
     let version = message.env.version;
+    if let Some(store) = Storing::of(&state, &message, checked.as_ref()) {
+        let answer = store.run(&state, &message).await;
+        if let Some(reply) = answer {
+            return reply;
+        }
+    }
     on_blocking_pool(version, move || handle(&state, message, checked))
         .await
         .unwrap_or_else(|reply| reply)
+}
+
+/// Bodies up to this size are parsed on the thread that read them: that takes microseconds, less
+/// than a hop to the blocking pool. Larger ones are parsed there, so that one big message does not
+/// hold up the other calls of this thread.
+const PARSE_HERE_BYTES: usize = 64 * 1024;
+
+/// [`read`], here or on the blocking pool by the body's size. `Err(Ok(_))`: a refusal still to be
+/// recorded; `Err(Err(_))`: the answer.
+async fn read_message(
+    state: &std::sync::Arc<AppState>,
+    body: Body,
+    declared: SoapVersion,
+    authorization: Option<&str>,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Message, Result<Box<Unread>, Reply>> {
+    if body.len() <= PARSE_HERE_BYTES {
+        return read(state, body, declared, authorization, peer).map_err(Ok);
+    }
+    let (state, authorization) = (state.clone(), authorization.map(str::to_string));
+    let read_there = move || read(&state, body, declared, authorization.as_deref(), peer);
+    match on_blocking_pool(declared, read_there).await {
+        Ok(read) => read.map_err(Ok),
+        Err(reply) => Err(Err(reply)),
+    }
+}
+
+/// A valid inventory update or shipment on its way to the group commit.
+struct Storing {
+    incoming: queue::Incoming,
+    message_seq_id: i64,
+    lines: usize,
+}
+
+impl Storing {
+    /// The message to store, if it is one whose caller can be checked with it and whose fields
+    /// are valid; anything else is [`handle`]d, which authenticates before it says what is wrong.
+    fn of(
+        state: &AppState,
+        message: &Message,
+        checked: Option<&Result<i64, AuthError>>,
+    ) -> Option<Storing> {
+        let lifetimes = auth::Lifetimes::of(&state.settings.soap);
+        let sender = match (&message.caller, checked) {
+            (Caller::Session(id), _) => queue::Sender::Session(id.clone(), lifetimes),
+            (Caller::Bearer(token), _) => queue::Sender::Token(token.clone(), lifetimes),
+            (Caller::Basic { user, .. }, Some(Ok(_))) => queue::Sender::User(user.clone()),
+            _ => return None,
+        };
+        let (message_seq_id, lines, stored) = match read_call(state, &message.env.operation).ok()? {
+            Call::InventoryUpdate(msg) => (
+                msg.message_seq_id,
+                msg.lines.len(),
+                IncomingMessage::Inventory(msg),
+            ),
+            Call::ShipmentCreate(msg) => (
+                msg.message_seq_id,
+                msg.lines.len(),
+                IncomingMessage::Shipment(msg),
+            ),
+            _ => return None,
+        };
+        let masked = soap::mask::apply(&message.body, &message.env.credentials).into_owned();
+        Some(Storing {
+            incoming: queue::Incoming::from(sender, masked, stored),
+            message_seq_id,
+            lines,
+        })
+    }
+
+    /// Stores it and gives the answer; `None` when its caller was refused, which [`handle`]
+    /// answers (and records).
+    async fn run(self, state: &AppState, message: &Message) -> Option<Reply> {
+        let stored = queue::receive(&state.receipts, self.incoming).await;
+        if let Err(queue::ReceiveError::Refused(_)) = stored {
+            return None;
+        }
+        let answering = Answering::of(&message.env, message.kind.queue_name());
+        Some(answering.acknowledge(stored, self.message_seq_id, self.lines))
+    }
 }
 
 /// Runs `f` on the blocking pool within the current tracing span; a panic becomes a Server fault.
@@ -420,34 +509,57 @@ impl Message {
     }
 }
 
-/// Parses a call, refusing (and recording) what is malformed or unknown. Uses a connection only to
-/// record a refusal.
+/// A call refused before its caller is known: its refusal is recorded on the blocking pool.
+struct Unread {
+    body: Body,
+    peer: Option<std::net::IpAddr>,
+    version: SoapVersion,
+    kind: &'static str,
+    operation: Option<&'static str>,
+    fault: Fault,
+}
+
+impl Unread {
+    /// Records the refusal (as far as the anonymous limits allow) and answers it.
+    fn reject(self, state: &AppState, authorization: Option<&str>) -> Reply {
+        let anonymous = Sender {
+            peer: self.peer,
+            caller: None,
+            authenticated: false,
+        };
+        let refusal = Refusal::new(anonymous, self.kind, self.operation);
+        reject(
+            state,
+            self.version,
+            refusal,
+            self.fault,
+            &self.body,
+            authorization,
+        )
+    }
+}
+
+/// Parses a call, refusing what is malformed or unknown. Uses no connection.
 fn read(
     state: &AppState,
     body: Body,
     declared: SoapVersion,
     authorization: Option<&str>,
     peer: Option<std::net::IpAddr>,
-) -> Result<Message, Reply> {
-    let anonymous = Sender {
-        peer,
-        caller: None,
-        authenticated: false,
-    };
+) -> Result<Message, Box<Unread>> {
     let limits = Limits::for_lines(state.settings.soap.max_lines);
     let env = match envelope::parse(&body, limits) {
         Ok(env) => env,
         Err(e) => {
-            let fault = Fault::client(e.to_string());
-            let refusal = Refusal::new(anonymous, e.kind(), None);
-            return Err(reject(
-                state,
-                declared,
-                refusal,
+            let (kind, fault) = (e.kind(), Fault::client(e.to_string()));
+            return Err(Box::new(Unread {
+                body,
+                peer,
+                version: declared,
+                kind,
+                operation: None,
                 fault,
-                &body,
-                authorization,
-            ));
+            }));
         }
     };
     let version = env.version;
@@ -461,8 +573,14 @@ fn read(
              realtimeDespatchOrderFlowShipmentRequestManagementV1Create, shipmentCreate)",
             op.name
         ));
-        let refusal = Refusal::new(anonymous, "unknown-operation", None);
-        return Err(reject(state, version, refusal, fault, &body, authorization));
+        return Err(Box::new(Unread {
+            body,
+            peer,
+            version,
+            kind: "unknown-operation",
+            operation: None,
+            fault,
+        }));
     };
     let (call, caller) = if kind.needs_caller() {
         (None, Caller::of(op, authorization))
@@ -470,9 +588,14 @@ fn read(
         match read_call(state, op) {
             Ok(call) => (Some(call), Caller::NotNeeded),
             Err(e) => {
-                let fault = Fault::client(format!("Invalid {e}"));
-                let refusal = Refusal::new(anonymous, "invalid-field", Some(kind.queue_name()));
-                return Err(reject(state, version, refusal, fault, &body, authorization));
+                return Err(Box::new(Unread {
+                    body,
+                    peer,
+                    version,
+                    kind: "invalid-field",
+                    operation: Some(kind.queue_name()),
+                    fault: Fault::client(format!("Invalid {e}")),
+                }));
             }
         }
     };
@@ -507,12 +630,7 @@ fn handle(state: &AppState, message: Message, checked: Option<Result<i64, AuthEr
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no database connection for a SOAP call");
-            return Reply::fault(
-                env.version,
-                &Fault::server(
-                    "wharf's database is unavailable; nothing was stored. Send the message again later.",
-                ),
-            );
+            return unavailable(env.version);
         }
     };
     let mut call_in = Handling {
@@ -599,8 +717,8 @@ impl<'a> Handling<'a> {
         soap::mask::apply(self.body, &self.env.credentials)
     }
 
-    /// Stores a valid message (with whatever arrives meanwhile: [`queue::receive`]) and answers
-    /// once it committed.
+    /// Stores a valid message of an authenticated caller (with whatever arrives meanwhile:
+    /// [`queue::receive`]) and answers once it committed.
     fn store(
         &mut self,
         caller: Option<String>,
@@ -610,40 +728,22 @@ impl<'a> Handling<'a> {
     ) -> Reply {
         let caller = caller.unwrap_or_default();
         let incoming = queue::Incoming::new(&caller, self.masked().into_owned(), message);
-        let stored = queue::receive(self.conn, &self.state.receipts, incoming);
-        self.acknowledge(stored, seq, lines, &caller)
+        let stored = queue::receive_blocking(&self.state.receipts, incoming);
+        self.answering().acknowledge(stored, seq, lines)
+    }
+
+    fn answering(&self) -> Answering<'a> {
+        Answering::of(self.env, self.op_name)
     }
 
     /// The answer carrying `value` as the response part `part` of XSD type `xsd_type`.
     fn answer(&self, value: &str, part: &str, xsd_type: &str) -> Reply {
-        let version = self.env.version;
-        Reply {
-            status: StatusCode::OK,
-            version,
-            xml: soap::response_xml(
-                version,
-                &self.env.operation_ns,
-                &soap::response_element(&self.env.operation.name),
-                part,
-                xsd_type,
-                value,
-            ),
-            token_expires: None,
-            retry_after: None,
-            operation: self.op_name,
-            received: Received::Accepted,
-        }
+        self.answering().answer(value, part, xsd_type)
     }
 
-    /// The name of the answer part: Magento 1 rpc/encoded names it `<op>Return`; WS-I, Magento 2
-    /// and wharf's own WSDL use `result`.
+    /// The name of the answer part ([`Answering::part`]).
     fn part<'p>(&self, rpc_name: &'p str) -> &'p str {
-        let op = &self.env.operation.name;
-        if !op.ends_with("Param") && self.env.operation_ns != soap::WHARF_NS {
-            rpc_name
-        } else {
-            "result"
-        }
+        self.answering().part(rpc_name)
     }
 
     /// The authenticated caller of an operation that needs one, or the refusal.
@@ -741,24 +841,70 @@ impl<'a> Handling<'a> {
             Err(e) => server_error(self.env.version, &e),
         }
     }
+}
+
+/// What an answer to a call is made of: its envelope and the operation's name.
+#[derive(Clone, Copy)]
+struct Answering<'a> {
+    env: &'a envelope::Envelope,
+    /// The operation as the queue and the refusals name it.
+    op_name: &'static str,
+}
+
+impl<'a> Answering<'a> {
+    fn of(env: &'a envelope::Envelope, op_name: &'static str) -> Answering<'a> {
+        Answering { env, op_name }
+    }
+
+    /// The answer carrying `value` as the response part `part` of XSD type `xsd_type`.
+    fn answer(&self, value: &str, part: &str, xsd_type: &str) -> Reply {
+        let version = self.env.version;
+        Reply {
+            status: StatusCode::OK,
+            version,
+            xml: soap::response_xml(
+                version,
+                &self.env.operation_ns,
+                &soap::response_element(&self.env.operation.name),
+                part,
+                xsd_type,
+                value,
+            ),
+            token_expires: None,
+            retry_after: None,
+            operation: self.op_name,
+            received: Received::Accepted,
+        }
+    }
+
+    /// The name of the answer part: Magento 1 rpc/encoded names it `<op>Return`; WS-I, Magento 2
+    /// and wharf's own WSDL use `result`.
+    fn part<'p>(&self, rpc_name: &'p str) -> &'p str {
+        let op = &self.env.operation.name;
+        if !op.ends_with("Param") && self.env.operation_ns != soap::WHARF_NS {
+            rpc_name
+        } else {
+            "result"
+        }
+    }
 
     /// Answers a stored (or repeated) inventory update or shipment.
-    fn acknowledge(
-        &self,
-        stored: diesel::QueryResult<Receipt>,
-        message_seq_id: i64,
-        lines: usize,
-        caller: &str,
-    ) -> Reply {
+    fn acknowledge(&self, stored: queue::Received, message_seq_id: i64, lines: usize) -> Reply {
         let received = match &stored {
-            Ok(Receipt::Queued(_)) => Received::Accepted,
-            Ok(Receipt::Repeat(_)) => Received::Repeat,
-            Ok(Receipt::Conflict(_)) => Received::Conflict,
+            Ok((Receipt::Queued(_), _)) => Received::Accepted,
+            Ok((Receipt::Repeat(_), _)) => Received::Repeat,
+            Ok((Receipt::Conflict(_), _)) => Received::Conflict,
             Err(_) => Received::Failed,
         };
-        let reply = acknowledge(stored, self.op_name, message_seq_id, lines, caller)
-            .map(|text| self.answer(&text, "result", "string"))
-            .unwrap_or_else(|e| server_error(self.env.version, &e));
+        let reply = match stored {
+            Ok((receipt, caller)) => {
+                log_receipt(receipt, self.op_name, message_seq_id, lines, &caller);
+                let text = soap::received_text(message_seq_id);
+                self.answer(&text, "result", "string")
+            }
+            Err(queue::ReceiveError::Unavailable(_)) => unavailable(self.env.version),
+            Err(e) => server_error(self.env.version, &e),
+        };
         Reply {
             operation: self.op_name,
             received,
@@ -767,15 +913,9 @@ impl<'a> Handling<'a> {
     }
 }
 
-/// Logs how a message was stored and gives the acknowledgement text.
-fn acknowledge(
-    stored: diesel::QueryResult<Receipt>,
-    operation: &str,
-    message_seq_id: i64,
-    lines: usize,
-    caller: &str,
-) -> diesel::QueryResult<String> {
-    match stored? {
+/// Logs how a message was stored.
+fn log_receipt(receipt: Receipt, operation: &str, message_seq_id: i64, lines: usize, caller: &str) {
+    match receipt {
         Receipt::Queued(id) => tracing::info!(
             request = id,
             operation,
@@ -797,7 +937,16 @@ fn acknowledge(
             "messageSeqId reused with a different body; queued and flagged as a conflict"
         ),
     }
-    Ok(soap::received_text(message_seq_id))
+}
+
+/// The fault when no database connection could be had.
+fn unavailable(version: SoapVersion) -> Reply {
+    Reply::fault(
+        version,
+        &Fault::server(
+            "wharf's database is unavailable; nothing was stored. Send the message again later.",
+        ),
+    )
 }
 
 /// Who is calling. HTTP Basic passwords were checked before (`checked`, in [`respond`]); sessions

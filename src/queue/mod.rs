@@ -12,10 +12,13 @@ pub mod store;
 
 pub use store::inspect;
 
+use std::collections::HashMap;
+
 use chrono::TimeDelta;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
+use crate::auth::{self, AuthError};
 use crate::db::lease::Backoff;
 use crate::db::wake::Topic;
 use crate::db::{self, DbConnection};
@@ -76,8 +79,8 @@ pub fn stored_requests() -> &'static tokio::sync::Notify {
 
 /// Wakes the workers once a request has been queued: this process's at once (its transaction has
 /// committed), other processes' through the `NOTIFY` that [`announce`] put in that transaction.
-fn wake_workers(receipt: QueryResult<Receipt>) -> QueryResult<Receipt> {
-    if matches!(receipt, Ok(Receipt::Queued(_) | Receipt::Conflict(_))) {
+fn wake_workers(receipt: Received) -> Received {
+    if matches!(receipt, Ok((Receipt::Queued(_) | Receipt::Conflict(_), _))) {
         db::wake::signal(Topic::Requests);
     }
     receipt
@@ -88,11 +91,74 @@ pub(crate) fn announce(conn: &mut DbConnection) -> QueryResult<()> {
     db::wake::in_tx(conn, Topic::Requests)
 }
 
+/// Who sent a received message: a user whose credentials were checked already (HTTP Basic, an SFTP
+/// channel), or a session or admin token, checked in the transaction that stores the message so
+/// that a session ended a moment before is refused, not used.
+#[derive(Debug, Clone)]
+pub enum Sender {
+    /// A known API user.
+    User(String),
+    /// A Magento 1 `sessionId` from `login`.
+    Session(String, auth::Lifetimes),
+    /// A Magento 2 admin access token.
+    Token(String, auth::Lifetimes),
+}
+
+impl Sender {
+    /// Who it is, as the storing transaction sees it.
+    fn identify(&self, conn: &mut DbConnection) -> Result<String, AuthError> {
+        match self {
+            Sender::User(user) => Ok(user.clone()),
+            Sender::Session(id, lifetimes) => auth::check_session(conn, id, *lifetimes),
+            Sender::Token(token, lifetimes) => auth::check_access_token(conn, token, *lifetimes),
+        }
+    }
+
+    /// The same sender in a group, whatever the lifetimes.
+    fn key(&self) -> (u8, &str) {
+        match self {
+            Sender::User(user) => (0, user),
+            Sender::Session(id, _) => (1, id),
+            Sender::Token(token, _) => (2, token),
+        }
+    }
+}
+
+/// Why a message was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// Its sender's session or token is unknown, ended or expired.
+    #[error(transparent)]
+    Refused(AuthError),
+    /// No database connection could be had.
+    #[error("wharf's database is unavailable: {0}")]
+    Unavailable(String),
+    /// The group commit could not answer for it ([`db::group`]).
+    #[error("the group commit's writer {0}; this message was not stored")]
+    Lost(&'static str),
+    /// Storing failed.
+    #[error("database error: {0}")]
+    Db(#[from] diesel::result::Error),
+}
+
+impl ReceiveError {
+    /// An identification failure: the database's, or the sender's.
+    fn identifying(e: AuthError) -> ReceiveError {
+        match e {
+            AuthError::Db(e) => ReceiveError::Db(e),
+            e => ReceiveError::Refused(e),
+        }
+    }
+}
+
+/// What one message's receipt came to: how it was stored and who sent it, or why it was not.
+pub type Received = Result<(Receipt, String), ReceiveError>;
+
 /// A received message ready to be stored: who sent it, its body with credentials masked
 /// ([`crate::soap::mask`]; it is hashed and stored as given), and what it says.
 #[derive(Debug)]
 pub struct Incoming {
-    caller: String,
+    sender: Sender,
     body: Vec<u8>,
     hash: String,
     message: IncomingMessage,
@@ -108,11 +174,16 @@ pub enum IncomingMessage {
 }
 
 impl Incoming {
-    /// A message from `caller` whose masked body is `body`. The body is hashed here, by the
-    /// sender's thread rather than by whoever stores the group.
+    /// A message from the known user `caller` whose masked body is `body`.
     pub fn new(caller: &str, body: Vec<u8>, message: IncomingMessage) -> Incoming {
+        Incoming::from(Sender::User(caller.to_owned()), body, message)
+    }
+
+    /// A message from `sender` whose masked body is `body`. The body is hashed here, by the
+    /// receiving thread rather than by the committer that stores the group.
+    pub fn from(sender: Sender, body: Vec<u8>, message: IncomingMessage) -> Incoming {
         Incoming {
-            caller: caller.to_owned(),
+            sender,
             hash: body_hash(&body),
             body,
             message,
@@ -135,11 +206,12 @@ impl Incoming {
         }
     }
 
-    /// Stores it inside a write transaction that has taken its turn ([`take_turns`]): counted as
-    /// a repeat, or the request, its lines and (a shipment) its header and tracking numbers.
-    fn store(&self, conn: &mut DbConnection) -> QueryResult<Receipt> {
+    /// Stores it from `caller` inside a write transaction that has taken its turn ([`turns`]):
+    /// counted as a repeat, or the request, its lines and (a shipment) its header and tracking
+    /// numbers.
+    fn store(&self, conn: &mut DbConnection, caller: &str) -> QueryResult<Receipt> {
         let text = String::from_utf8_lossy(&self.body);
-        let receipt = store::store_request(conn, &self.request(&text, self.lines()))?;
+        let receipt = store::store_request(conn, &self.request(caller, &text, self.lines()))?;
         self.store_parts(conn, receipt)?;
         Ok(receipt)
     }
@@ -162,9 +234,10 @@ impl Incoming {
         }
     }
 
-    /// The request row to store, with `text` its body as text.
+    /// The request row to store, from `caller`, with `text` its body as text.
     fn request<'a>(
         &'a self,
+        caller: &'a str,
         text: &'a str,
         lines: Vec<store::NewLine<'a>>,
     ) -> store::NewRequest<'a> {
@@ -172,7 +245,7 @@ impl Incoming {
         store::NewRequest {
             operation,
             message_seq_id,
-            caller: &self.caller,
+            caller,
             body: text,
             body_hash: &self.hash,
             now: db::now(),
@@ -221,49 +294,86 @@ fn shipment_header(msg: &ShipmentMessage) -> store::NewShipment<'_> {
 
 /// The receipts of one process (one database): messages that arrive together are stored by one
 /// transaction ([`db::group`]).
-pub type Receipts = db::group::GroupCommit<Incoming, Receipt>;
+pub type Receipts = db::group::GroupCommit<Incoming, Received>;
 
-/// A group takes at most this many messages…
+/// A group takes at most this many messages and, beyond its first, at most this many lines, so
+/// that its transaction stays short.
 const GROUP_MESSAGES: usize = 256;
-/// …and, beyond its first, at most this many lines, so that its transaction stays short.
 const GROUP_LINES: usize = 20_000;
 
-/// The receipts of a new process.
-pub fn receipts() -> Receipts {
-    Receipts::new(GROUP_MESSAGES, GROUP_LINES)
+/// Committers of a PostgreSQL database ([`db::group::Limits`]).
+const PG_COMMITTERS: usize = 2;
+
+/// The receipts of a new process: committer threads storing groups with connections of `pool` (a
+/// `backend` database): one on SQLite (one writer at a time), [`PG_COMMITTERS`] on PostgreSQL.
+pub fn receipts(pool: &db::Pool, backend: db::Backend) -> std::io::Result<Receipts> {
+    let committers = match backend {
+        db::Backend::Sqlite => 1,
+        db::Backend::Postgres => PG_COMMITTERS,
+    };
+    let limits = db::group::Limits {
+        committers,
+        jobs: GROUP_MESSAGES,
+        weight: GROUP_LINES,
+    };
+    let pool = pool.clone();
+    Receipts::start(
+        "wharf-receipts",
+        limits,
+        |what| Err(ReceiveError::Lost(what)),
+        move |group| match pool.get() {
+            Ok(mut conn) => receive_group(&mut conn, group),
+            Err(e) => {
+                tracing::error!(error = %e, messages = group.len(),
+                    "no database connection to store received messages");
+                group
+                    .iter()
+                    .map(|_| Err(ReceiveError::Unavailable(e.to_string())))
+                    .collect()
+            }
+        },
+    )
 }
 
 /// Stores a received message whole, together with whatever other messages arrive meanwhile: one
 /// write transaction for the group, and this returns only after it committed. Only when this
 /// returns `Ok` may the sender be told the message was received.
-pub fn receive(
-    conn: &mut DbConnection,
-    receipts: &Receipts,
-    incoming: Incoming,
-) -> QueryResult<Receipt> {
+pub async fn receive(receipts: &Receipts, incoming: Incoming) -> Received {
     let weight = incoming.weight();
-    receipts.submit(conn, incoming, weight, receive_group)
+    receipts.submit(incoming, weight).await
 }
 
-/// Stores a group of messages in one transaction, as a group commit's leader does ([`receive`]):
-/// every message's turn first, then each message in the order given (a second copy of a message in
-/// the group is a repeat of the first). If that transaction fails, the messages are stored one by
-/// one, so a bad one fails only itself. Returns one receipt per message, in order; workers are
-/// woken once it committed.
-pub fn receive_group(conn: &mut DbConnection, group: Vec<Incoming>) -> Vec<QueryResult<Receipt>> {
+/// [`receive`] on a thread outside the async runtime (the blocking pool): blocks until answered.
+pub fn receive_blocking(receipts: &Receipts, incoming: Incoming) -> Received {
+    let weight = incoming.weight();
+    receipts.submit_blocking(incoming, weight)
+}
+
+/// Stores a group of messages in one transaction, as the group commit does ([`receive`]): every
+/// message's turn first, then its sender's identity, then each message in the order given (a second
+/// copy of a message in the group is a repeat of the first). A message whose sender is refused is
+/// not stored. If that transaction fails, the messages are stored one by one, so a bad one fails
+/// only itself. Returns one answer per message, in order; workers are woken once it committed.
+pub fn receive_group(conn: &mut DbConnection, group: Vec<Incoming>) -> Vec<Received> {
     if group.len() == 1 {
         return vec![store_one(conn, &group[0])];
     }
-    let together = db::write_tx(conn, |conn| {
-        take_turns(conn, group.iter().map(Incoming::turn))?;
-        store_together(conn, &group)
+    // Other processes' workers are told even if the group turns out to hold only repeats: one
+    // needless wake-up, where telling them only when needed would cost a round trip more.
+    let opening = turns(group.iter().map(Incoming::turn), true);
+    let together = db::write_tx_opening(conn, &opening, |conn| {
+        let callers = identify(conn, &group)?;
+        store_together(conn, &group, callers)
     });
     match together {
         Ok(receipts) => {
-            if receipts.iter().any(|r| !matches!(r, Receipt::Repeat(_))) {
+            if receipts
+                .iter()
+                .any(|r| matches!(r, Ok((Receipt::Queued(_) | Receipt::Conflict(_), _))))
+            {
                 db::wake::signal(Topic::Requests);
             }
-            receipts.into_iter().map(Ok).collect()
+            receipts
         }
         Err(e) => {
             tracing::warn!(messages = group.len(), error = %e,
@@ -273,30 +383,85 @@ pub fn receive_group(conn: &mut DbConnection, group: Vec<Incoming>) -> Vec<Query
     }
 }
 
-/// Stores a group's messages, after their turns: the requests and their lines together
-/// ([`store::store_requests`]), then each new shipment's header and tracking numbers.
-fn store_together(conn: &mut DbConnection, group: &[Incoming]) -> QueryResult<Vec<Receipt>> {
+/// Who sent each message of a group, each distinct sender looked up once; a refused sender is that
+/// message's answer.
+fn identify(
+    conn: &mut DbConnection,
+    group: &[Incoming],
+) -> Result<Vec<Result<String, AuthError>>, ReceiveError> {
+    let mut known: HashMap<(u8, &str), String> = HashMap::new();
+    let mut callers = Vec::with_capacity(group.len());
+    for m in group {
+        if let Some(user) = known.get(&m.sender.key()) {
+            callers.push(Ok(user.clone()));
+            continue;
+        }
+        match m.sender.identify(conn) {
+            Ok(user) => {
+                known.insert(m.sender.key(), user.clone());
+                callers.push(Ok(user));
+            }
+            Err(AuthError::Db(e)) => return Err(e.into()),
+            Err(e) => callers.push(Err(e)),
+        }
+    }
+    Ok(callers)
+}
+
+/// Stores a group's messages from their identified `callers`, after their turns: the requests and
+/// their lines together ([`store::store_requests`]), then each new shipment's header and tracking
+/// numbers. A message whose caller was refused is answered with the refusal.
+fn store_together(
+    conn: &mut DbConnection,
+    group: &[Incoming],
+    callers: Vec<Result<String, AuthError>>,
+) -> Result<Vec<Received>, ReceiveError> {
     let texts: Vec<_> = group
         .iter()
         .map(|m| String::from_utf8_lossy(&m.body))
         .collect();
-    let reqs: Vec<_> = group
+    let accepted: Vec<(&Incoming, &str, &str)> = group
         .iter()
+        .zip(&callers)
         .zip(&texts)
-        .map(|(m, text)| m.request(text, m.lines()))
+        .filter_map(|((m, caller), text)| Some((m, caller.as_deref().ok()?, text.as_ref())))
         .collect();
-    let receipts = store::store_requests(conn, &reqs)?;
-    for (m, receipt) in group.iter().zip(&receipts) {
+    let reqs: Vec<_> = accepted
+        .iter()
+        .map(|(m, caller, text)| m.request(caller, text, m.lines()))
+        .collect();
+    let receipts = if reqs.is_empty() {
+        Vec::new()
+    } else {
+        store::store_requests(conn, &reqs)?
+    };
+    for ((m, _, _), receipt) in accepted.iter().zip(&receipts) {
         m.store_parts(conn, *receipt)?;
     }
-    Ok(receipts)
+    let mut receipts = receipts.into_iter();
+    Ok(callers
+        .into_iter()
+        .map(|caller| match caller {
+            Ok(caller) => match receipts.next() {
+                Some(receipt) => Ok((receipt, caller)),
+                None => Err(ReceiveError::Lost("gave no answer")),
+            },
+            Err(e) => Err(ReceiveError::Refused(e)),
+        })
+        .collect())
 }
 
 /// Stores one message in a transaction of its own.
-fn store_one(conn: &mut DbConnection, incoming: &Incoming) -> QueryResult<Receipt> {
-    wake_workers(db::write_tx(conn, |conn| {
-        take_turns(conn, [incoming.turn()])?;
-        incoming.store(conn)
+fn store_one(conn: &mut DbConnection, incoming: &Incoming) -> Received {
+    // Its receipt statement tells other processes' workers itself, when it queues the message.
+    let opening = turns([incoming.turn()], false);
+    wake_workers(db::write_tx_opening(conn, &opening, |conn| {
+        let caller = incoming
+            .sender
+            .identify(conn)
+            .map_err(ReceiveError::identifying)?;
+        let receipt = incoming.store(conn, &caller)?;
+        Ok((receipt, caller))
     }))
 }
 
@@ -308,13 +473,13 @@ pub fn receive_inventory(
     caller: &str,
     body: &[u8],
     msg: &InventoryMessage,
-) -> QueryResult<Receipt> {
+) -> Result<Receipt, ReceiveError> {
     let incoming = Incoming::new(
         caller,
         body.to_vec(),
         IncomingMessage::Inventory(msg.clone()),
     );
-    store_one(conn, &incoming)
+    store_one(conn, &incoming).map(|(receipt, _)| receipt)
 }
 
 /// Two copies of one message arriving together must not both miss each other: on PostgreSQL receipts
@@ -324,13 +489,12 @@ pub fn receive_inventory(
 /// a circle. The look-up for earlier copies must be a separate, later statement: under READ
 /// COMMITTED a statement reads the snapshot taken when it started, so a look-up in the statement
 /// that waited for the lock would miss the row the previous holder just committed.
-fn take_turns(
-    conn: &mut DbConnection,
-    turns: impl IntoIterator<Item = (Operation, i64)>,
-) -> QueryResult<()> {
-    let DbConnection::Postgresql(c) = conn else {
-        return Ok(());
-    };
+///
+/// This gives the statements taking the turns, which the transaction opens with
+/// ([`db::write_tx_opening`]: in the round trip of its `BEGIN`, each its own statement), and, when
+/// `announce`, the `NOTIFY` telling other processes' workers on commit ([`announce`]).
+fn turns(turns: impl IntoIterator<Item = (Operation, i64)>, announce: bool) -> String {
+    use std::fmt::Write;
     let mut keys: Vec<(i32, i32)> = turns
         .into_iter()
         .map(|(operation, seq)| {
@@ -342,11 +506,14 @@ fn take_turns(
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    match keys[..] {
-        [] => Ok(()),
-        [(a, b)] => db::sql::AdvisoryXactLock(a, b).execute(c).map(drop),
-        _ => db::sql::AdvisoryXactLocks::new(&keys).execute(c).map(drop),
+    let mut sql = String::with_capacity(40 * keys.len() + 64);
+    for (a, b) in keys {
+        let _ = write!(sql, "SELECT pg_advisory_xact_lock({a}, {b}); ");
     }
+    if announce {
+        sql.push_str(&db::wake::notify_sql(Topic::Requests));
+    }
+    sql
 }
 
 /// A stable 32-bit key per operation for the receipt advisory lock.

@@ -209,13 +209,13 @@ fn install_poison(c: &mut DbConnection) {
 }
 
 /// What a list of receipts says, without ids: the kind, or the failure.
-fn kinds(receipts: &[diesel::QueryResult<Receipt>]) -> Vec<&'static str> {
+fn kinds(receipts: &[wharf::queue::Received]) -> Vec<&'static str> {
     receipts
         .iter()
         .map(|r| match r {
-            Ok(Receipt::Queued(_)) => "queued",
-            Ok(Receipt::Repeat(_)) => "repeat",
-            Ok(Receipt::Conflict(_)) => "conflict",
+            Ok((Receipt::Queued(_), _)) => "queued",
+            Ok((Receipt::Repeat(_), _)) => "repeat",
+            Ok((Receipt::Conflict(_), _)) => "conflict",
             Err(_) => "failed",
         })
         .collect()

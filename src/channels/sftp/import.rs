@@ -362,7 +362,7 @@ impl<'a> Run<'a> {
         let stored = self
             .ch
             .db(move |conn| {
-                let receipt = queue::receive_group(conn, vec![incoming])
+                let (receipt, _) = queue::receive_group(conn, vec![incoming])
                     .pop()
                     .ok_or_else(|| anyhow::anyhow!("the receipt gave no answer"))??;
                 let request = match receipt {

@@ -316,11 +316,8 @@ pub fn store_requests(
     reqs: &[NewRequest<'_>],
 ) -> QueryResult<Vec<Receipt>> {
     if let DbConnection::Postgresql(c) = conn {
-        let receipts = group::store(c, reqs)?;
-        if receipts.iter().any(|r| !matches!(r, Receipt::Repeat(_))) {
-            super::announce(conn)?;
-        }
-        return Ok(receipts);
+        // Other processes' workers were told when the group's transaction opened (`turns`).
+        return group::store(c, reqs);
     }
     reqs.iter()
         .map(|r| store_request_stepwise(conn, r))
@@ -382,12 +379,12 @@ struct LineRow<'a> {
     last_order_exported: Option<NaiveDateTime>,
 }
 
-/// Inserts request lines (numbered from 1) in chunks under both backends' bind-parameter limits.
+/// Inserts request lines (numbered from 1) one statement each: SQLite (the one caller, in process)
+/// runs the same prepared single-row insert again faster than it prepares a many-row insert whose
+/// text changes with the number of lines.
 fn insert_lines(conn: &mut DbConnection, id: i64, lines: &[NewLine<'_>]) -> QueryResult<()> {
-    let rows: Vec<LineRow<'_>> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| LineRow {
+    for (i, l) in lines.iter().enumerate() {
+        let row = LineRow {
             request_id: id,
             line_no: i as i32 + 1,
             sku: l.sku,
@@ -395,11 +392,9 @@ fn insert_lines(conn: &mut DbConnection, id: i64, lines: &[NewLine<'_>]) -> Quer
             qty: l.qty,
             seq: l.seq,
             last_order_exported: l.last_order_exported,
-        })
-        .collect();
-    for chunk in rows.chunks(1000) {
+        };
         crate::with_backend!(&mut *conn, |c| diesel::insert_into(request_lines::table)
-            .values(chunk)
+            .values(&row)
             .execute(c))?;
     }
     Ok(())
