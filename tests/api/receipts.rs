@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use wharf::db::DbConnection;
 use wharf::db::schema::{request_lines, requests};
 use wharf::messages::{InventoryLine, InventoryMessage, ShipmentLine, ShipmentMessage};
-use wharf::queue::{Incoming, IncomingMessage, Receipt};
+use wharf::queue::{Incoming, IncomingMessage, Receipt, ReceiveError, Sender};
 
 use crate::both_backends;
 use crate::helpers::{
@@ -24,6 +24,7 @@ use crate::helpers::{
 both_backends!(
     senders_arriving_together_get_exact_answers,
     a_group_stores_every_message_but_the_one_whose_insert_fails,
+    a_group_refuses_only_the_messages_whose_session_is_not_valid,
     a_server_killed_while_receiving_keeps_every_message_it_acknowledged
 );
 
@@ -144,6 +145,11 @@ async fn senders_arriving_together_get_exact_answers(backend: Backend) {
 
 /// An inventory message from the test user with one line per SKU.
 fn inventory(seq: i64, skus: &[&str], qty: i32) -> Incoming {
+    inventory_from(Sender::User(USER.into()), seq, skus, qty)
+}
+
+/// An inventory message from `sender` with one line per SKU.
+fn inventory_from(sender: Sender, seq: i64, skus: &[&str], qty: i32) -> Incoming {
     let body = format!(
         "<inventory seq=\"{seq}\" qty=\"{qty}\">{}</inventory>",
         skus.join(",")
@@ -158,8 +164,8 @@ fn inventory(seq: i64, skus: &[&str], qty: i32) -> Incoming {
             last_order_exported: None,
         })
         .collect();
-    Incoming::new(
-        USER,
+    Incoming::from(
+        sender,
         body.into_bytes(),
         IncomingMessage::Inventory(InventoryMessage {
             message_seq_id: seq,
@@ -268,6 +274,51 @@ async fn a_group_stores_every_message_but_the_one_whose_insert_fails(backend: Ba
         ]
     );
     app.expect_leftovers("the shipments wait for orders that do not exist");
+}
+
+/// Sessions are checked in the transaction that stores the group: a message whose session was
+/// ended, or never existed, is refused and stores nothing, and the others of its group are stored
+/// from the user their session names.
+async fn a_group_refuses_only_the_messages_whose_session_is_not_valid(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (live, ended) = (app.login().await, app.login().await);
+    let end = format!(
+        "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:ns1=\"urn:Magento\">\
+         <SOAP-ENV:Body><ns1:endSession><sessionId>{ended}</sessionId></ns1:endSession></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+    );
+    assert_eq!(app.post_soap(end).await.0, 200);
+    let lifetimes = wharf::auth::Lifetimes {
+        session_idle: chrono::TimeDelta::hours(1),
+        max: chrono::TimeDelta::days(1),
+    };
+    let session = move |id: &str| Sender::Session(id.to_string(), lifetimes);
+    let answers = app
+        .with_conn(move |c| {
+            wharf::queue::receive_group(
+                c,
+                vec![
+                    inventory_from(session(&live), 1, &["GR-1"], 4),
+                    inventory_from(session(&ended), 2, &["GR-2"], 4),
+                    inventory_from(session("no-such-session"), 3, &["GR-3"], 4),
+                    inventory_from(session(&live), 4, &["GR-4"], 4),
+                ],
+            )
+        })
+        .await;
+    let refused = |r: &wharf::queue::Received| matches!(r, Err(ReceiveError::Refused(_)));
+    assert_eq!(kinds(&answers), ["queued", "failed", "failed", "queued"]);
+    assert!(refused(&answers[1]) && refused(&answers[2]), "{answers:?}");
+    for answer in [&answers[0], &answers[3]] {
+        assert!(
+            matches!(answer, Ok((_, user)) if user == USER),
+            "{answer:?}"
+        );
+    }
+    let stored: Vec<i64> = stored_requests(&app).await.iter().map(|r| r.0).collect();
+    assert_eq!(stored, [1, 4]);
+    app.drain().await;
+    assert_eq!(app.stock_of("GR-2").await, None);
+    assert_eq!(app.stock_of("GR-4").await.map(|s| s.0), Some(4));
 }
 
 /// A `wharf serve` process (worker off) on the test's database and its address.

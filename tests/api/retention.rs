@@ -359,6 +359,20 @@ async fn clean_deletes_only_old_finished_records_and_a_dry_run_nothing(backend: 
         let err = wharf_err(&app, &["requests", "show", &ids[&seq].to_string()]).await;
         assert!(err.contains("does not exist"), "{err}");
     }
+    // Their lines went with them (on PostgreSQL no foreign key deletes them: the clean does).
+    let orphans: i64 = app
+        .with_conn(|c| {
+            use wharf::db::schema::request_lines;
+            request_lines::table
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    requests::table.filter(requests::id.eq(request_lines::request_id)),
+                )))
+                .count()
+                .get_result(c)
+                .unwrap()
+        })
+        .await;
+    assert_eq!(orphans, 0, "lines of deleted requests are left");
     let mut depth = app.queue_depth().await;
     depth.sort();
     let expected: Vec<(String, i64)> = ["dead", "processed", "processing", "queued"]
