@@ -1,9 +1,10 @@
 //! SOAP endpoints: `POST /soap` and the Magento 1 aliases, and the WSDLs.
 //!
-//! Each call is parsed on the blocking pool, its password (if it carries one) checked by the
+//! Each call is parsed on the thread that read it, its password (if it carries one) checked by the
 //! process-wide [`crate::auth::PasswordChecker`] without a thread or connection held while it waits,
-//! then authenticated, validated and stored in one transaction on the blocking pool, and only then
-//! answered.
+//! and a valid inventory update or shipment is stored by the group commit ([`queue::receive`]),
+//! which authenticates its session or token in the storing transaction; only then is it answered.
+//! Everything else that needs the database (refusals, logins) is handled on the blocking pool.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
